@@ -1,0 +1,344 @@
+package testenv
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/rueidis"
+	"github.com/tenancykit/tenancy/tenant"
+)
+
+// Main runs the package's tests and then drops the database and roles that
+// [PostgreSQL] created and removes any container started for them. Use it
+// from TestMain:
+//
+//	func TestMain(m *testing.M) { testenv.Main(m) }
+func Main(m *testing.M) {
+	code := m.Run()
+	teardown()
+	os.Exit(code)
+}
+
+// PG is the package's own PostgreSQL database and roles.
+type PG struct {
+	// AdminURL connects to the package's database with admin rights. Use it
+	// only to arrange what a test needs (a privileged role, a broken
+	// catalog state), never as the connection under test.
+	AdminURL string
+	// Database is the name of the package's database.
+	Database string
+	// OwnerRole owns Database: it provisions tenants and runs migrations.
+	OwnerRole string
+	// OwnerURL connects to Database as OwnerRole.
+	OwnerURL string
+	// AppRole is NOSUPERUSER, NOBYPASSRLS and owns nothing: the role the
+	// tenant-scoped pool uses, subject to every RLS policy.
+	AppRole string
+	// AppURL connects to Database as AppRole.
+	AppURL string
+
+	base      string
+	serverURL string
+	roles     atomic.Int64
+}
+
+var (
+	pgState struct {
+		once sync.Once
+		pg   *PG
+		svc  Service
+		err  error
+	}
+	redisState struct {
+		once sync.Once
+		svc  Service
+		err  error
+	}
+)
+
+// PostgreSQL returns the package's database, creating it with its roles on
+// first use. When no server can be found the test is skipped, or fails under
+// TENANCY_REQUIRE_SERVICES=1.
+func PostgreSQL(t testing.TB) *PG {
+	t.Helper()
+	pgState.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		pgState.svc, pgState.err = FindPostgreSQL(ctx)
+		if pgState.err == nil {
+			pgState.pg, pgState.err = setupPG(ctx, pgState.svc.URL)
+		}
+	})
+	if pgState.err != nil {
+		unavailable(t, pgState.err)
+	}
+	return pgState.pg
+}
+
+// Redis returns the address of a Redis server. When none can be found the
+// test is skipped, or fails under TENANCY_REQUIRE_SERVICES=1. Packages share
+// the server: keep each test's keys apart with [Tenant] or [UniqueID].
+func Redis(t testing.TB) string {
+	t.Helper()
+	redisState.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		redisState.svc, redisState.err = FindRedis(ctx)
+	})
+	if redisState.err != nil {
+		unavailable(t, redisState.err)
+	}
+	return redisState.svc.URL
+}
+
+// RedisClient returns a rueidis client of the [Redis] server, closed when the
+// test ends.
+func RedisClient(t testing.TB) rueidis.Client {
+	t.Helper()
+	addr := Redis(t)
+	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}})
+	if err != nil {
+		t.Fatalf("testenv: connect to Redis at %s: %v", addr, err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+func unavailable(t testing.TB, err error) {
+	t.Helper()
+	if RequireServices() {
+		t.Fatalf("testenv: %v (%s=1, so a missing service fails the run)", err, EnvRequireServices)
+	}
+	t.Skipf("testenv: %v (skipping; set %s=1 to fail instead)", err, EnvRequireServices)
+}
+
+// OwnerPool returns a pool connected as the owner role, closed when the test ends.
+func (p *PG) OwnerPool(t testing.TB) *pgxpool.Pool { t.Helper(); return p.pool(t, p.OwnerURL) }
+
+// AppPool returns a plain pgx pool connected as the app role, closed when the test ends.
+func (p *PG) AppPool(t testing.TB) *pgxpool.Pool { t.Helper(); return p.pool(t, p.AppURL) }
+
+// AdminPool returns a pool with admin rights on the package's database,
+// closed when the test ends. Only for arranging test state.
+func (p *PG) AdminPool(t testing.TB) *pgxpool.Pool { t.Helper(); return p.pool(t, p.AdminURL) }
+
+// AppConfig returns a pool config for the app role.
+func (p *PG) AppConfig(t testing.TB) *pgxpool.Config {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(p.AppURL)
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	return cfg
+}
+
+// CreateRole creates a login role with the given attributes (e.g.
+// "BYPASSRLS" or "SUPERUSER"), allowed to connect to the package's database,
+// and returns its URL. The role is dropped when the test ends.
+func (p *PG) CreateRole(t testing.TB, attributes string) string {
+	t.Helper()
+	ctx := context.Background()
+	name := fmt.Sprintf("%s_r%d", p.base, p.roles.Add(1))
+	password := randomHex(12)
+	admin := p.AdminPool(t)
+	if _, err := admin.Exec(ctx, fmt.Sprintf("CREATE ROLE %s LOGIN %s PASSWORD '%s'", ident(name), attributes, password)); err != nil {
+		t.Fatalf("testenv: create role %s: %v", name, err)
+	}
+	if _, err := admin.Exec(ctx, fmt.Sprintf("GRANT CONNECT ON DATABASE %s TO %s", ident(p.Database), ident(name))); err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	t.Cleanup(func() {
+		a, err := pgx.Connect(context.Background(), p.AdminURL)
+		if err != nil {
+			return
+		}
+		defer a.Close(context.Background())
+		_, _ = a.Exec(context.Background(), "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", name)
+		_, _ = a.Exec(context.Background(), "DROP OWNED BY "+ident(name))
+		_, _ = a.Exec(context.Background(), "DROP ROLE IF EXISTS "+ident(name))
+	})
+	return roleURL(p.serverURL, name, password, p.Database)
+}
+
+func (p *PG) pool(t testing.TB, url string) *pgxpool.Pool {
+	t.Helper()
+	pool, err := pgxpool.New(context.Background(), url)
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+// Tenant returns a valid tenant whose ID and slug no other test, in this or
+// any other package running at the same time, will use.
+func Tenant(t testing.TB, slugPrefix string) tenant.Tenant {
+	t.Helper()
+	suffix := randomHex(5)
+	tn, err := tenant.New(UniqueID(slugPrefix), slugPrefix+"_"+suffix)
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	return tn
+}
+
+var idCounter atomic.Int64
+
+// UniqueID returns a valid tenant ID starting with prefix that no other
+// process running now will produce.
+func UniqueID(prefix string) string {
+	return fmt.Sprintf("%s-%d-%d-%s", prefix, os.Getpid(), idCounter.Add(1), randomHex(3))
+}
+
+const namePrefix = "tt_"
+
+// setupPG creates the package's roles and database. Names carry the creation
+// time so a later run can drop what a crashed run left behind.
+func setupPG(ctx context.Context, adminURL string) (*PG, error) {
+	admin, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return nil, fmt.Errorf("PostgreSQL: %w", err)
+	}
+	defer admin.Close(context.WithoutCancel(ctx))
+	sweepStale(ctx, admin)
+
+	base := fmt.Sprintf("%s%s_%d_%s", namePrefix, packageName(), time.Now().Unix(), randomHex(3))
+	pg := &PG{base: base, Database: base, OwnerRole: base + "_owner", AppRole: base + "_app", serverURL: adminURL}
+	ownerPW, appPW := randomHex(12), randomHex(12)
+	stmts := []string{
+		fmt.Sprintf("CREATE ROLE %s LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE PASSWORD '%s'", ident(pg.OwnerRole), ownerPW),
+		fmt.Sprintf("CREATE ROLE %s LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOINHERIT PASSWORD '%s'", ident(pg.AppRole), appPW),
+		fmt.Sprintf("CREATE DATABASE %s OWNER %s", ident(pg.Database), ident(pg.OwnerRole)),
+		fmt.Sprintf("REVOKE ALL ON DATABASE %s FROM PUBLIC", ident(pg.Database)),
+		fmt.Sprintf("GRANT CONNECT, TEMPORARY ON DATABASE %s TO %s", ident(pg.Database), ident(pg.AppRole)),
+	}
+	for _, s := range stmts {
+		if _, err := admin.Exec(ctx, s); err != nil {
+			dropPG(context.WithoutCancel(ctx), admin, base)
+			return nil, fmt.Errorf("PostgreSQL: set up test database: %w", err)
+		}
+	}
+	pg.AdminURL = withDatabase(adminURL, pg.Database)
+	pg.OwnerURL = roleURL(adminURL, pg.OwnerRole, ownerPW, pg.Database)
+	pg.AppURL = roleURL(adminURL, pg.AppRole, appPW, pg.Database)
+	return pg, nil
+}
+
+func teardown() {
+	if pg := pgState.pg; pg != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		if admin, err := pgx.Connect(ctx, pgState.svc.URL); err == nil {
+			dropPG(ctx, admin, pg.base)
+			admin.Close(ctx)
+		}
+		cancel()
+	}
+	if pgState.svc.Close != nil {
+		pgState.svc.Close()
+	}
+	if redisState.svc.Close != nil {
+		redisState.svc.Close()
+	}
+}
+
+func dropPG(ctx context.Context, admin *pgx.Conn, base string) {
+	_, _ = admin.Exec(ctx, fmt.Sprintf("DROP DATABASE IF EXISTS %s WITH (FORCE)", ident(base)))
+	rows, err := admin.Query(ctx, "SELECT rolname FROM pg_roles WHERE starts_with(rolname, $1)", base+"_")
+	if err != nil {
+		return
+	}
+	roles, _ := pgx.CollectRows(rows, pgx.RowTo[string])
+	for _, r := range roles {
+		_, _ = admin.Exec(ctx, "DROP ROLE IF EXISTS "+ident(r))
+	}
+}
+
+var staleName = regexp.MustCompile(`^tt_[a-z0-9_]*?_(\d{9,})_[0-9a-f]{6}$`)
+
+// sweepStale drops test databases (and their roles) older than six hours:
+// leftovers of runs that were killed before Main could clean up.
+func sweepStale(ctx context.Context, admin *pgx.Conn) {
+	rows, err := admin.Query(ctx, "SELECT datname FROM pg_database WHERE starts_with(datname, $1)", namePrefix)
+	if err != nil {
+		return
+	}
+	names, _ := pgx.CollectRows(rows, pgx.RowTo[string])
+	for _, n := range names {
+		m := staleName.FindStringSubmatch(n)
+		if m == nil {
+			continue
+		}
+		if sec, err := strconv.ParseInt(m[1], 10, 64); err == nil && time.Since(time.Unix(sec, 0)) > 6*time.Hour {
+			dropPG(ctx, admin, n)
+		}
+	}
+}
+
+// packageName is the test binary's package, e.g. "pgtenant" for pgtenant.test.
+func packageName() string {
+	name := strings.TrimSuffix(filepath.Base(os.Args[0]), ".test")
+	var b strings.Builder
+	for _, c := range strings.ToLower(name) {
+		if c >= 'a' && c <= 'z' || c >= '0' && c <= '9' {
+			b.WriteRune(c)
+		}
+		if b.Len() == 16 {
+			break
+		}
+	}
+	if b.Len() == 0 {
+		return "pkg"
+	}
+	return b.String()
+}
+
+func roleURL(adminURL, role, password, db string) string {
+	cfg, err := pgx.ParseConfig(adminURL)
+	if err != nil {
+		return ""
+	}
+	user := url.User(role)
+	if password != "" {
+		user = url.UserPassword(role, password)
+	}
+	u := url.URL{
+		Scheme:   "postgres",
+		User:     user,
+		Host:     net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))),
+		Path:     "/" + db,
+		RawQuery: "sslmode=disable",
+	}
+	return u.String()
+}
+
+func withDatabase(adminURL, db string) string {
+	cfg, err := pgx.ParseConfig(adminURL)
+	if err != nil {
+		return ""
+	}
+	return roleURL(adminURL, cfg.User, cfg.Password, db)
+}
+
+// ident quotes a name that this package generated itself.
+func ident(name string) string { return pgx.Identifier{name}.Sanitize() }
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
