@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"net/url"
@@ -28,7 +30,20 @@ import (
 // from TestMain:
 //
 //	func TestMain(m *testing.M) { testenv.Main(m) }
+//
+// Examples cannot skip themselves, so when a service is missing and
+// TENANCY_REQUIRE_SERVICES is not 1, Main skips the package's examples
+// (-test.skip=^Example) and says why.
 func Main(m *testing.M) {
+	flag.Parse()
+	if !RequireServices() {
+		_, pgErr := postgreSQL()
+		_, redisErr := redis()
+		if err := errors.Join(pgErr, redisErr); err != nil {
+			fmt.Fprintf(os.Stderr, "testenv: skipping examples: %v\n", err)
+			_ = flag.Set("test.skip", "^Example")
+		}
+	}
 	code := m.Run()
 	teardown()
 	os.Exit(code)
@@ -76,6 +91,25 @@ var (
 // TENANCY_REQUIRE_SERVICES=1.
 func PostgreSQL(t testing.TB) *PG {
 	t.Helper()
+	pg, err := postgreSQL()
+	if err != nil {
+		unavailable(t, err)
+	}
+	return pg
+}
+
+// ExamplePostgreSQL is [PostgreSQL] for testable examples, which have no
+// testing.TB: it panics when PostgreSQL is missing, which [Main] prevents
+// unless TENANCY_REQUIRE_SERVICES=1.
+func ExamplePostgreSQL() *PG {
+	pg, err := postgreSQL()
+	if err != nil {
+		panic(err)
+	}
+	return pg
+}
+
+func postgreSQL() (*PG, error) {
 	pgState.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
@@ -84,10 +118,16 @@ func PostgreSQL(t testing.TB) *PG {
 			pgState.pg, pgState.err = setupPG(ctx, pgState.svc.URL)
 		}
 	})
-	if pgState.err != nil {
-		unavailable(t, pgState.err)
-	}
-	return pgState.pg
+	return pgState.pg, pgState.err
+}
+
+func redis() (string, error) {
+	redisState.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		redisState.svc, redisState.err = FindRedis(ctx)
+	})
+	return redisState.svc.URL, redisState.err
 }
 
 // Redis returns the address of a Redis server. When none can be found the
@@ -95,15 +135,20 @@ func PostgreSQL(t testing.TB) *PG {
 // the server: keep each test's keys apart with [Tenant] or [UniqueID].
 func Redis(t testing.TB) string {
 	t.Helper()
-	redisState.once.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		redisState.svc, redisState.err = FindRedis(ctx)
-	})
-	if redisState.err != nil {
-		unavailable(t, redisState.err)
+	addr, err := redis()
+	if err != nil {
+		unavailable(t, err)
 	}
-	return redisState.svc.URL
+	return addr
+}
+
+// ExampleRedis is [Redis] for testable examples; see [ExamplePostgreSQL].
+func ExampleRedis() string {
+	addr, err := redis()
+	if err != nil {
+		panic(err)
+	}
+	return addr
 }
 
 // RedisClient returns a rueidis client of the [Redis] server, closed when the
@@ -189,10 +234,18 @@ func (p *PG) pool(t testing.TB, url string) *pgxpool.Pool {
 // any other package running at the same time, will use.
 func Tenant(t testing.TB, slugPrefix string) tenant.Tenant {
 	t.Helper()
-	suffix := randomHex(5)
-	tn, err := tenant.New(UniqueID(slugPrefix), slugPrefix+"_"+suffix)
+	tn, err := tenant.New(UniqueID(slugPrefix), slugPrefix+"_"+randomHex(5))
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
+	}
+	return tn
+}
+
+// NewTenant is [Tenant] for testable examples: it panics on a bad prefix.
+func NewTenant(slugPrefix string) tenant.Tenant {
+	tn, err := tenant.New(UniqueID(slugPrefix), slugPrefix+"_"+randomHex(5))
+	if err != nil {
+		panic(err)
 	}
 	return tn
 }

@@ -1,0 +1,114 @@
+package pgtenant
+
+import (
+	"fmt"
+	"regexp"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/tenancykit/tenancy/tenant"
+)
+
+// Mode selects how tenants are kept apart in the database.
+type Mode int
+
+const (
+	// SchemaPerTenant gives each tenant its own schema ([SchemaName]) and
+	// puts it first on the search_path of every statement, with the RLS
+	// setting as a second layer. The default.
+	SchemaPerTenant Mode = iota
+	// SharedTables (the "pool" model) keeps every tenant in the same tables:
+	// the search_path is left alone and only the RLS setting separates
+	// tenants.
+	SharedTables
+)
+
+func (m Mode) String() string {
+	switch m {
+	case SchemaPerTenant:
+		return "SchemaPerTenant"
+	case SharedTables:
+		return "SharedTables"
+	}
+	return fmt.Sprintf("Mode(%d)", int(m))
+}
+
+// Config configures [New]. Zero fields mean their documented defaults.
+type Config struct {
+	// PoolConfig is the pgx pool configuration, as for pgxpool.NewWithConfig.
+	// New works on a copy; the hooks in it still run (AfterConnect first,
+	// then the SDK's own). Required.
+	PoolConfig *pgxpool.Config
+	// Mode selects schema-per-tenant or shared tables. Defaults to
+	// SchemaPerTenant.
+	Mode Mode
+	// SharedSchemas follow the tenant's schema on the search_path, in order.
+	// Ignored in SharedTables mode. A nil slice defaults to ["public"]; an
+	// empty non-nil slice means none.
+	SharedSchemas []string
+	// Setting is the custom setting that carries the tenant ID to RLS
+	// policies, read with current_setting('<Setting>', true). It must have
+	// the form "prefix.name". Defaults to "app.tenant_id".
+	Setting string
+	// AllowPrivilegedRole lets New accept a superuser or BYPASSRLS role. Such
+	// a role ignores RLS; use it only when isolation by schema is all you
+	// want. Defaults to false.
+	AllowPrivilegedRole bool
+	// StatementCacheCapacity bounds the statements each connection keeps
+	// prepared. A statement is prepared per (tenant schema, SQL), so size it
+	// for distinct statements × tenants active at once; the least recently
+	// used is deallocated beyond it. Defaults to 1024.
+	StatementCacheCapacity int
+}
+
+// DefaultSetting is the setting name used when Config.Setting is empty.
+const DefaultSetting = "app.tenant_id"
+
+var settingPattern = regexp.MustCompile(`^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$`)
+
+type settings struct {
+	mode     Mode
+	shared   string // quoted shared schemas, ", "-prefixed
+	setting  string
+	capacity int
+	allow    bool
+}
+
+func (c Config) settings() (settings, error) {
+	s := settings{mode: c.Mode, setting: c.Setting, capacity: c.StatementCacheCapacity, allow: c.AllowPrivilegedRole}
+	if c.PoolConfig == nil {
+		return s, fmt.Errorf("%w: Config.PoolConfig is nil; build one with pgxpool.ParseConfig", ErrInvalidConfig)
+	}
+	if s.mode != SchemaPerTenant && s.mode != SharedTables {
+		return s, fmt.Errorf("%w: Config.Mode is %v; use SchemaPerTenant or SharedTables", ErrInvalidConfig, s.mode)
+	}
+	if s.setting == "" {
+		s.setting = DefaultSetting
+	}
+	if !settingPattern.MatchString(s.setting) {
+		return s, fmt.Errorf("%w: Config.Setting %q must look like \"prefix.name\" (lowercase letters, digits, _)", ErrInvalidConfig, s.setting)
+	}
+	if s.capacity == 0 {
+		s.capacity = 1024
+	}
+	if s.capacity < 1 {
+		return s, fmt.Errorf("%w: Config.StatementCacheCapacity is %d; use a positive number or 0 for the default", ErrInvalidConfig, s.capacity)
+	}
+	shared := c.SharedSchemas
+	if shared == nil {
+		shared = []string{"public"}
+	}
+	for _, name := range shared {
+		if name == "" || len(name) > 63 {
+			return s, fmt.Errorf("%w: Config.SharedSchemas has %q; schema names are 1-63 bytes", ErrInvalidConfig, name)
+		}
+		s.shared += ", " + pgx.Identifier{name}.Sanitize()
+	}
+	return s, nil
+}
+
+// SchemaName returns the schema that holds t's tables in SchemaPerTenant
+// mode: "tenant_" followed by the slug. Slug validation keeps it within
+// PostgreSQL's 63-byte identifier limit. Provisioning and migrations use the
+// same rule.
+func SchemaName(t tenant.Tenant) string { return "tenant_" + t.Slug }

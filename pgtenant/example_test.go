@@ -1,0 +1,126 @@
+package pgtenant_test
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/tenancykit/tenancy/internal/testenv"
+	"github.com/tenancykit/tenancy/pgtenant"
+	"github.com/tenancykit/tenancy/tenant"
+)
+
+// exampleSetup creates two tenants, acme and globex, each with a notes table
+// under RLS, as the provision package does, and returns the app role's URL.
+func exampleSetup() (appURL string, acme, globex tenant.Tenant) {
+	pg := testenv.ExamplePostgreSQL()
+	ctx := context.Background()
+	owner, err := pgxpool.New(ctx, pg.OwnerURL)
+	if err != nil {
+		panic(err)
+	}
+	defer owner.Close()
+	acme, globex = testenv.NewTenant("acme"), testenv.NewTenant("globex")
+	for _, t := range []tenant.Tenant{acme, globex} {
+		s := pgx.Identifier{pgtenant.SchemaName(t)}.Sanitize()
+		app := pgx.Identifier{pg.AppRole}.Sanitize()
+		policy := "tenant_id = nullif(current_setting('app.tenant_id', true), '')"
+		for _, sql := range []string{
+			"CREATE SCHEMA " + s,
+			"CREATE TABLE " + s + ".notes (id serial PRIMARY KEY, tenant_id text NOT NULL DEFAULT current_setting('app.tenant_id'), body text)",
+			"ALTER TABLE " + s + ".notes ENABLE ROW LEVEL SECURITY",
+			"ALTER TABLE " + s + ".notes FORCE ROW LEVEL SECURITY",
+			"CREATE POLICY tenant_isolation ON " + s + ".notes USING (" + policy + ") WITH CHECK (" + policy + ")",
+			"GRANT USAGE ON SCHEMA " + s + " TO " + app,
+			"GRANT SELECT, INSERT, UPDATE, DELETE ON " + s + ".notes TO " + app,
+			"GRANT USAGE ON ALL SEQUENCES IN SCHEMA " + s + " TO " + app,
+		} {
+			if _, err := owner.Exec(ctx, sql); err != nil {
+				panic(err)
+			}
+		}
+	}
+	return pg.AppURL, acme, globex
+}
+
+func ExampleNew() {
+	appURL, _, _ := exampleSetup()
+	ctx := context.Background()
+
+	cfg, err := pgxpool.ParseConfig(appURL)
+	if err != nil {
+		panic(err)
+	}
+	pool, err := pgtenant.New(ctx, pgtenant.Config{PoolConfig: cfg})
+	if err != nil {
+		panic(err)
+	}
+	defer pool.Close()
+
+	// Without a tenant in the context nothing runs.
+	_, err = pool.Exec(ctx, "SELECT 1")
+	fmt.Println(err)
+	// Output: tenant: no tenant in context
+}
+
+func ExamplePool_Query() {
+	appURL, acme, globex := exampleSetup()
+	cfg, _ := pgxpool.ParseConfig(appURL)
+	pool, err := pgtenant.New(context.Background(), pgtenant.Config{PoolConfig: cfg})
+	if err != nil {
+		panic(err)
+	}
+	defer pool.Close()
+
+	// The same SQL for both tenants: the context decides whose rows it sees.
+	for _, t := range []tenant.Tenant{acme, globex} {
+		ctx := tenant.NewContext(context.Background(), t)
+		if _, err := pool.Exec(ctx, "INSERT INTO notes (body) VALUES ($1)", "hello from "+t.Slug[:4]); err != nil {
+			panic(err)
+		}
+	}
+	for _, t := range []tenant.Tenant{acme, globex} {
+		ctx := tenant.NewContext(context.Background(), t)
+		rows, _ := pool.Query(ctx, "SELECT body FROM notes")
+		bodies, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			panic(err)
+		}
+		fmt.Println(bodies)
+	}
+	// Output:
+	// [hello from acme]
+	// [hello from glob]
+}
+
+func ExamplePool_BeginTx() {
+	appURL, acme, _ := exampleSetup()
+	cfg, _ := pgxpool.ParseConfig(appURL)
+	pool, err := pgtenant.New(context.Background(), pgtenant.Config{PoolConfig: cfg})
+	if err != nil {
+		panic(err)
+	}
+	defer pool.Close()
+	ctx := tenant.NewContext(context.Background(), acme)
+
+	// BEGIN and the tenant's settings go in one round trip; pgx.BeginFunc
+	// commits, or rolls back on error.
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		for _, body := range []string{"first", "second"} {
+			if _, err := tx.Exec(ctx, "INSERT INTO notes (body) VALUES ($1)", body); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		panic(err)
+	}
+	var n int
+	if err := pool.QueryRow(ctx, "SELECT count(*) FROM notes").Scan(&n); err != nil {
+		panic(err)
+	}
+	fmt.Println(n, "notes")
+	// Output: 2 notes
+}

@@ -1,0 +1,286 @@
+package pgtenant
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/tenancykit/tenancy/tenant"
+)
+
+// Pool is a pgx connection pool whose every statement runs inside the tenant
+// carried by its context. Hand it to a data layer where a *pgxpool.Pool would
+// go: it has the same methods, and satisfies sqlc's DBTX interface and
+// pgx.BeginFunc's.
+//
+// A call whose context carries no tenant returns [tenant.ErrNoTenant] before
+// any I/O. It is safe for concurrent use.
+type Pool struct {
+	pool     *pgxpool.Pool
+	cfg      settings
+	prepared bool     // the connections prepare statements (not Exec/simple mode)
+	conns    sync.Map // *pgx.Conn -> *connState
+}
+
+// New creates a Pool from cfg and checks that its role cannot bypass row
+// level security: a superuser or BYPASSRLS role is refused with a
+// *[PrivilegedRoleError] unless cfg.AllowPrivilegedRole is set.
+func New(ctx context.Context, cfg Config) (*Pool, error) {
+	s, err := cfg.settings()
+	if err != nil {
+		return nil, err
+	}
+	p := &Pool{cfg: s}
+	pc := cfg.PoolConfig.Copy()
+	switch pc.ConnConfig.DefaultQueryExecMode {
+	case pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol:
+	default:
+		p.prepared = true
+	}
+	userAfterConnect, userBeforeClose := pc.AfterConnect, pc.BeforeClose
+	pc.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+		if userAfterConnect != nil {
+			if err := userAfterConnect(ctx, c); err != nil {
+				return err
+			}
+		}
+		// Nothing tenant-specific happens here: another tenant may be the
+		// first to receive this connection.
+		if p.prepared {
+			if _, err := c.Prepare(ctx, scopeStmt, p.scopeSQL()); err != nil {
+				return fmt.Errorf("pgtenant: prepare scope statement: %w", err)
+			}
+		}
+		return nil
+	}
+	pc.BeforeClose = func(c *pgx.Conn) {
+		p.conns.Delete(c)
+		if userBeforeClose != nil {
+			userBeforeClose(c)
+		}
+	}
+	p.pool, err = pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("pgtenant: %w", err)
+	}
+	if !s.allow {
+		if err := p.checkRole(ctx); err != nil {
+			p.pool.Close()
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+func (p *Pool) checkRole(ctx context.Context) error {
+	var role string
+	var super, bypass bool
+	err := p.pool.QueryRow(ctx, "SELECT rolname, rolsuper, rolbypassrls FROM pg_catalog.pg_roles WHERE rolname = current_user").
+		Scan(&role, &super, &bypass)
+	if err != nil {
+		return fmt.Errorf("pgtenant: check role attributes: %w", err)
+	}
+	switch {
+	case super:
+		return &PrivilegedRoleError{Role: role, Attribute: "SUPERUSER"}
+	case bypass:
+		return &PrivilegedRoleError{Role: role, Attribute: "BYPASSRLS"}
+	}
+	return nil
+}
+
+// Exec runs sql in the tenant's scope, setting and statement in one round trip.
+func (p *Pool) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	sc, err := p.require(ctx)
+	if err != nil {
+		return pgconn.CommandTag{}, err
+	}
+	sql, args, opts, err := splitArgs(ctx, sql, args)
+	if err != nil {
+		return pgconn.CommandTag{}, err
+	}
+	c, err := p.pool.Acquire(ctx)
+	if err != nil {
+		return pgconn.CommandTag{}, err
+	}
+	defer c.Release()
+	if len(opts) > 0 {
+		return p.execInTx(ctx, c.Conn(), sc, sql, append(opts, args...))
+	}
+	for attempt := 0; ; attempt++ {
+		ct, key, err := p.execOnce(ctx, c.Conn(), sc, sql, args)
+		if err != nil && attempt == 0 && p.prepared && isStaleStatement(err) {
+			p.forget(ctx, c.Conn(), key)
+			continue // nothing ran: the statement failed before executing
+		}
+		return ct, err
+	}
+}
+
+func (p *Pool) execOnce(ctx context.Context, c *pgx.Conn, sc scope, sql string, args []any) (pgconn.CommandTag, stmtKey, error) {
+	br, key, err := p.send(ctx, c, sc, sql, args)
+	if err != nil {
+		return pgconn.CommandTag{}, key, err
+	}
+	ct, err := br.Exec()
+	if closeErr := br.Close(); err == nil {
+		err = closeErr
+	}
+	return ct, key, err
+}
+
+func (p *Pool) execInTx(ctx context.Context, c *pgx.Conn, sc scope, sql string, args []any) (pgconn.CommandTag, error) {
+	tx, err := p.beginScoped(ctx, c, sc, pgx.TxOptions{})
+	if err != nil {
+		return pgconn.CommandTag{}, err
+	}
+	ct, err := tx.Exec(ctx, sql, args...)
+	if err != nil {
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return ct, err
+	}
+	return ct, tx.Commit(ctx)
+}
+
+// send pipelines the scope statement and sql, reads the scope's result and
+// leaves the statement's result to the caller.
+func (p *Pool) send(ctx context.Context, c *pgx.Conn, sc scope, sql string, args []any) (pgx.BatchResults, stmtKey, error) {
+	key := stmtKey{schema: sc.schema, sql: sql}
+	b := &pgx.Batch{QueuedQueries: make([]*pgx.QueuedQuery, 0, 2)}
+	p.queueScope(b, sc)
+	if p.prepared {
+		name, err := p.statement(ctx, c, sc, sql)
+		if err != nil {
+			return nil, key, err
+		}
+		b.Queue(name, args...)
+	} else {
+		b.Queue(sql, args...)
+	}
+	br := c.SendBatch(ctx, b)
+	if _, err := br.Exec(); err != nil {
+		_ = br.Close()
+		return nil, key, fmt.Errorf("pgtenant: set scope of tenant %s: %w", sc.tenant, err)
+	}
+	return br, key, nil
+}
+
+// Query runs sql in the tenant's scope, setting and statement in one round
+// trip. The connection returns to the pool when the rows are closed.
+func (p *Pool) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	sc, err := p.require(ctx)
+	if err != nil {
+		return errRows{err}, err
+	}
+	sql, args, opts, err := splitArgs(ctx, sql, args)
+	if err != nil {
+		return errRows{err}, err
+	}
+	c, err := p.pool.Acquire(ctx)
+	if err != nil {
+		return errRows{err}, err
+	}
+	if len(opts) > 0 {
+		tx, err := p.beginScoped(ctx, c.Conn(), sc, pgx.TxOptions{})
+		if err != nil {
+			c.Release()
+			return errRows{err}, err
+		}
+		rows, err := tx.Query(ctx, sql, append(opts, args...)...)
+		if err != nil {
+			_ = tx.Rollback(context.WithoutCancel(ctx))
+			c.Release()
+			return errRows{err}, err
+		}
+		return &txRows{Rows: rows, tx: tx, ctx: ctx, release: c.Release}, nil
+	}
+	br, key, err := p.send(ctx, c.Conn(), sc, sql, args)
+	if err != nil {
+		c.Release()
+		return errRows{err}, err
+	}
+	rows, err := br.Query()
+	r := &batchRows{Rows: rows, br: br, p: p, ctx: ctx, conn: c, key: key}
+	if err != nil {
+		// As with pgxpool, a failed Query needs no Close from the caller.
+		r.Close()
+		return errRows{err}, err
+	}
+	return r, nil
+}
+
+// QueryRow runs sql in the tenant's scope like [Pool.Query]; errors are
+// deferred to Scan, which returns pgx.ErrNoRows when there is no row.
+func (p *Pool) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	rows, _ := p.Query(ctx, sql, args...)
+	return &row{rows: rows, retry: func() pgx.Rows { r, _ := p.Query(ctx, sql, args...); return r }}
+}
+
+// CopyFrom copies rows into tableName (resolved in the tenant's schema) in a
+// transaction that carries the tenant's scope, so RLS checks every row; see
+// [Tx.CopyFrom].
+func (p *Pool) CopyFrom(ctx context.Context, tableName pgx.Identifier, columnNames []string, rowSrc pgx.CopyFromSource) (int64, error) {
+	tx, err := p.Begin(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n, err := tx.CopyFrom(ctx, tableName, columnNames, rowSrc)
+	if err != nil {
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return n, err
+	}
+	return n, tx.Commit(ctx)
+}
+
+// Begin starts a transaction in the tenant's scope; see [Pool.BeginTx].
+func (p *Pool) Begin(ctx context.Context) (pgx.Tx, error) {
+	return p.BeginTx(ctx, pgx.TxOptions{})
+}
+
+// BeginTx starts a transaction in the tenant's scope: BEGIN and the settings
+// travel in one round trip, and the settings last until the transaction
+// ends. The connection returns to the pool on Commit or Rollback.
+func (p *Pool) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) {
+	sc, err := p.require(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c, err := p.pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	tx, err := p.beginScoped(ctx, c.Conn(), sc, opts)
+	if err != nil {
+		c.Release()
+		return nil, err
+	}
+	return &Tx{p: p, tx: tx, sc: sc, release: c.Release}, nil
+}
+
+// Ping checks that a connection can be acquired and answers. It needs no tenant.
+func (p *Pool) Ping(ctx context.Context) error { return p.pool.Ping(ctx) }
+
+// Stat returns the underlying pool's statistics.
+func (p *Pool) Stat() *pgxpool.Stat { return p.pool.Stat() }
+
+// Close closes every connection of the pool.
+func (p *Pool) Close() { p.pool.Close() }
+
+// Unscoped returns the underlying pgx pool for work that belongs to no
+// tenant, such as reading shared tables. Its statements run with the
+// session's default search_path and without the tenant setting, so RLS
+// policies show them no tenant's rows. Session state set through it stays on
+// the connection; the scoped methods override search_path, role and the
+// setting for every statement.
+func (p *Pool) Unscoped() *pgxpool.Pool { return p.pool }
+
+func (p *Pool) require(ctx context.Context) (scope, error) {
+	t, err := tenant.Require(ctx)
+	if err != nil {
+		return scope{}, err
+	}
+	return p.scopeFor(t), nil
+}
