@@ -53,7 +53,7 @@ func (p *Pool) Acquire(ctx context.Context) (*Conn, error) {
 	}
 	_, err = pc.Exec(ctx, resetSQL)
 	if err == nil {
-		_, err = pc.Exec(ctx, sessionSQL, append([]any{pgx.QueryExecModeExec}, sc.args...)...)
+		_, err = pc.Exec(ctx, sessionSQL, append([]any{pgx.QueryExecModeExec}, p.args(sc)...)...)
 	}
 	if err != nil {
 		destroy(c)
@@ -151,7 +151,7 @@ func (c *Conn) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) 
 	if err != nil {
 		return nil, err
 	}
-	return &Tx{p: c.p, tx: tx, sc: c.sc}, nil
+	return &Tx{p: c.p, sc: c.sc, conn: c.c.Conn(), tx: tx}, nil
 }
 
 // Ping checks the connection.

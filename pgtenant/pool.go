@@ -23,6 +23,7 @@ type Pool struct {
 	cfg      settings
 	prepared bool     // the connections prepare statements (not Exec/simple mode)
 	conns    sync.Map // *pgx.Conn -> *connState
+	scopes   scopeCache
 }
 
 // New creates a Pool from cfg and checks that its role cannot bypass row
@@ -121,6 +122,10 @@ func (p *Pool) Exec(ctx context.Context, sql string, args ...any) (pgconn.Comman
 }
 
 func (p *Pool) execOnce(ctx context.Context, c *pgx.Conn, sc scope, sql string, args []any) (pgconn.CommandTag, stmtKey, error) {
+	if p.prepared {
+		ct, err := p.execFast(ctx, c, sc, sql, args)
+		return ct, stmtKey{schema: sc.key, sql: sql}, err
+	}
 	br, key, err := p.send(ctx, c, sc, sql, args)
 	if err != nil {
 		return pgconn.CommandTag{}, key, err
@@ -148,7 +153,7 @@ func (p *Pool) execInTx(ctx context.Context, c *pgx.Conn, sc scope, sql string, 
 // send pipelines the scope statement and sql, reads the scope's result and
 // leaves the statement's result to the caller.
 func (p *Pool) send(ctx context.Context, c *pgx.Conn, sc scope, sql string, args []any) (pgx.BatchResults, stmtKey, error) {
-	key := stmtKey{schema: sc.schema, sql: sql}
+	key := stmtKey{schema: sc.key, sql: sql}
 	b := &pgx.Batch{QueuedQueries: make([]*pgx.QueuedQuery, 0, 2)}
 	p.queueScope(b, sc)
 	if p.prepared {
@@ -197,6 +202,14 @@ func (p *Pool) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, er
 		}
 		return &txRows{Rows: rows, tx: tx, ctx: ctx, release: c.Release}, nil
 	}
+	if p.prepared {
+		rows, err := p.queryFast(ctx, c, sc, sql, args)
+		if err != nil {
+			c.Release()
+			return errRows{err}, err
+		}
+		return rows, nil
+	}
 	br, key, err := p.send(ctx, c.Conn(), sc, sql, args)
 	if err != nil {
 		c.Release()
@@ -215,8 +228,23 @@ func (p *Pool) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, er
 // QueryRow runs sql in the tenant's scope like [Pool.Query]; errors are
 // deferred to Scan, which returns pgx.ErrNoRows when there is no row.
 func (p *Pool) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	if p.prepared {
+		sc, err := p.require(ctx)
+		if err != nil {
+			return &row{rows: errRows{err}}
+		}
+		stmt, stmtArgs, opts, err := splitArgs(ctx, sql, args)
+		if err != nil {
+			return &row{rows: errRows{err}}
+		}
+		if len(opts) == 0 {
+			r := &fastRow{p: p, ctx: ctx, sc: sc, sql: stmt, args: stmtArgs}
+			r.send()
+			return r
+		}
+	}
 	rows, _ := p.Query(ctx, sql, args...)
-	return &row{rows: rows, retry: func() pgx.Rows { r, _ := p.Query(ctx, sql, args...); return r }}
+	return &row{rows: rows, retry: p, ctx: ctx, sql: sql, args: args}
 }
 
 // CopyFrom copies rows into tableName (resolved in the tenant's schema) in a
@@ -240,9 +268,10 @@ func (p *Pool) Begin(ctx context.Context) (pgx.Tx, error) {
 	return p.BeginTx(ctx, pgx.TxOptions{})
 }
 
-// BeginTx starts a transaction in the tenant's scope: BEGIN and the settings
-// travel in one round trip, and the settings last until the transaction
-// ends. The connection returns to the pool on Commit or Rollback.
+// BeginTx starts a transaction in the tenant's scope. It takes a connection
+// now; BEGIN and the settings travel with the transaction's first statement,
+// in one round trip, and the settings last until the transaction ends. The
+// connection returns to the pool on Commit or Rollback.
 func (p *Pool) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) {
 	sc, err := p.require(ctx)
 	if err != nil {
@@ -252,12 +281,16 @@ func (p *Pool) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) 
 	if err != nil {
 		return nil, err
 	}
-	tx, err := p.beginScoped(ctx, c.Conn(), sc, opts)
-	if err != nil {
-		c.Release()
-		return nil, err
+	t := &Tx{p: p, sc: sc, conn: c.Conn(), opts: opts, release: c.Release}
+	if !p.prepared {
+		// Without prepared statements the first statement cannot be bound
+		// ahead of BEGIN; begin now, still with the scope in one round trip.
+		if err := t.begin(ctx); err != nil {
+			c.Release()
+			return nil, err
+		}
 	}
-	return &Tx{p: p, tx: tx, sc: sc, release: c.Release}, nil
+	return t, nil
 }
 
 // Ping checks that a connection can be acquired and answers. It needs no tenant.

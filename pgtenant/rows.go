@@ -10,8 +10,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// batchRows are the rows of a statement sent with its scope statement; closing
-// them reads the rest of the pipeline and returns the connection.
+// batchRows are the rows of a statement sent in a batch with its scope
+// statement; closing them reads the rest of the batch and, when conn is set,
+// returns the connection.
 type batchRows struct {
 	pgx.Rows
 	br     pgx.BatchResults
@@ -40,6 +41,9 @@ func (r *batchRows) Close() {
 	r.err = r.Rows.Err()
 	if err := r.br.Close(); r.err == nil {
 		r.err = err
+	}
+	if r.conn == nil { // rows of a transaction's first statement
+		return
 	}
 	if r.err != nil && r.p.prepared && isStaleStatement(r.err) {
 		r.p.forget(r.ctx, r.conn.Conn(), r.key)
@@ -113,14 +117,19 @@ func (e errRows) TypeMap() *pgtype.Map                         { return nil }
 // tables changed type after it was prepared) failed before it ran, so it is
 // sent once more.
 type row struct {
-	rows  pgx.Rows
-	retry func() pgx.Rows
+	rows pgx.Rows
+	// retry, when set, sends the statement again.
+	retry *Pool
+	ctx   context.Context
+	sql   string
+	args  []any
 }
 
 func (r *row) Scan(dest ...any) error {
 	err := scanOne(r.rows, dest)
 	if err != nil && r.retry != nil && isStaleStatement(err) {
-		err = scanOne(r.retry(), dest)
+		rows, _ := r.retry.Query(r.ctx, r.sql, r.args...)
+		err = scanOne(rows, dest)
 	}
 	return err
 }

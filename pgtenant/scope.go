@@ -23,21 +23,31 @@ const (
 	scopeSQLShared = "SELECT set_config('role', 'none', true), set_config($1, $2, true)"
 )
 
-// scope is one tenant's settings, computed once per call.
+// scope is the tenant a call runs for. Building it costs nothing; the
+// scope statement's arguments are derived from it when needed.
 type scope struct {
 	tenant tenant.Tenant
-	schema string // "" in SharedTables mode
-	args   []any  // arguments of the scope statement
+	// key names the tenant's schema in statement keys: the slug, since the
+	// schema name is a function of it, or "" in SharedTables mode, where
+	// statements do not vary by tenant.
+	key string
 }
 
 func (p *Pool) scopeFor(t tenant.Tenant) scope {
 	if p.cfg.mode == SharedTables {
-		return scope{tenant: t, args: []any{p.cfg.setting, t.ID}}
+		return scope{tenant: t}
 	}
-	schema := SchemaName(t)
+	return scope{tenant: t, key: t.Slug}
+}
+
+// args returns the arguments of the scope statement.
+func (p *Pool) args(sc scope) []any {
+	if p.cfg.mode == SharedTables {
+		return []any{p.cfg.setting, sc.tenant.ID}
+	}
 	// pg_temp goes last so a temporary table can never shadow a tenant table.
-	path := pgx.Identifier{schema}.Sanitize() + p.cfg.shared + ", pg_temp"
-	return scope{tenant: t, schema: schema, args: []any{path, p.cfg.setting, t.ID}}
+	path := pgx.Identifier{SchemaName(sc.tenant)}.Sanitize() + p.cfg.shared + ", pg_temp"
+	return []any{path, p.cfg.setting, sc.tenant.ID}
 }
 
 func (p *Pool) scopeSQL() string {
@@ -52,9 +62,9 @@ func (p *Pool) scopeSQL() string {
 // the simple protocol, e.g. behind a pooler that cannot keep them).
 func (p *Pool) queueScope(b *pgx.Batch, sc scope) {
 	if p.prepared {
-		b.Queue(scopeStmt, sc.args...)
+		b.Queue(scopeStmt, p.args(sc)...)
 	} else {
-		b.Queue(p.scopeSQL(), sc.args...)
+		b.Queue(p.scopeSQL(), p.args(sc)...)
 	}
 }
 
@@ -64,22 +74,25 @@ func (p *Pool) queueScope(b *pgx.Batch, sc scope) {
 // a connection, and tenants whose tables differ in column types never share
 // a plan (SQLSTATE 0A000, "cached plan must not change result type").
 type stmtKey struct {
-	schema string
+	schema string // scope.key
 	sql    string
 }
 
 type stmtEntry struct {
 	key  stmtKey
 	name string
+	sd   *pgconn.StatementDescription
 }
 
 // connState is what the pool remembers about one connection: the statements
 // prepared on it, least recently used last. A connection is used by one
 // goroutine at a time, so it needs no lock.
 type connState struct {
-	stmts map[stmtKey]*list.Element
-	lru   list.List
-	seq   uint64
+	stmts   map[stmtKey]*list.Element
+	lru     list.List
+	seq     uint64
+	scopeSD *pgconn.StatementDescription
+	eqb     pgx.ExtendedQueryBuilder
 }
 
 func (p *Pool) state(c *pgx.Conn) *connState {
@@ -126,10 +139,11 @@ func (p *Pool) prepareInScope(ctx context.Context, c *pgx.Conn, key stmtKey) (st
 	}
 	st.seq++
 	name := "tenancy_" + strconv.FormatUint(st.seq, 10)
-	if _, err := c.Prepare(ctx, name, key.sql); err != nil {
+	sd, err := c.Prepare(ctx, name, key.sql)
+	if err != nil {
 		return "", err
 	}
-	st.stmts[key] = st.lru.PushFront(&stmtEntry{key: key, name: name})
+	st.stmts[key] = st.lru.PushFront(&stmtEntry{key: key, name: name, sd: sd})
 	for len(st.stmts) > p.cfg.capacity {
 		old := st.lru.Back()
 		e := old.Value.(*stmtEntry)
@@ -146,11 +160,11 @@ func (p *Pool) prepareInScope(ctx context.Context, c *pgx.Conn, key stmtKey) (st
 // on first use inside a short transaction that carries the tenant's scope, so
 // the statement is parsed against the tenant's own tables.
 func (p *Pool) statement(ctx context.Context, c *pgx.Conn, sc scope, sql string) (string, error) {
-	key := stmtKey{schema: sc.schema, sql: sql}
+	key := stmtKey{schema: sc.key, sql: sql}
 	if name, ok := p.state(c).cachedName(key); ok {
 		return name, nil
 	}
-	if sc.schema == "" { // SharedTables: the search_path does not vary by tenant
+	if sc.key == "" { // SharedTables: the search_path does not vary by tenant
 		return p.prepareInScope(ctx, c, key)
 	}
 	tx, err := p.beginScoped(ctx, c, sc, pgx.TxOptions{})

@@ -2,6 +2,7 @@ package pgtenant
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -46,7 +47,7 @@ func (s *scoped) resolve(ctx context.Context, sql string, args []any) (string, [
 	if len(opts) > 0 || !s.p.prepared {
 		return sql, append(opts, args...), nil
 	}
-	name, err := s.p.prepareInScope(ctx, s.conn(), stmtKey{schema: s.sc.schema, sql: sql})
+	name, err := s.p.prepareInScope(ctx, s.conn(), stmtKey{schema: s.sc.key, sql: sql})
 	return name, args, err
 }
 
@@ -80,14 +81,19 @@ func (s *scoped) batch(ctx context.Context, b *pgx.Batch) (*pgx.Batch, error) {
 }
 
 // Tx is a transaction in one tenant's scope, returned by [Pool.Begin] and
-// [Pool.BeginTx] as a pgx.Tx. The tenant's settings were set with BEGIN and
+// [Pool.BeginTx] as a pgx.Tx. BEGIN and the tenant's settings are sent with
+// the transaction's first statement, all in one round trip, and the settings
 // last until Commit or Rollback, which also return the connection to the
-// pool. Nested Begin creates a savepoint in the same scope.
+// pool. A transaction that ran no statement commits without a round trip.
+// Nested Begin creates a savepoint in the same scope.
 type Tx struct {
 	p       *Pool
-	tx      pgx.Tx
 	sc      scope
-	release func() // nil for a savepoint
+	conn    *pgx.Conn
+	opts    pgx.TxOptions
+	tx      pgx.Tx // nil until BEGIN was sent
+	release func() // nil for a savepoint or a session transaction
+	closed  bool
 	s       *scoped
 }
 
@@ -95,44 +101,111 @@ var _ pgx.Tx = (*Tx)(nil)
 
 func (t *Tx) scoped() *scoped {
 	if t.s == nil {
-		t.s = &scoped{p: t.p, sc: t.sc, conn: t.tx.Conn}
+		t.s = &scoped{p: t.p, sc: t.sc, conn: func() *pgx.Conn { return t.conn }}
 	}
 	return t.s
 }
+
+// begin sends BEGIN and the scope now, for the calls that cannot carry them
+// along with a statement.
+func (t *Tx) begin(ctx context.Context) error {
+	if t.closed {
+		return pgx.ErrTxClosed
+	}
+	if t.tx != nil {
+		return nil
+	}
+	tx, err := t.p.beginScoped(ctx, t.conn, t.sc, t.opts)
+	if err != nil {
+		return err
+	}
+	t.tx = tx
+	return nil
+}
+
+// beginWith sends BEGIN, the scope and the first statement in one round trip
+// and returns the batch positioned at the statement's result.
+func (t *Tx) beginWith(ctx context.Context, sql string, args []any) (pgx.BatchResults, error) {
+	if t.closed {
+		return nil, pgx.ErrTxClosed
+	}
+	if err := t.scoped().check(ctx); err != nil {
+		return nil, err
+	}
+	sql, args, opts, err := splitArgs(ctx, sql, args)
+	if err != nil {
+		return nil, err
+	}
+	if len(opts) > 0 {
+		return nil, errLazyOptions
+	}
+	name, err := t.p.statement(ctx, t.conn, t.sc, sql)
+	if err != nil {
+		return nil, err
+	}
+	b := &pgx.Batch{}
+	b.BeginTx(t.opts)
+	t.p.queueScope(b, t.sc)
+	b.Queue(name, args...)
+	br := t.conn.SendBatch(ctx, b)
+	t.tx = br.Tx()
+	for range 2 { // BEGIN, then the scope
+		if _, err := br.Exec(); err != nil {
+			_ = br.Close()
+			return nil, err
+		}
+	}
+	return br, nil
+}
+
+// errLazyOptions sends a first statement with explicit pgx options down the
+// path that begins first.
+var errLazyOptions = errors.New("pgtenant: options need an open transaction")
+
+// lazy reports whether the next statement should carry BEGIN.
+func (t *Tx) lazy() bool { return t.tx == nil && !t.closed && t.p.prepared }
 
 // Begin starts a pseudo nested transaction (a savepoint) in the same scope.
 func (t *Tx) Begin(ctx context.Context) (pgx.Tx, error) {
 	if err := t.scoped().check(ctx); err != nil {
 		return nil, err
 	}
+	if err := t.begin(ctx); err != nil {
+		return nil, err
+	}
 	inner, err := t.tx.Begin(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return &Tx{p: t.p, tx: inner, sc: t.sc}, nil
+	return &Tx{p: t.p, sc: t.sc, conn: t.conn, tx: inner}, nil
 }
 
 // Commit commits the transaction and returns the connection to the pool.
 func (t *Tx) Commit(ctx context.Context) error {
-	err := t.tx.Commit(ctx)
-	t.done()
-	return err
+	return t.end(func() error { return t.tx.Commit(ctx) })
 }
 
 // Rollback rolls the transaction back and returns the connection to the
 // pool. Like pgx, it returns pgx.ErrTxClosed after Commit or Rollback, so it
 // is safe to defer.
 func (t *Tx) Rollback(ctx context.Context) error {
-	err := t.tx.Rollback(ctx)
-	t.done()
-	return err
+	return t.end(func() error { return t.tx.Rollback(ctx) })
 }
 
-func (t *Tx) done() {
+func (t *Tx) end(finish func() error) error {
+	if t.closed {
+		return pgx.ErrTxClosed
+	}
+	t.closed = true
+	var err error
+	if t.tx != nil {
+		err = finish()
+	}
 	if t.release != nil {
 		t.release()
 		t.release = nil
 	}
+	return err
 }
 
 // CopyFrom copies rows into tableName, resolved in the tenant's schema, with
@@ -144,24 +217,45 @@ func (t *Tx) CopyFrom(ctx context.Context, tableName pgx.Identifier, columnNames
 	if err := t.scoped().check(ctx); err != nil {
 		return 0, err
 	}
+	if err := t.begin(ctx); err != nil {
+		return 0, err
+	}
 	return copyStaged(ctx, t.tx, tableName, columnNames, rowSrc)
 }
 
 // SendBatch sends b inside the transaction.
 func (t *Tx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
-	mapped, err := t.scoped().batch(ctx, b)
+	// Begin first: the batch's statements are prepared in the scope.
+	err := t.scoped().check(ctx)
+	if err == nil {
+		err = t.begin(ctx)
+	}
+	var mapped *pgx.Batch
+	if err == nil {
+		mapped, err = t.scoped().batch(ctx, b)
+	}
 	if err != nil {
 		return pgx.FailedBatchResults(b, err)
 	}
 	return t.tx.SendBatch(ctx, mapped)
 }
 
-// LargeObjects returns the transaction's large object manager.
-func (t *Tx) LargeObjects() pgx.LargeObjects { return t.tx.LargeObjects() }
+// LargeObjects returns the transaction's large object manager. It begins the
+// transaction first if no statement has yet.
+func (t *Tx) LargeObjects() pgx.LargeObjects {
+	_ = t.begin(context.Background())
+	if t.tx == nil {
+		return pgx.LargeObjects{}
+	}
+	return t.tx.LargeObjects()
+}
 
 // Prepare prepares a named statement in the transaction, as pgx.Tx does.
 func (t *Tx) Prepare(ctx context.Context, name, sql string) (*pgconn.StatementDescription, error) {
 	if err := t.scoped().check(ctx); err != nil {
+		return nil, err
+	}
+	if err := t.begin(ctx); err != nil {
 		return nil, err
 	}
 	return t.tx.Prepare(ctx, name, sql)
@@ -169,11 +263,44 @@ func (t *Tx) Prepare(ctx context.Context, name, sql string) (*pgconn.StatementDe
 
 // Exec runs sql in the transaction.
 func (t *Tx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	if t.lazy() {
+		br, err := t.beginWith(ctx, sql, args)
+		if err == nil {
+			ct, err := br.Exec()
+			if closeErr := br.Close(); err == nil {
+				err = closeErr
+			}
+			return ct, err
+		}
+		if err != errLazyOptions {
+			return pgconn.CommandTag{}, err
+		}
+	}
+	if err := t.begin(ctx); err != nil {
+		return pgconn.CommandTag{}, err
+	}
 	return t.scoped().exec(ctx, func(s string, a ...any) (pgconn.CommandTag, error) { return t.tx.Exec(ctx, s, a...) }, sql, args)
 }
 
 // Query runs sql in the transaction.
 func (t *Tx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	if t.lazy() {
+		br, err := t.beginWith(ctx, sql, args)
+		if err == nil {
+			rows, err := br.Query()
+			if err != nil {
+				_ = br.Close()
+				return errRows{err}, err
+			}
+			return &batchRows{Rows: rows, br: br}, nil
+		}
+		if err != errLazyOptions {
+			return errRows{err}, err
+		}
+	}
+	if err := t.begin(ctx); err != nil {
+		return errRows{err}, err
+	}
 	return t.scoped().query(ctx, func(s string, a ...any) (pgx.Rows, error) { return t.tx.Query(ctx, s, a...) }, sql, args)
 }
 
@@ -184,7 +311,7 @@ func (t *Tx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
 }
 
 // Conn returns the transaction's underlying connection.
-func (t *Tx) Conn() *pgx.Conn { return t.tx.Conn() }
+func (t *Tx) Conn() *pgx.Conn { return t.conn }
 
 // Tenant returns the tenant the transaction belongs to.
 func (t *Tx) Tenant() tenant.Tenant { return t.sc.tenant }

@@ -197,14 +197,8 @@ func (p *PG) AppConfig(t testing.TB) *pgxpool.Config {
 // and returns its URL. The role is dropped when the test ends.
 func (p *PG) CreateRole(t testing.TB, attributes string) string {
 	t.Helper()
-	ctx := context.Background()
-	name := fmt.Sprintf("%s_r%d", p.base, p.roles.Add(1))
-	password := randomHex(12)
-	admin := p.AdminPool(t)
-	if _, err := admin.Exec(ctx, fmt.Sprintf("CREATE ROLE %s LOGIN %s PASSWORD '%s'", ident(name), attributes, password)); err != nil {
-		t.Fatalf("testenv: create role %s: %v", name, err)
-	}
-	if _, err := admin.Exec(ctx, fmt.Sprintf("GRANT CONNECT ON DATABASE %s TO %s", ident(p.Database), ident(name))); err != nil {
+	url, name, err := p.createRole(attributes)
+	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
 	t.Cleanup(func() {
@@ -217,7 +211,32 @@ func (p *PG) CreateRole(t testing.TB, attributes string) string {
 		_, _ = a.Exec(context.Background(), "DROP OWNED BY "+ident(name))
 		_, _ = a.Exec(context.Background(), "DROP ROLE IF EXISTS "+ident(name))
 	})
-	return roleURL(p.serverURL, name, password, p.Database)
+	return url
+}
+
+// PackageRole is [PG.CreateRole] for state shared by a package's tests and
+// benchmarks: the role lives until [Main] drops the package's database.
+func (p *PG) PackageRole(attributes string) (string, error) {
+	url, _, err := p.createRole(attributes)
+	return url, err
+}
+
+func (p *PG) createRole(attributes string) (url, name string, err error) {
+	ctx := context.Background()
+	name = fmt.Sprintf("%s_r%d", p.base, p.roles.Add(1))
+	password := randomHex(12)
+	admin, err := pgx.Connect(ctx, p.AdminURL)
+	if err != nil {
+		return "", "", err
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, fmt.Sprintf("CREATE ROLE %s LOGIN %s PASSWORD '%s'", ident(name), attributes, password)); err != nil {
+		return "", "", fmt.Errorf("create role %s: %w", name, err)
+	}
+	if _, err := admin.Exec(ctx, fmt.Sprintf("GRANT CONNECT ON DATABASE %s TO %s", ident(p.Database), ident(name))); err != nil {
+		return "", "", err
+	}
+	return roleURL(p.serverURL, name, password, p.Database), name, nil
 }
 
 func (p *PG) pool(t testing.TB, url string) *pgxpool.Pool {

@@ -1,0 +1,185 @@
+package pgtenant_test
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/tenancykit/tenancy/internal/testenv"
+	"github.com/tenancykit/tenancy/pgtenant"
+	"github.com/tenancykit/tenancy/tenant"
+)
+
+// benchTenants is the number of tenant schemas the benchmarks rotate over.
+const benchTenants, benchRows = 100, 100
+
+type benchEnv struct {
+	tenants []tenant.Tenant
+	ctxs    []context.Context
+	rawSQL  []string // schema-qualified, for the plain pool
+	rawURL  string   // a BYPASSRLS role: plain pgx, no tenancy machinery at all
+}
+
+var (
+	benchOnce sync.Once
+	benchData *benchEnv
+)
+
+func setupBench(b *testing.B) *benchEnv {
+	b.Helper()
+	pg := testenv.PostgreSQL(b)
+	benchOnce.Do(func() {
+		rawURL, err := pg.PackageRole("BYPASSRLS")
+		if err != nil {
+			b.Fatal(err)
+		}
+		env := &benchEnv{rawURL: rawURL}
+		rawCfg, err := pgx.ParseConfig(env.rawURL)
+		if err != nil {
+			b.Fatal(err)
+		}
+		owner := pg.OwnerPool(b)
+		env.tenants = createTenants(b, pg, "bench", benchTenants, benchRows)
+		for _, tn := range env.tenants {
+			s := pgx.Identifier{pgtenant.SchemaName(tn)}.Sanitize()
+			for _, sql := range []string{
+				"GRANT USAGE ON SCHEMA " + s + " TO " + pgx.Identifier{rawCfg.User}.Sanitize(),
+				"GRANT SELECT ON ALL TABLES IN SCHEMA " + s + " TO " + pgx.Identifier{rawCfg.User}.Sanitize(),
+				"ANALYZE " + s + ".items",
+			} {
+				if _, err := owner.Exec(context.Background(), sql); err != nil {
+					b.Fatal(err)
+				}
+			}
+			env.ctxs = append(env.ctxs, ctxFor(tn))
+			env.rawSQL = append(env.rawSQL, "SELECT name FROM "+s+".items WHERE id = $1")
+		}
+		benchData = env
+	})
+	if benchData == nil {
+		b.Fatal("benchmark setup failed")
+	}
+	return benchData
+}
+
+func benchPool(b *testing.B, url string) *pgxpool.Pool {
+	b.Helper()
+	p, err := pgxpool.New(context.Background(), url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(p.Close)
+	return p
+}
+
+// run calls op with a tenant index that rotates over every tenant, serially
+// or from parallel goroutines.
+func run(b *testing.B, parallel bool, op func(i int) error) {
+	b.ReportAllocs()
+	b.ResetTimer()
+	if !parallel {
+		for i := 0; i < b.N; i++ {
+			if err := op(i); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return
+	}
+	var seq atomic.Int64
+	b.RunParallel(func(pb *testing.PB) {
+		i := int(seq.Add(1)) * 7919
+		for pb.Next() {
+			i++
+			if err := op(i); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkQueryRow compares one primary-key read per tenant, tenants
+// rotating over 100 schemas:
+//
+//   - raw: plain pgxpool, schema-qualified SQL, a role that bypasses RLS
+//   - scoped: pgtenant (settings + statement in one round trip)
+//   - reset: the approach of the Python original, per checkout RESET ALL,
+//     SET search_path and set_config, then the statement
+func BenchmarkQueryRow(b *testing.B) {
+	env := setupBench(b)
+	pg := testenv.PostgreSQL(b)
+	for _, mode := range []string{"serial", "parallel"} {
+		parallel := mode == "parallel"
+		b.Run("mode="+mode+"/impl=raw", func(b *testing.B) {
+			p := benchPool(b, env.rawURL)
+			run(b, parallel, func(i int) error {
+				var name string
+				return p.QueryRow(context.Background(), env.rawSQL[i%benchTenants], 1+i%benchRows).Scan(&name)
+			})
+		})
+		b.Run("mode="+mode+"/impl=scoped", func(b *testing.B) {
+			p := newPool(b, pg, nil)
+			run(b, parallel, func(i int) error {
+				var name string
+				return p.QueryRow(env.ctxs[i%benchTenants], "SELECT name FROM items WHERE id = $1", 1+i%benchRows).Scan(&name)
+			})
+		})
+		b.Run("mode="+mode+"/impl=reset", func(b *testing.B) {
+			p := benchPool(b, pg.AppURL)
+			run(b, parallel, func(i int) error {
+				tn := env.tenants[i%benchTenants]
+				ctx := context.Background()
+				c, err := p.Acquire(ctx)
+				if err != nil {
+					return err
+				}
+				defer c.Release()
+				if _, err := c.Exec(ctx, "RESET ALL"); err != nil {
+					return err
+				}
+				if _, err := c.Exec(ctx, "SET search_path TO "+pgx.Identifier{pgtenant.SchemaName(tn)}.Sanitize()+", public"); err != nil {
+					return err
+				}
+				if _, err := c.Exec(ctx, "SELECT set_config('app.tenant_id', $1, false)", tn.ID); err != nil {
+					return err
+				}
+				var name string
+				return c.QueryRow(ctx, "SELECT name FROM items WHERE id = $1", 1+i%benchRows).Scan(&name)
+			})
+		})
+	}
+}
+
+// BenchmarkTx compares a transaction of one read: plain pgx (BEGIN, read,
+// COMMIT) against pgtenant, tenants rotating over 100 schemas.
+func BenchmarkTx(b *testing.B) {
+	env := setupBench(b)
+	pg := testenv.PostgreSQL(b)
+	for _, mode := range []string{"serial", "parallel"} {
+		parallel := mode == "parallel"
+		b.Run("mode="+mode+"/impl=raw", func(b *testing.B) {
+			p := benchPool(b, env.rawURL)
+			run(b, parallel, func(i int) error {
+				ctx := context.Background()
+				return pgx.BeginFunc(ctx, p, func(tx pgx.Tx) error {
+					var name string
+					return tx.QueryRow(ctx, env.rawSQL[i%benchTenants], 1+i%benchRows).Scan(&name)
+				})
+			})
+		})
+		b.Run("mode="+mode+"/impl=scoped", func(b *testing.B) {
+			p := newPool(b, pg, nil)
+			run(b, parallel, func(i int) error {
+				ctx := env.ctxs[i%benchTenants]
+				return pgx.BeginFunc(ctx, p, func(tx pgx.Tx) error {
+					var name string
+					return tx.QueryRow(ctx, "SELECT name FROM items WHERE id = $1", 1+i%benchRows).Scan(&name)
+				})
+			})
+		})
+	}
+}
+
