@@ -56,7 +56,7 @@ func (p *Pool) Acquire(ctx context.Context) (*Conn, error) {
 		_, err = pc.Exec(ctx, sessionSQL, append([]any{pgx.QueryExecModeExec}, p.args(sc)...)...)
 	}
 	if err != nil {
-		destroy(c)
+		p.destroy(c)
 		return nil, err
 	}
 	conn := &Conn{p: p, c: c, sc: sc}
@@ -74,21 +74,23 @@ func (c *Conn) Release() {
 	pc, held := c.c.Conn(), c.c
 	c.c = nil
 	if pc.IsClosed() || pc.PgConn().TxStatus() != 'I' {
-		destroy(held)
+		c.p.destroy(held)
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), resetTimeout)
 	defer cancel()
 	if _, err := pc.Exec(ctx, resetSQL); err != nil {
-		destroy(held)
+		c.p.destroy(held)
 		return
 	}
 	held.Release()
 }
 
-// destroy closes the connection instead of returning it to the pool.
-func destroy(c *pgxpool.Conn) {
+// destroy closes the connection instead of returning it to the pool. The pool
+// does not call BeforeClose for a hijacked connection, so its state goes here.
+func (p *Pool) destroy(c *pgxpool.Conn) {
 	pc := c.Hijack()
+	p.conns.Delete(pc)
 	ctx, cancel := context.WithTimeout(context.Background(), resetTimeout)
 	defer cancel()
 	_ = pc.Close(ctx)
@@ -147,11 +149,10 @@ func (c *Conn) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) 
 	if err := c.s.check(ctx); err != nil {
 		return nil, err
 	}
-	tx, err := c.c.Conn().BeginTx(ctx, opts)
-	if err != nil {
+	if _, err := c.c.Conn().Exec(ctx, beginSQL(opts)); err != nil {
 		return nil, err
 	}
-	return &Tx{p: c.p, sc: c.sc, conn: c.c.Conn(), tx: tx}, nil
+	return &Tx{p: c.p, sc: c.sc, conn: c.c.Conn(), opts: opts, open: true}, nil
 }
 
 // Ping checks the connection.

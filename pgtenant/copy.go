@@ -11,8 +11,9 @@ import (
 // PostgreSQL refuses COPY FROM into a table with row level security, so the
 // rows are copied into a table of the same columns that is dropped at commit,
 // then moved with INSERT ... SELECT, where every row passes the policy's
-// WITH CHECK. It needs the TEMPORARY privilege and must run in a transaction.
-func copyStaged(ctx context.Context, tx pgx.Tx, tableName pgx.Identifier, columnNames []string, rowSrc pgx.CopyFromSource) (int64, error) {
+// WITH CHECK. It needs the TEMPORARY privilege and must run in a transaction
+// that carries the tenant's scope.
+func copyStaged(ctx context.Context, tx *pgx.Conn, tableName pgx.Identifier, columnNames []string, rowSrc pgx.CopyFromSource) (int64, error) {
 	cols := make([]string, len(columnNames))
 	for i, c := range columnNames {
 		cols[i] = pgx.Identifier{c}.Sanitize()

@@ -75,11 +75,8 @@ func (p *Pool) sendFast(ctx context.Context, c *pgx.Conn, sc scope, sql string, 
 		return nil, err
 	}
 	st := p.state(c)
-	if st.scopeSD == nil {
-		// Prepared in AfterConnect; pgx answers from its map without I/O.
-		if st.scopeSD, err = c.Prepare(ctx, scopeStmt, p.scopeSQL()); err != nil {
-			return nil, err
-		}
+	if err := p.ensureScopeSD(ctx, c, st); err != nil {
+		return nil, err
 	}
 	if err := st.eqb.Build(c.TypeMap(), sd, args); err != nil {
 		return nil, fmt.Errorf("pgtenant: encode arguments: %w", err)
@@ -99,6 +96,17 @@ func (p *Pool) sendFast(ctx context.Context, c *pgx.Conn, sc scope, sql string, 
 		return nil, closeErr(mrr, sc.tenant)
 	}
 	return mrr, nil
+}
+
+// ensureScopeSD fills in the scope statement's description. The statement
+// was prepared in AfterConnect, so pgx answers from its map without I/O.
+func (p *Pool) ensureScopeSD(ctx context.Context, c *pgx.Conn, st *connState) error {
+	if st.scopeSD != nil {
+		return nil
+	}
+	sd, err := c.Prepare(ctx, scopeStmt, p.scopeSQL())
+	st.scopeSD = sd
+	return err
 }
 
 func closeErr(mrr *pgconn.MultiResultReader, t tenant.Tenant) error {
@@ -130,20 +138,21 @@ func (p *Pool) queryFast(ctx context.Context, c *pgxpool.Conn, sc scope, sql str
 		return nil, err
 	}
 	rows := pgx.RowsFromResultReader(c.Conn().TypeMap(), mrr.ResultReader())
-	return &fastRows{Rows: rows, mrr: mrr, p: p, ctx: ctx, conn: c, key: key}, nil
+	return &fastRows{Rows: rows, mrr: mrr, p: p, ctx: ctx, conn: c.Conn(), release: c.Release, key: key}, nil
 }
 
 // fastRows read the statement's result; closing them reads to the end of the
-// batch and returns the connection to the pool.
+// batch and, on the pool's statement path, returns the connection.
 type fastRows struct {
 	pgx.Rows
-	mrr    *pgconn.MultiResultReader
-	p      *Pool
-	ctx    context.Context
-	conn   *pgxpool.Conn
-	key    stmtKey
-	err    error
-	closed bool
+	mrr     *pgconn.MultiResultReader
+	p       *Pool
+	ctx     context.Context
+	conn    *pgx.Conn
+	release func() // nil inside a transaction
+	key     stmtKey
+	err     error
+	closed  bool
 }
 
 func (r *fastRows) Next() bool {
@@ -165,9 +174,11 @@ func (r *fastRows) Close() {
 		r.err = err
 	}
 	if r.err != nil && isStaleStatement(r.err) {
-		r.p.forget(r.ctx, r.conn.Conn(), r.key)
+		r.p.forget(r.ctx, r.conn, r.key)
 	}
-	r.conn.Release()
+	if r.release != nil {
+		r.release()
+	}
 }
 
 func (r *fastRows) Err() error {
@@ -178,34 +189,43 @@ func (r *fastRows) Err() error {
 }
 
 // Conn returns the connection the rows are read from.
-func (r *fastRows) Conn() *pgx.Conn { return r.conn.Conn() }
+func (r *fastRows) Conn() *pgx.Conn { return r.conn }
 
 // fastRow is QueryRow's result on the fast path: it scans straight from the
 // result reader, with no Rows in between.
 type fastRow struct {
-	p    *Pool
-	ctx  context.Context
-	sc   scope
-	sql  string
-	args []any
-	conn *pgxpool.Conn
-	mrr  *pgconn.MultiResultReader
-	err  error
+	p       *Pool
+	ctx     context.Context
+	sc      scope
+	sql     string
+	args    []any
+	conn    *pgx.Conn
+	release func()
+	pooled  bool // on the pool's path; inside a transaction nothing is retried
+	mrr     *pgconn.MultiResultReader
+	err     error
 }
 
+// send acquires a connection and sends the statement on the pool's path.
 func (r *fastRow) send() {
 	c, err := r.p.pool.Acquire(r.ctx)
 	if err != nil {
 		r.err = err
 		return
 	}
-	r.mrr, r.err = r.p.sendFast(r.ctx, c.Conn(), r.sc, r.sql, r.args)
+	r.conn, r.release = c.Conn(), c.Release
+	r.mrr, r.err = r.p.sendFast(r.ctx, r.conn, r.sc, r.sql, r.args)
 	if r.err != nil {
-		r.forgetIfStale(c.Conn())
-		c.Release()
-		return
+		r.forgetIfStale(r.conn)
+		r.done()
 	}
-	r.conn = c
+}
+
+func (r *fastRow) done() {
+	if r.release != nil {
+		r.release()
+		r.release = nil
+	}
 }
 
 func (r *fastRow) forgetIfStale(c *pgx.Conn) {
@@ -218,7 +238,7 @@ func (r *fastRow) forgetIfStale(c *pgx.Conn) {
 // whose plan went stale failed before it ran, so it is sent once more.
 func (r *fastRow) Scan(dest ...any) error {
 	err := r.scan(dest)
-	if err != nil && isStaleStatement(err) {
+	if err != nil && r.pooled && isStaleStatement(err) {
 		r.send()
 		err = r.scan(dest)
 	}
@@ -230,8 +250,7 @@ func (r *fastRow) scan(dest []any) error {
 		return r.err
 	}
 	c := r.conn
-	r.conn = nil
-	defer c.Release()
+	defer r.done()
 	for _, d := range dest {
 		if _, ok := d.(*pgtype.DriverBytes); ok {
 			r.err = fmt.Errorf("cannot scan into *pgtype.DriverBytes from QueryRow")
@@ -243,7 +262,7 @@ func (r *fastRow) scan(dest []any) error {
 	var scanErr error
 	found := rr.NextRow()
 	if found {
-		scanErr = pgx.ScanRow(c.Conn().TypeMap(), rr.FieldDescriptions(), rr.Values(), dest...)
+		scanErr = pgx.ScanRow(c.TypeMap(), rr.FieldDescriptions(), rr.Values(), dest...)
 	}
 	_, err := rr.Close()
 	if closeErr := r.mrr.Close(); err == nil {
@@ -252,7 +271,7 @@ func (r *fastRow) scan(dest []any) error {
 	switch {
 	case err != nil:
 		r.err = err
-		r.forgetIfStale(c.Conn())
+		r.forgetIfStale(c)
 	case scanErr != nil:
 		r.err = scanErr
 	case !found:

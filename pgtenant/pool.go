@@ -238,7 +238,7 @@ func (p *Pool) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
 			return &row{rows: errRows{err}}
 		}
 		if len(opts) == 0 {
-			r := &fastRow{p: p, ctx: ctx, sc: sc, sql: stmt, args: stmtArgs}
+			r := &fastRow{p: p, ctx: ctx, sc: sc, sql: stmt, args: stmtArgs, pooled: true}
 			r.send()
 			return r
 		}

@@ -92,6 +92,7 @@ type connState struct {
 	lru     list.List
 	seq     uint64
 	scopeSD *pgconn.StatementDescription
+	begins  map[string]*pgconn.StatementDescription // BEGIN statements by SQL
 	eqb     pgx.ExtendedQueryBuilder
 }
 

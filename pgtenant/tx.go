@@ -2,8 +2,9 @@ package pgtenant
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -84,16 +85,19 @@ func (s *scoped) batch(ctx context.Context, b *pgx.Batch) (*pgx.Batch, error) {
 // [Pool.BeginTx] as a pgx.Tx. BEGIN and the tenant's settings are sent with
 // the transaction's first statement, all in one round trip, and the settings
 // last until Commit or Rollback, which also return the connection to the
-// pool. A transaction that ran no statement commits without a round trip.
+// pool. A transaction that ran no statement ends without a round trip.
 // Nested Begin creates a savepoint in the same scope.
 type Tx struct {
 	p       *Pool
 	sc      scope
 	conn    *pgx.Conn
 	opts    pgx.TxOptions
-	tx      pgx.Tx // nil until BEGIN was sent
-	release func() // nil for a savepoint or a session transaction
-	closed  bool
+	open    bool   // BEGIN has been sent
+	closed  bool   // Commit or Rollback was called
+	release func() // returns the connection; nil for savepoints and session transactions
+	depth   int    // savepoint number; 0 for the transaction itself
+	nested  int    // savepoints created below this one
+	pgxTx   pgx.Tx // set when begun through pgx, for LargeObjects
 	s       *scoped
 }
 
@@ -106,101 +110,186 @@ func (t *Tx) scoped() *scoped {
 	return t.s
 }
 
-// begin sends BEGIN and the scope now, for the calls that cannot carry them
-// along with a statement.
+// begin sends BEGIN and the scope now, in one round trip, for the calls that
+// cannot carry them along with a statement.
 func (t *Tx) begin(ctx context.Context) error {
 	if t.closed {
 		return pgx.ErrTxClosed
 	}
-	if t.tx != nil {
+	if t.open {
 		return nil
 	}
 	tx, err := t.p.beginScoped(ctx, t.conn, t.sc, t.opts)
 	if err != nil {
 		return err
 	}
-	t.tx = tx
+	t.open, t.pgxTx = true, tx
 	return nil
 }
 
-// beginWith sends BEGIN, the scope and the first statement in one round trip
-// and returns the batch positioned at the statement's result.
-func (t *Tx) beginWith(ctx context.Context, sql string, args []any) (pgx.BatchResults, error) {
-	if t.closed {
-		return nil, pgx.ErrTxClosed
-	}
+// lazy reports whether the next statement should carry BEGIN and the scope.
+func (t *Tx) lazy() bool { return !t.open && !t.closed && t.p.prepared }
+
+// sendFirst sends BEGIN, the scope and the transaction's first statement in
+// one write and returns the reader positioned at the statement's result.
+func (t *Tx) sendFirst(ctx context.Context, sql string, args []any) (*pgconn.MultiResultReader, error) {
 	if err := t.scoped().check(ctx); err != nil {
 		return nil, err
 	}
-	sql, args, opts, err := splitArgs(ctx, sql, args)
+	c := t.conn
+	sd, err := t.p.statementSD(ctx, c, t.sc, sql)
 	if err != nil {
 		return nil, err
 	}
-	if len(opts) > 0 {
-		return nil, errLazyOptions
-	}
-	name, err := t.p.statement(ctx, t.conn, t.sc, sql)
-	if err != nil {
+	st := t.p.state(c)
+	if err := t.p.ensureScopeSD(ctx, c, st); err != nil {
 		return nil, err
 	}
-	b := &pgx.Batch{}
-	b.BeginTx(t.opts)
-	t.p.queueScope(b, t.sc)
-	b.Queue(name, args...)
-	br := t.conn.SendBatch(ctx, b)
-	t.tx = br.Tx()
-	for range 2 { // BEGIN, then the scope
-		if _, err := br.Exec(); err != nil {
-			_ = br.Close()
+	if err := st.eqb.Build(c.TypeMap(), sd, args); err != nil {
+		return nil, fmt.Errorf("pgtenant: encode arguments: %w", err)
+	}
+	var b pgconn.Batch
+	if t.opts.BeginQuery != "" {
+		b.ExecParams(t.opts.BeginQuery, nil, nil, nil, nil)
+	} else {
+		beginSD, err := t.p.beginStatement(ctx, c, st, beginSQL(t.opts))
+		if err != nil {
+			return nil, err
+		}
+		b.ExecStatement(beginSD, nil, nil, nil)
+	}
+	b.ExecStatement(st.scopeSD, t.p.scopeValues(t.sc), nil, nil)
+	b.ExecStatement(sd, st.eqb.ParamValues, st.eqb.ParamFormats, st.eqb.ResultFormats)
+	mrr := c.PgConn().ExecBatch(ctx, &b)
+	t.open = true
+	for i := range 2 { // BEGIN, then the scope
+		if !mrr.NextResult() {
+			err := closeErr(mrr, t.sc.tenant)
+			t.open = c.PgConn().TxStatus() != 'I'
+			return nil, err
+		}
+		if _, err := mrr.ResultReader().Close(); err != nil {
+			_ = mrr.Close()
+			t.open = c.PgConn().TxStatus() != 'I'
+			if i == 1 {
+				err = fmt.Errorf("pgtenant: set scope of tenant %s: %w", t.sc.tenant, err)
+			}
 			return nil, err
 		}
 	}
-	return br, nil
+	if !mrr.NextResult() {
+		return nil, closeErr(mrr, t.sc.tenant)
+	}
+	return mrr, nil
 }
 
-// errLazyOptions sends a first statement with explicit pgx options down the
-// path that begins first.
-var errLazyOptions = errors.New("pgtenant: options need an open transaction")
-
-// lazy reports whether the next statement should carry BEGIN.
-func (t *Tx) lazy() bool { return t.tx == nil && !t.closed && t.p.prepared }
-
-// Begin starts a pseudo nested transaction (a savepoint) in the same scope.
-func (t *Tx) Begin(ctx context.Context) (pgx.Tx, error) {
-	if err := t.scoped().check(ctx); err != nil {
-		return nil, err
+// beginStatement returns the BEGIN statement for sql prepared on c, preparing
+// it on first use: a prepared BEGIN spares the server a parse per
+// transaction. Without BeginQuery, TxOptions make at most 16 distinct
+// statements.
+func (p *Pool) beginStatement(ctx context.Context, c *pgx.Conn, st *connState, sql string) (*pgconn.StatementDescription, error) {
+	if sd, ok := st.begins[sql]; ok {
+		return sd, nil
 	}
-	if err := t.begin(ctx); err != nil {
-		return nil, err
+	if st.begins == nil {
+		st.begins = make(map[string]*pgconn.StatementDescription)
 	}
-	inner, err := t.tx.Begin(ctx)
+	sd, err := c.Prepare(ctx, "tenancy_begin_"+strconv.Itoa(len(st.begins)), sql)
 	if err != nil {
 		return nil, err
 	}
-	return &Tx{p: t.p, sc: t.sc, conn: t.conn, tx: inner}, nil
+	st.begins[sql] = sd
+	return sd, nil
 }
 
-// Commit commits the transaction and returns the connection to the pool.
+// beginSQL is the BEGIN statement for opts, as pgx writes it.
+func beginSQL(opts pgx.TxOptions) string {
+	if opts.BeginQuery != "" {
+		return opts.BeginQuery
+	}
+	var b strings.Builder
+	b.WriteString("begin")
+	if opts.IsoLevel != "" {
+		b.WriteString(" isolation level " + string(opts.IsoLevel))
+	}
+	if opts.AccessMode != "" {
+		b.WriteString(" " + string(opts.AccessMode))
+	}
+	if opts.DeferrableMode != "" {
+		b.WriteString(" " + string(opts.DeferrableMode))
+	}
+	return b.String()
+}
+
+// first reports whether sql, with args, can be the statement that carries
+// BEGIN: explicit pgx options need the transaction open first.
+func (t *Tx) first(ctx context.Context, sql string, args []any) (string, []any, bool, error) {
+	if !t.lazy() {
+		return sql, args, false, nil
+	}
+	stmt, stmtArgs, opts, err := splitArgs(ctx, sql, args)
+	if err != nil {
+		return "", nil, false, err
+	}
+	return stmt, stmtArgs, len(opts) == 0, nil
+}
+
+// ready checks that t can run a statement now, beginning it if need be.
+func (t *Tx) ready(ctx context.Context) error {
+	if err := t.scoped().check(ctx); err != nil {
+		return err
+	}
+	return t.begin(ctx)
+}
+
+// Begin starts a pseudo nested transaction (a savepoint) in the same scope.
+func (t *Tx) Begin(ctx context.Context) (pgx.Tx, error) {
+	if err := t.ready(ctx); err != nil {
+		return nil, err
+	}
+	t.nested++
+	n := t.depth + t.nested
+	if _, err := t.conn.Exec(ctx, "savepoint sp_"+strconv.Itoa(n)); err != nil {
+		return nil, err
+	}
+	return &Tx{p: t.p, sc: t.sc, conn: t.conn, open: true, depth: n, pgxTx: t.pgxTx}, nil
+}
+
+// Commit commits the transaction (or releases the savepoint) and returns the
+// connection to the pool. A failed transaction is rolled back by the server;
+// Commit then returns pgx.ErrTxCommitRollback, as pgx does.
 func (t *Tx) Commit(ctx context.Context) error {
-	return t.end(func() error { return t.tx.Commit(ctx) })
+	if t.depth > 0 {
+		return t.end(ctx, "release savepoint sp_"+strconv.Itoa(t.depth))
+	}
+	return t.end(ctx, "commit")
 }
 
-// Rollback rolls the transaction back and returns the connection to the
-// pool. Like pgx, it returns pgx.ErrTxClosed after Commit or Rollback, so it
-// is safe to defer.
+// Rollback rolls the transaction (or savepoint) back and returns the
+// connection to the pool. Like pgx, it returns pgx.ErrTxClosed after Commit
+// or Rollback, so it is safe to defer.
 func (t *Tx) Rollback(ctx context.Context) error {
-	return t.end(func() error { return t.tx.Rollback(ctx) })
+	if t.depth > 0 {
+		return t.end(ctx, "rollback to savepoint sp_"+strconv.Itoa(t.depth))
+	}
+	return t.end(ctx, "rollback")
 }
 
-func (t *Tx) end(finish func() error) error {
+func (t *Tx) end(ctx context.Context, sql string) error {
 	if t.closed {
 		return pgx.ErrTxClosed
 	}
 	t.closed = true
 	var err error
-	if t.tx != nil {
-		err = finish()
+	if t.open && !t.conn.IsClosed() {
+		var ct pgconn.CommandTag
+		ct, err = t.conn.Exec(ctx, sql)
+		if err == nil && sql == "commit" && ct.String() == "ROLLBACK" {
+			err = pgx.ErrTxCommitRollback
+		}
 	}
+	// A connection left inside a transaction is destroyed by the pool on
+	// release, never handed to the next tenant.
 	if t.release != nil {
 		t.release()
 		t.release = nil
@@ -214,22 +303,16 @@ func (t *Tx) end(finish func() error) error {
 // INSERT ... SELECT that checks every row against the policy. This needs the
 // TEMPORARY privilege on the database.
 func (t *Tx) CopyFrom(ctx context.Context, tableName pgx.Identifier, columnNames []string, rowSrc pgx.CopyFromSource) (int64, error) {
-	if err := t.scoped().check(ctx); err != nil {
+	if err := t.ready(ctx); err != nil {
 		return 0, err
 	}
-	if err := t.begin(ctx); err != nil {
-		return 0, err
-	}
-	return copyStaged(ctx, t.tx, tableName, columnNames, rowSrc)
+	return copyStaged(ctx, t.conn, tableName, columnNames, rowSrc)
 }
 
 // SendBatch sends b inside the transaction.
 func (t *Tx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 	// Begin first: the batch's statements are prepared in the scope.
-	err := t.scoped().check(ctx)
-	if err == nil {
-		err = t.begin(ctx)
-	}
+	err := t.ready(ctx)
 	var mapped *pgx.Batch
 	if err == nil {
 		mapped, err = t.scoped().batch(ctx, b)
@@ -237,75 +320,79 @@ func (t *Tx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 	if err != nil {
 		return pgx.FailedBatchResults(b, err)
 	}
-	return t.tx.SendBatch(ctx, mapped)
+	return t.conn.SendBatch(ctx, mapped)
 }
 
-// LargeObjects returns the transaction's large object manager. It begins the
-// transaction first if no statement has yet.
+// LargeObjects returns the transaction's large object manager. Call it before
+// the transaction's first statement: it needs a transaction begun through
+// pgx, and returns a zero LargeObjects afterwards.
 func (t *Tx) LargeObjects() pgx.LargeObjects {
-	_ = t.begin(context.Background())
-	if t.tx == nil {
+	if t.pgxTx == nil && !t.open {
+		_ = t.begin(context.Background())
+	}
+	if t.pgxTx == nil {
 		return pgx.LargeObjects{}
 	}
-	return t.tx.LargeObjects()
+	return t.pgxTx.LargeObjects()
 }
 
-// Prepare prepares a named statement in the transaction, as pgx.Tx does.
+// Prepare prepares a named statement on the transaction's connection, as
+// pgx.Tx does.
 func (t *Tx) Prepare(ctx context.Context, name, sql string) (*pgconn.StatementDescription, error) {
-	if err := t.scoped().check(ctx); err != nil {
+	if err := t.ready(ctx); err != nil {
 		return nil, err
 	}
-	if err := t.begin(ctx); err != nil {
-		return nil, err
-	}
-	return t.tx.Prepare(ctx, name, sql)
+	return t.conn.Prepare(ctx, name, sql)
 }
 
 // Exec runs sql in the transaction.
 func (t *Tx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
-	if t.lazy() {
-		br, err := t.beginWith(ctx, sql, args)
-		if err == nil {
-			ct, err := br.Exec()
-			if closeErr := br.Close(); err == nil {
-				err = closeErr
-			}
-			return ct, err
-		}
-		if err != errLazyOptions {
+	if stmt, stmtArgs, ok, err := t.first(ctx, sql, args); err != nil {
+		return pgconn.CommandTag{}, err
+	} else if ok {
+		mrr, err := t.sendFirst(ctx, stmt, stmtArgs)
+		if err != nil {
 			return pgconn.CommandTag{}, err
 		}
+		ct, err := mrr.ResultReader().Close()
+		if closeErr := mrr.Close(); err == nil {
+			err = closeErr
+		}
+		return ct, err
 	}
-	if err := t.begin(ctx); err != nil {
+	if err := t.ready(ctx); err != nil {
 		return pgconn.CommandTag{}, err
 	}
-	return t.scoped().exec(ctx, func(s string, a ...any) (pgconn.CommandTag, error) { return t.tx.Exec(ctx, s, a...) }, sql, args)
+	return t.scoped().exec(ctx, func(s string, a ...any) (pgconn.CommandTag, error) { return t.conn.Exec(ctx, s, a...) }, sql, args)
 }
 
 // Query runs sql in the transaction.
 func (t *Tx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
-	if t.lazy() {
-		br, err := t.beginWith(ctx, sql, args)
-		if err == nil {
-			rows, err := br.Query()
-			if err != nil {
-				_ = br.Close()
-				return errRows{err}, err
-			}
-			return &batchRows{Rows: rows, br: br}, nil
-		}
-		if err != errLazyOptions {
+	if stmt, stmtArgs, ok, err := t.first(ctx, sql, args); err != nil {
+		return errRows{err}, err
+	} else if ok {
+		mrr, err := t.sendFirst(ctx, stmt, stmtArgs)
+		if err != nil {
 			return errRows{err}, err
 		}
+		rows := pgx.RowsFromResultReader(t.conn.TypeMap(), mrr.ResultReader())
+		return &fastRows{Rows: rows, mrr: mrr, p: t.p, ctx: ctx, conn: t.conn}, nil
 	}
-	if err := t.begin(ctx); err != nil {
+	if err := t.ready(ctx); err != nil {
 		return errRows{err}, err
 	}
-	return t.scoped().query(ctx, func(s string, a ...any) (pgx.Rows, error) { return t.tx.Query(ctx, s, a...) }, sql, args)
+	return t.scoped().query(ctx, func(s string, a ...any) (pgx.Rows, error) { return t.conn.Query(ctx, s, a...) }, sql, args)
 }
 
 // QueryRow runs sql in the transaction; errors are deferred to Scan.
 func (t *Tx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	if stmt, stmtArgs, ok, err := t.first(ctx, sql, args); err != nil {
+		return &row{rows: errRows{err}}
+	} else if ok {
+		r := &fastRow{p: t.p, ctx: ctx, sc: t.sc, sql: stmt, args: stmtArgs, conn: t.conn}
+		r.mrr, r.err = t.sendFirst(ctx, stmt, stmtArgs)
+		return r
+	}
 	rows, _ := t.Query(ctx, sql, args...)
 	return &row{rows: rows} // in a transaction a failed statement aborts it: no retry
 }
