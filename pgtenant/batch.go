@@ -41,8 +41,9 @@ func (p *Pool) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 	br := c.Conn().SendBatch(ctx, mapped)
 	if _, err := br.Exec(); err != nil {
 		_ = br.Close()
+		err = scopeFailed(ctx, c.Conn(), sc, err)
 		c.Release()
-		return pgx.FailedBatchResults(b, fmt.Errorf("pgtenant: set scope of tenant %s: %w", sc.tenant, err))
+		return pgx.FailedBatchResults(b, err)
 	}
 	return &batchResults{BatchResults: br, conn: c}
 }

@@ -2,6 +2,7 @@ package pgtenant
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -85,18 +86,56 @@ func (p *Pool) sendFast(ctx context.Context, c *pgx.Conn, sc scope, sql string, 
 	b.ExecStatement(st.scopeSD, p.scopeValues(sc), nil, nil)
 	b.ExecStatement(sd, st.eqb.ParamValues, st.eqb.ParamFormats, st.eqb.ResultFormats)
 	mrr := c.PgConn().ExecBatch(ctx, &b)
-	if !mrr.NextResult() {
-		return nil, closeErr(mrr, sc.tenant)
-	}
-	if _, err := mrr.ResultReader().Close(); err != nil {
-		_ = mrr.Close()
-		return nil, fmt.Errorf("pgtenant: set scope of tenant %s: %w", sc.tenant, err)
+	if err := readScope(ctx, c, mrr, sc); err != nil {
+		return nil, err
 	}
 	if !mrr.NextResult() {
 		return nil, closeErr(mrr, sc.tenant)
 	}
 	return mrr, nil
 }
+
+// readScope reads the scope statement's result. If it failed, the server
+// skips the rest of the batch, so the statement did not run. A connection
+// that lost its scope statement is closed, and the pool replaces it.
+func readScope(ctx context.Context, c *pgx.Conn, mrr *pgconn.MultiResultReader, sc scope) error {
+	var err error
+	if mrr.NextResult() {
+		if _, err = mrr.ResultReader().Close(); err == nil {
+			return nil
+		}
+	}
+	if closeErr := mrr.Close(); err == nil {
+		err = closeErr
+	}
+	if err == nil {
+		err = errors.New("the server sent no result")
+	}
+	return scopeFailed(ctx, c, sc, err)
+}
+
+// scopeFailed wraps a failure of the scope statement. A connection that lost
+// its prepared scope statement is closed, and the pool replaces it.
+func scopeFailed(ctx context.Context, c *pgx.Conn, sc scope, err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "26000" {
+		_ = c.Close(context.WithoutCancel(ctx))
+	}
+	return &scopeError{tenant: sc.tenant, err: err}
+}
+
+// scopeError is a failure of the scope statement: nothing after it ran, and
+// it is never retried as a stale statement would be.
+type scopeError struct {
+	tenant tenant.Tenant
+	err    error
+}
+
+func (e *scopeError) Error() string {
+	return fmt.Sprintf("pgtenant: set scope of tenant %s: %v", e.tenant, e.err)
+}
+
+func (e *scopeError) Unwrap() error { return e.err }
 
 // ensureScopeSD fills in the scope statement's description. The statement
 // was prepared in AfterConnect, so pgx answers from its map without I/O.

@@ -168,7 +168,7 @@ func (p *Pool) send(ctx context.Context, c *pgx.Conn, sc scope, sql string, args
 	br := c.SendBatch(ctx, b)
 	if _, err := br.Exec(); err != nil {
 		_ = br.Close()
-		return nil, key, fmt.Errorf("pgtenant: set scope of tenant %s: %w", sc.tenant, err)
+		return nil, key, scopeFailed(ctx, c, sc, err)
 	}
 	return br, key, nil
 }

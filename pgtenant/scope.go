@@ -189,13 +189,15 @@ func (p *Pool) beginScoped(ctx context.Context, c *pgx.Conn, sc scope, opts pgx.
 	tx := br.Tx()
 	_, err := br.Exec()
 	if err == nil {
-		_, err = br.Exec()
+		if _, err = br.Exec(); err != nil {
+			err = scopeFailed(ctx, c, sc, err)
+		}
 	}
 	if closeErr := br.Close(); err == nil {
 		err = closeErr
 	}
 	if err != nil {
-		if c.PgConn().TxStatus() != 'I' {
+		if !c.IsClosed() && c.PgConn().TxStatus() != 'I' {
 			_ = tx.Rollback(context.WithoutCancel(ctx))
 		}
 		return nil, err
@@ -208,7 +210,8 @@ func (p *Pool) beginScoped(ctx context.Context, c *pgx.Conn, sc scope, opts pgx.
 // longer exists (26000).
 func isStaleStatement(err error) bool {
 	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && (pgErr.Code == "0A000" || pgErr.Code == "26000")
+	var se *scopeError
+	return errors.As(err, &pgErr) && (pgErr.Code == "0A000" || pgErr.Code == "26000") && !errors.As(err, &se)
 }
 
 // splitArgs separates the pgx query options that lead args from the

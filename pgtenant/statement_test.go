@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -327,5 +328,78 @@ func TestStatementCacheIsBounded(t *testing.T) {
 	}
 	if n > 4 {
 		t.Errorf("%d tenant statements prepared on the connection, capacity 4", n)
+	}
+}
+
+// TestFailedScopeRunsNothing makes the scope statement fail (it is
+// deallocated behind the pool's back) and checks that the statement sent with
+// it did not run, on the statement and the transaction paths alike.
+func TestFailedScopeRunsNothing(t *testing.T) {
+	t.Parallel()
+	pg := testenv.PostgreSQL(t)
+	tn := createTenants(t, pg, "failscope", 1, 0)[0]
+	owner := pg.OwnerPool(t)
+	table := pgx.Identifier{"probe_" + strings.ReplaceAll(testenv.UniqueID("p"), "-", "_")}.Sanitize()
+	for _, s := range []string{
+		"CREATE TABLE " + table + " (x int)",
+		"GRANT SELECT, INSERT ON " + table + " TO " + pgx.Identifier{pg.AppRole}.Sanitize(),
+	} {
+		if _, err := owner.Exec(context.Background(), s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := newPool(t, pg, func(c *pgtenant.Config) { c.PoolConfig.MaxConns = 1 })
+	ctx := ctxFor(tn)
+	insert := "INSERT INTO public." + table + " VALUES (1)"
+	// Prepare the insert for the tenant, then break the scope statement on
+	// the only connection.
+	if _, err := p.Exec(ctx, insert); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Unscoped().Exec(context.Background(), "DEALLOCATE tenancy_scope"); err != nil {
+		t.Fatal(err)
+	}
+	count := func() int {
+		t.Helper()
+		var n int
+		if err := owner.QueryRow(context.Background(), "SELECT count(*) FROM "+table).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	breakScope := func() {
+		t.Helper()
+		if _, err := p.Unscoped().Exec(context.Background(), "DEALLOCATE tenancy_scope"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var pgErr *pgconn.PgError
+	if _, err := p.Exec(ctx, insert); !errors.As(err, &pgErr) || pgErr.Code != "26000" || !strings.Contains(err.Error(), "set scope") {
+		t.Errorf("Exec: %v, want the scope statement's failure", err)
+	}
+	if n := count(); n != 1 {
+		t.Errorf("Exec ran behind a failed scope: %d rows", n)
+	}
+	// The broken connection was closed; the pool's next one works.
+	if _, err := p.Exec(ctx, insert); err != nil {
+		t.Fatalf("after the failure: %v", err)
+	}
+	breakScope()
+	if err := p.QueryRow(ctx, insert+" RETURNING x").Scan(new(int)); err == nil {
+		t.Error("QueryRow: no error")
+	}
+	if _, err := p.Exec(ctx, "SELECT 1"); err != nil { // heal, prepare on the new connection
+		t.Fatal(err)
+	}
+	breakScope()
+	err := pgx.BeginFunc(ctx, p, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, insert)
+		return err
+	})
+	if err == nil {
+		t.Error("transaction: no error")
+	}
+	if n := count(); n != 2 {
+		t.Errorf("%d rows, want the 2 inserted while the scope worked", n)
 	}
 }

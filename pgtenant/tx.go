@@ -161,21 +161,16 @@ func (t *Tx) sendFirst(ctx context.Context, sql string, args []any) (*pgconn.Mul
 	b.ExecStatement(st.scopeSD, t.p.scopeValues(t.sc), nil, nil)
 	b.ExecStatement(sd, st.eqb.ParamValues, st.eqb.ParamFormats, st.eqb.ResultFormats)
 	mrr := c.PgConn().ExecBatch(ctx, &b)
-	t.open = true
-	for i := range 2 { // BEGIN, then the scope
-		if !mrr.NextResult() {
-			err := closeErr(mrr, t.sc.tenant)
-			t.open = c.PgConn().TxStatus() != 'I'
-			return nil, err
-		}
-		if _, err := mrr.ResultReader().Close(); err != nil {
-			_ = mrr.Close()
-			t.open = c.PgConn().TxStatus() != 'I'
-			if i == 1 {
-				err = fmt.Errorf("pgtenant: set scope of tenant %s: %w", t.sc.tenant, err)
-			}
-			return nil, err
-		}
+	if !mrr.NextResult() {
+		err = closeErr(mrr, t.sc.tenant)
+	} else if _, err = mrr.ResultReader().Close(); err != nil {
+		_ = mrr.Close()
+	} else {
+		err = readScope(ctx, c, mrr, t.sc)
+	}
+	t.open = !c.IsClosed() && c.PgConn().TxStatus() != 'I'
+	if err != nil {
+		return nil, err
 	}
 	if !mrr.NextResult() {
 		return nil, closeErr(mrr, t.sc.tenant)
