@@ -126,16 +126,7 @@ func (c *Conn) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 // CopyFrom copies rows into tableName, resolved in the tenant's schema, in a
 // transaction of its own; see [Tx.CopyFrom].
 func (c *Conn) CopyFrom(ctx context.Context, tableName pgx.Identifier, columnNames []string, rowSrc pgx.CopyFromSource) (int64, error) {
-	tx, err := c.Begin(ctx)
-	if err != nil {
-		return 0, err
-	}
-	n, err := tx.CopyFrom(ctx, tableName, columnNames, rowSrc)
-	if err != nil {
-		_ = tx.Rollback(context.WithoutCancel(ctx))
-		return 0, err
-	}
-	return n, tx.Commit(ctx)
+	return copyInTx(ctx, c.Begin, tableName, columnNames, rowSrc)
 }
 
 // Begin starts a transaction on the connection; the session already carries

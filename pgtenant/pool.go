@@ -251,14 +251,19 @@ func (p *Pool) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
 // transaction that carries the tenant's scope, so RLS checks every row; see
 // [Tx.CopyFrom].
 func (p *Pool) CopyFrom(ctx context.Context, tableName pgx.Identifier, columnNames []string, rowSrc pgx.CopyFromSource) (int64, error) {
-	tx, err := p.Begin(ctx)
+	return copyInTx(ctx, p.Begin, tableName, columnNames, rowSrc)
+}
+
+// copyInTx runs CopyFrom in a transaction of its own.
+func copyInTx(ctx context.Context, begin func(context.Context) (pgx.Tx, error), tableName pgx.Identifier, columnNames []string, rowSrc pgx.CopyFromSource) (int64, error) {
+	tx, err := begin(ctx)
 	if err != nil {
 		return 0, err
 	}
 	n, err := tx.CopyFrom(ctx, tableName, columnNames, rowSrc)
 	if err != nil {
 		_ = tx.Rollback(context.WithoutCancel(ctx))
-		return n, err
+		return 0, err
 	}
 	return n, tx.Commit(ctx)
 }
