@@ -36,6 +36,9 @@ const (
 	EnvPGAdminURL = "TENANCY_PG_ADMIN_URL"
 	// EnvRedisAddr is a Redis host:port. Set, it is the only server tried.
 	EnvRedisAddr = "TENANCY_REDIS_ADDR"
+	// EnvRedisClusterAddrs is a comma-separated list of Redis Cluster nodes.
+	// Unset, 127.0.0.1:7001 is tried (where .ci/run starts a cluster).
+	EnvRedisClusterAddrs = "TENANCY_REDIS_CLUSTER_ADDRS"
 	// EnvRequireServices set to "1" turns a missing service from a skip
 	// into a test failure.
 	EnvRequireServices = "TENANCY_REQUIRE_SERVICES"
@@ -119,6 +122,32 @@ func FindRedis(ctx context.Context) (Service, error) {
 	}
 	svc.URL, svc.Source, svc.Close = addr, "docker", closeFn
 	return svc, nil
+}
+
+// FindRedisCluster returns the nodes of a Redis Cluster whose state is ok:
+// TENANCY_REDIS_CLUSTER_ADDRS, else 127.0.0.1:7001. No container is started:
+// a cluster needs more set-up than a test should hide.
+func FindRedisCluster(ctx context.Context) ([]string, error) {
+	addrs := []string{"127.0.0.1:7001"}
+	source := "127.0.0.1:7001 (no " + EnvRedisClusterAddrs + ")"
+	if v := os.Getenv(EnvRedisClusterAddrs); v != "" {
+		addrs, source = strings.Split(v, ","), EnvRedisClusterAddrs+"="+v
+	}
+	if err := pingRedis(ctx, addrs[0]); err != nil {
+		return nil, fmt.Errorf("%w: Redis Cluster at %s did not answer (bash .ci/run starts one): %v", ErrUnavailable, source, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	client, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: addrs, DisableCache: true})
+	if err != nil {
+		return nil, fmt.Errorf("%w: Redis Cluster at %s: %v", ErrUnavailable, source, err)
+	}
+	defer client.Close()
+	info, err := client.Do(ctx, client.B().ClusterInfo().Build()).ToString()
+	if err != nil || !strings.Contains(info, "cluster_state:ok") {
+		return nil, fmt.Errorf("%w: Redis Cluster at %s is not ready (%v)", ErrUnavailable, source, err)
+	}
+	return addrs, nil
 }
 
 func pingPG(ctx context.Context, url string) error {

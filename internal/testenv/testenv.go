@@ -142,6 +142,17 @@ func Redis(t testing.TB) string {
 	return addr
 }
 
+// RedisCluster returns the nodes of a Redis Cluster. When none answers the
+// test is skipped, or fails under TENANCY_REQUIRE_SERVICES=1.
+func RedisCluster(t testing.TB) []string {
+	t.Helper()
+	addrs, err := FindRedisCluster(context.Background())
+	if err != nil {
+		unavailable(t, err)
+	}
+	return addrs
+}
+
 // ExampleRedis is [Redis] for testable examples; see [ExamplePostgreSQL].
 func ExampleRedis() string {
 	addr, err := redis()

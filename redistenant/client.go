@@ -1,0 +1,468 @@
+package redistenant
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/rueidis"
+	"github.com/tenancykit/tenancy/tenant"
+)
+
+// Config configures [New]. Zero fields mean their documented defaults.
+type Config struct {
+	// Prefix returns the namespace of a tenant's keys, channels and
+	// patterns. It must be injective and, on a cluster, contain a hash tag
+	// so one tenant's keys share a slot. Defaults to [Prefix]: "t:{<id>}:".
+	Prefix func(tenant.Tenant) string
+}
+
+// Prefix returns the default namespace of t: "t:{<id>}:". Tenant IDs hold no
+// ':', '{', '}' or glob character, so prefixes of different tenants never
+// overlap, and the braces make the ID the cluster hash tag.
+func Prefix(t tenant.Tenant) string { return "t:{" + t.ID + "}:" }
+
+// Client is a rueidis.Client that confines every command sent with a tenant
+// context to that tenant's namespace: keys, channels and patterns get the
+// tenant's prefix, and commands that would reach beyond it are refused. Code
+// written for plain rueidis works unchanged. It is safe for concurrent use.
+type Client struct {
+	c       rueidis.Client
+	prefix  func(tenant.Tenant) string
+	cluster bool
+	builder rueidis.Builder
+}
+
+// prefixes caches the default prefix by tenant ID, so building it costs no
+// allocation per command. It is cleared when it passes maxPrefixes entries.
+var prefixes struct {
+	m sync.Map
+	n atomic.Int64
+}
+
+const maxPrefixes = 8192
+
+func cachedPrefix(t tenant.Tenant) string {
+	if p, ok := prefixes.m.Load(t.ID); ok {
+		return p.(string)
+	}
+	p := Prefix(t)
+	if prefixes.n.Add(1) > maxPrefixes {
+		prefixes.m.Clear()
+		prefixes.n.Store(1)
+	}
+	prefixes.m.Store(t.ID, p)
+	return p
+}
+
+var _ rueidis.Client = (*Client)(nil)
+
+// New wraps c. Close the Client (or c) when done.
+func New(c rueidis.Client, cfg Config) *Client {
+	p := cfg.Prefix
+	if p == nil {
+		p = cachedPrefix
+	}
+	return newClient(c, p)
+}
+
+func newClient(c rueidis.Client, prefix func(tenant.Tenant) string) *Client {
+	cl := &Client{c: c, prefix: prefix, builder: c.B()}
+	if c.Mode() == rueidis.ClientModeCluster {
+		if b, ok := uncheckedBuilder(); ok {
+			cl.cluster, cl.builder = true, b
+		}
+	}
+	return cl
+}
+
+// Unwrap returns the wrapped client, for work that belongs to no tenant.
+func (c *Client) Unwrap() rueidis.Client { return c.c }
+
+// B returns a command builder. On a cluster it does not require a
+// command's keys to share a slot, as rueidis's cluster builder does: once
+// prefixed, all keys of a tenant share the slot of its hash tag, so
+// MSET a b c works for a tenant as it does on a single server.
+func (c *Client) B() rueidis.Builder { return c.builder }
+
+// Do sends cmd confined to the context's tenant.
+func (c *Client) Do(ctx context.Context, cmd rueidis.Completed) rueidis.RedisResult {
+	cmd, _, err := c.confine(ctx, cmd)
+	if err != nil {
+		return rueidis.NewErrorResult(err)
+	}
+	return c.c.Do(ctx, cmd)
+}
+
+// DoMulti sends the commands confined to the context's tenant, pipelined. If
+// any command is refused, none is sent and every result carries the error, so
+// a MULTI/EXEC block never runs in part.
+func (c *Client) DoMulti(ctx context.Context, multi ...rueidis.Completed) []rueidis.RedisResult {
+	if err := c.confineAll(ctx, multi); err != nil {
+		return errResults(len(multi), err)
+	}
+	return c.c.DoMulti(ctx, multi...)
+}
+
+// DoCache sends cmd confined to the context's tenant, using client-side
+// caching. A pinned Cacheable cannot be copied and is refused: build it per
+// call.
+func (c *Client) DoCache(ctx context.Context, cmd rueidis.Cacheable, ttl time.Duration) rueidis.RedisResult {
+	cmd, err := c.confineCacheable(ctx, cmd)
+	if err != nil {
+		return rueidis.NewErrorResult(err)
+	}
+	return c.c.DoCache(ctx, cmd, ttl)
+}
+
+// DoMultiCache is DoCache for several commands; if any is refused, none is
+// sent.
+func (c *Client) DoMultiCache(ctx context.Context, multi ...rueidis.CacheableTTL) []rueidis.RedisResult {
+	for i := range multi {
+		cmd, err := c.confineCacheable(ctx, multi[i].Cmd)
+		if err != nil {
+			return errResults(len(multi), err)
+		}
+		multi[i].Cmd = cmd
+	}
+	return c.c.DoMultiCache(ctx, multi...)
+}
+
+// DoStream sends cmd confined to the context's tenant and streams its reply.
+func (c *Client) DoStream(ctx context.Context, cmd rueidis.Completed) rueidis.RedisResultStream {
+	cmd, _, err := c.confine(ctx, cmd)
+	if err != nil {
+		return rueidis.NewErrorResultStream(err)
+	}
+	return c.c.DoStream(ctx, cmd)
+}
+
+// DoMultiStream is DoStream for several commands; if any is refused, none is
+// sent.
+func (c *Client) DoMultiStream(ctx context.Context, multi ...rueidis.Completed) rueidis.MultiRedisResultStream {
+	if err := c.confineAll(ctx, multi); err != nil {
+		return rueidis.NewErrorResultStream(err)
+	}
+	return c.c.DoMultiStream(ctx, multi...)
+}
+
+// Receive subscribes confined to the context's tenant: channels and patterns
+// get the tenant's prefix, and fn sees them without it.
+func (c *Client) Receive(ctx context.Context, subscribe rueidis.Completed, fn func(msg rueidis.PubSubMessage)) error {
+	subscribe, prefix, err := c.confine(ctx, subscribe)
+	if err != nil {
+		return err
+	}
+	return c.c.Receive(ctx, subscribe, stripMessages(prefix, fn))
+}
+
+// Dedicated runs fn with a dedicated connection that is confined like c.
+func (c *Client) Dedicated(fn func(rueidis.DedicatedClient) error) error {
+	return c.c.Dedicated(func(dc rueidis.DedicatedClient) error {
+		return fn(&dedicated{dc: dc, parent: c})
+	})
+}
+
+// Dedicate returns a dedicated connection that is confined like c, and the
+// func that gives it back.
+func (c *Client) Dedicate() (rueidis.DedicatedClient, func()) {
+	dc, cancel := c.c.Dedicate()
+	return &dedicated{dc: dc, parent: c}, cancel
+}
+
+// Nodes returns the nodes of the wrapped client, each confined like c.
+func (c *Client) Nodes() map[string]rueidis.Client {
+	nodes := c.c.Nodes()
+	out := make(map[string]rueidis.Client, len(nodes))
+	for addr, n := range nodes {
+		out[addr] = newClient(n, c.prefix)
+	}
+	return out
+}
+
+// Mode returns the mode of the wrapped client.
+func (c *Client) Mode() rueidis.ClientMode { return c.c.Mode() }
+
+// Close closes the wrapped client.
+func (c *Client) Close() { c.c.Close() }
+
+// Key returns k in the namespace of the context's tenant, for code that
+// builds commands the wrapper does not see.
+func (c *Client) Key(ctx context.Context, k string) (string, error) {
+	t, err := tenant.Require(ctx)
+	if err != nil {
+		return "", err
+	}
+	return c.prefix(t) + k, nil
+}
+
+// Strip returns key without the context's tenant prefix, for replies that
+// hold key names. ok is false when key is not in the tenant's namespace.
+func (c *Client) Strip(ctx context.Context, key string) (string, bool) {
+	t, err := tenant.Require(ctx)
+	if err != nil {
+		return "", false
+	}
+	return strings.CutPrefix(key, c.prefix(t))
+}
+
+func (c *Client) confineAll(ctx context.Context, multi []rueidis.Completed) error {
+	for i := range multi {
+		cmd, _, err := c.confine(ctx, multi[i])
+		if err != nil {
+			return err
+		}
+		multi[i] = cmd
+	}
+	return nil
+}
+
+// confine rewrites cmd into the context tenant's namespace and returns it
+// with the prefix used.
+func (c *Client) confine(ctx context.Context, cmd rueidis.Completed) (rueidis.Completed, string, error) {
+	t, err := tenant.Require(ctx)
+	if err != nil {
+		return cmd, "", err
+	}
+	prefix := c.prefix(t)
+	args := cmd.Commands()
+	p, err := planFor(args)
+	if err != nil {
+		return cmd, "", err
+	}
+	if c.cluster {
+		clusterSlot(completedSlot(&cmd))
+	}
+	if p.len() == 0 && !p.matchAll {
+		return cmd, prefix, nil
+	}
+	if pinnedCompleted(&cmd) || p.matchAll {
+		if strings.HasSuffix(strings.ToUpper(args[0]), "SUBSCRIBE") {
+			return cmd, "", unsupported(strings.ToUpper(args[0]), "a pinned subscribe command cannot be copied; build it per call")
+		}
+		out := c.copyCompleted(cmd, apply(append([]string(nil), args...), p, prefix), p)
+		if p.toTenantSlot {
+			out = out.SetSlot(prefix)
+		}
+		return out, prefix, nil
+	}
+	apply(args, p, prefix)
+	if k, ok := firstKey(args, p); ok {
+		cmd = cmd.SetSlot(k)
+	} else if p.toTenantSlot {
+		cmd = cmd.SetSlot(prefix)
+	}
+	return cmd, prefix, nil
+}
+
+func (c *Client) confineCacheable(ctx context.Context, cmd rueidis.Cacheable) (rueidis.Cacheable, error) {
+	t, err := tenant.Require(ctx)
+	if err != nil {
+		return cmd, err
+	}
+	args := cmd.Commands()
+	p, err := planFor(args)
+	if err != nil {
+		return cmd, err
+	}
+	if c.cluster {
+		clusterSlot(cacheableSlot(&cmd))
+	}
+	if p.len() == 0 {
+		return cmd, nil
+	}
+	if pinnedCacheable(&cmd) || p.matchAll {
+		return cmd, unsupported(strings.ToUpper(args[0]), "a pinned Cacheable cannot be copied; build it per call")
+	}
+	prefix := c.prefix(t)
+	apply(args, p, prefix)
+	if k, ok := firstKey(args, p); ok {
+		cmd = rueidis.Cacheable(rueidis.Completed(cmd).SetSlot(k))
+	} else if p.toTenantSlot {
+		cmd = rueidis.Cacheable(rueidis.Completed(cmd).SetSlot(prefix))
+	}
+	return cmd, nil
+}
+
+// apply rewrites args as p says and returns them, with MATCH appended when
+// p asks for it. Every rewritten argument is a substring of one new string,
+// so a command costs one allocation however many keys it has.
+func apply(args []string, p plan, prefix string) []string {
+	esc := escapeGlob(prefix)
+	size := 0
+	for i := 0; i < p.len(); i++ {
+		e := p.at(i)
+		if e.kind == editPattern {
+			size += len(esc)
+		} else {
+			size += len(prefix)
+		}
+		size += len(args[e.pos])
+	}
+	var b strings.Builder
+	b.Grow(size)
+	for i := 0; i < p.len(); i++ {
+		e := p.at(i)
+		if e.kind == editPattern {
+			b.WriteString(esc)
+		} else {
+			b.WriteString(prefix)
+		}
+		b.WriteString(args[e.pos])
+	}
+	all := b.String()
+	off := 0
+	for i := 0; i < p.len(); i++ {
+		e := p.at(i)
+		n := len(prefix)
+		if e.kind == editPattern {
+			n = len(esc)
+		}
+		n += len(args[e.pos])
+		args[e.pos] = all[off : off+n]
+		off += n
+	}
+	if p.matchAll {
+		if strings.EqualFold(args[0], "SCAN") {
+			args = append(args, "MATCH", esc+"*")
+		} else {
+			args = append(args, esc+"*")
+		}
+	}
+	return args
+}
+
+func firstKey(args []string, p plan) (string, bool) {
+	for i := 0; i < p.len(); i++ {
+		if e := p.at(i); e.kind == editKey {
+			return args[e.pos], true
+		}
+	}
+	return "", false
+}
+
+// copyCompleted builds a new command with args and the flags of orig.
+func (c *Client) copyCompleted(orig rueidis.Completed, args []string, p plan) rueidis.Completed {
+	arb := c.c.B().Arbitrary(args...)
+	var out rueidis.Completed
+	switch {
+	case orig.IsBlock():
+		out = arb.Blocking()
+	case strings.EqualFold(args[0], "MGET") && orig.IsReadOnly():
+		out = arb.MultiGet()
+	case orig.IsReadOnly():
+		out = arb.ReadOnly()
+	default:
+		out = arb.Build()
+	}
+	if orig.IsPipe() {
+		out = out.ToPipe()
+	}
+	if orig.IsRetryable() && !orig.IsReadOnly() {
+		out = out.ToRetryable()
+	}
+	if orig.IsUnblockOnCancel() {
+		out = out.UnblockOnCancel()
+	}
+	if k, ok := firstKey(args, p); ok {
+		out = out.SetSlot(k)
+	}
+	return out
+}
+
+func stripMessages(prefix string, fn func(rueidis.PubSubMessage)) func(rueidis.PubSubMessage) {
+	pattern := escapeGlob(prefix)
+	return func(m rueidis.PubSubMessage) {
+		m.Channel = strings.TrimPrefix(m.Channel, prefix)
+		m.Pattern = strings.TrimPrefix(m.Pattern, pattern)
+		fn(m)
+	}
+}
+
+func errResults(n int, err error) []rueidis.RedisResult {
+	out := make([]rueidis.RedisResult, n)
+	for i := range out {
+		out[i] = rueidis.NewErrorResult(err)
+	}
+	return out
+}
+
+// dedicated is a confined rueidis.DedicatedClient.
+type dedicated struct {
+	dc     rueidis.DedicatedClient
+	parent *Client
+	// prefix is that of the last tenant that sent a command here, for the
+	// pub/sub hooks, which run on rueidis's goroutine.
+	prefix atomic.Pointer[string]
+}
+
+func (d *dedicated) lastPrefix() string {
+	if p := d.prefix.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+var _ rueidis.DedicatedClient = (*dedicated)(nil)
+
+func (d *dedicated) B() rueidis.Builder { return d.dc.B() }
+
+func (d *dedicated) Do(ctx context.Context, cmd rueidis.Completed) rueidis.RedisResult {
+	cmd, prefix, err := d.parent.confine(ctx, cmd)
+	if err != nil {
+		return rueidis.NewErrorResult(err)
+	}
+	d.prefix.Store(&prefix)
+	return d.dc.Do(ctx, cmd)
+}
+
+func (d *dedicated) DoMulti(ctx context.Context, multi ...rueidis.Completed) []rueidis.RedisResult {
+	if err := d.parent.confineAll(ctx, multi); err != nil {
+		return errResults(len(multi), err)
+	}
+	if t, err := tenant.Require(ctx); err == nil {
+		p := d.parent.prefix(t)
+		d.prefix.Store(&p)
+	}
+	return d.dc.DoMulti(ctx, multi...)
+}
+
+func (d *dedicated) Receive(ctx context.Context, subscribe rueidis.Completed, fn func(msg rueidis.PubSubMessage)) error {
+	subscribe, prefix, err := d.parent.confine(ctx, subscribe)
+	if err != nil {
+		return err
+	}
+	return d.dc.Receive(ctx, subscribe, stripMessages(prefix, fn))
+}
+
+// SetPubSubHooks sets hooks whose messages and subscriptions are stripped of
+// the prefix of the tenant that last sent a command on this connection.
+func (d *dedicated) SetPubSubHooks(hooks rueidis.PubSubHooks) <-chan error {
+	if onMsg := hooks.OnMessage; onMsg != nil {
+		hooks.OnMessage = func(m rueidis.PubSubMessage) {
+			if p := d.lastPrefix(); p != "" {
+				m.Channel = strings.TrimPrefix(m.Channel, p)
+				m.Pattern = strings.TrimPrefix(m.Pattern, escapeGlob(p))
+			}
+			onMsg(m)
+		}
+	}
+	if onSub := hooks.OnSubscription; onSub != nil {
+		hooks.OnSubscription = func(s rueidis.PubSubSubscription) {
+			if p := d.lastPrefix(); p != "" {
+				s.Channel = strings.TrimPrefix(strings.TrimPrefix(s.Channel, p), escapeGlob(p))
+			}
+			onSub(s)
+		}
+	}
+	return d.dc.SetPubSubHooks(hooks)
+}
+
+// SetOnInvalidations passes fn through; invalidated keys carry the prefix.
+func (d *dedicated) SetOnInvalidations(fn func([]rueidis.RedisMessage)) <-chan error {
+	return d.dc.SetOnInvalidations(fn)
+}
+
+func (d *dedicated) Close() { d.dc.Close() }

@@ -1,0 +1,376 @@
+package redistenant
+
+import (
+	"strings"
+
+	"github.com/tenancykit/tenancy/internal/keyspec"
+)
+
+// editKind says how an argument is confined.
+type editKind uint8
+
+const (
+	editKey     editKind = iota // a key or channel: prefixed
+	editPattern                 // a glob over keys or channels: the escaped prefix goes first
+)
+
+type edit struct {
+	pos  int
+	kind editKind
+}
+
+// plan is what confining one command takes. The first edits live in an
+// array, so planning a command with few keys allocates nothing.
+type plan struct {
+	n     int
+	small [16]edit
+	more  []edit
+	// matchAll asks for "MATCH <prefix>*" to be appended (SCAN without MATCH,
+	// PUBSUB CHANNELS without a pattern).
+	matchAll bool
+	// toTenantSlot routes a keyless command (KEYS, SCAN) to the node that
+	// holds the tenant's slot: on a cluster, every key of a tenant is there.
+	toTenantSlot bool
+	// dedupe is set while adding positions from a second key spec, which may
+	// name a key again.
+	dedupe bool
+}
+
+func (p *plan) len() int { return p.n + len(p.more) }
+
+func (p *plan) at(i int) edit {
+	if i < p.n {
+		return p.small[i]
+	}
+	return p.more[i-p.n]
+}
+
+// add records an edit; with dedupe, once per position, so a key named by
+// two specs is prefixed once.
+func (p *plan) add(pos int, kind editKind) {
+	if p.dedupe {
+		for i := 0; i < p.len(); i++ {
+			if p.at(i).pos == pos {
+				return
+			}
+		}
+	}
+	if p.n < len(p.small) {
+		p.small[p.n] = edit{pos: pos, kind: kind}
+		p.n++
+		return
+	}
+	p.more = append(p.more, edit{pos: pos, kind: kind})
+}
+
+// keyless commands that touch no tenant data and may run as they are.
+var keyless = map[string]bool{
+	"ping": true, "echo": true, "time": true, "multi": true, "exec": true, "discard": true,
+	"unwatch": true, "readonly": true, "readwrite": true, "asking": true, "wait": true,
+	"waitaof": true, "quit": true, "lolwut": true,
+	"command": true, "command|count": true, "command|docs": true, "command|info": true,
+	"command|list": true, "command|getkeys": true, "command|getkeysandflags": true,
+	"script|load": true, "script|exists": true,
+	"client|id": true, "client|getname": true, "client|setname": true, "client|info": true,
+	"client|no-evict": true, "client|no-touch": true, "client|reply": true, "client|caching": true,
+	"client|trackinginfo": true, "client|getredir": true,
+}
+
+// denied commands reach across the keyspace, the databases or the server,
+// or touch state shared by every tenant (functions, ACLs, other clients).
+var denied = map[string]string{
+	"flushall": "deletes every tenant's keys; use Client.Purge for one tenant",
+	"flushdb":  "deletes every tenant's keys; use Client.Purge for one tenant",
+	"swapdb":   "swaps whole databases", "select": "switches databases", "move": "moves keys to another database",
+	"randomkey": "returns a key of any tenant", "dbsize": "counts every tenant's keys",
+	"migrate": "moves keys to another server", "monitor": "streams every client's commands",
+	"debug": "server debugging", "shutdown": "stops the server", "save": "server persistence",
+	"bgsave": "server persistence", "bgrewriteaof": "server persistence", "lastsave": "server persistence",
+	"replicaof": "server replication", "slaveof": "server replication", "sync": "server replication",
+	"psync": "server replication", "failover": "server replication", "info": "server-wide information",
+	"reset": "resets the connection state rueidis manages", "hello": "connection state rueidis manages",
+	"auth": "connection state rueidis manages", "pubsub|numpat": "counts every tenant's pattern subscriptions",
+	"script|flush": "the script cache is shared by every tenant", "script|kill": "kills any tenant's script",
+}
+
+// deniedContainers are refused with any subcommand not listed in keyless
+// or handled specially.
+var deniedContainers = map[string]string{
+	"config": "server configuration", "acl": "server access control", "cluster": "cluster administration",
+	"slowlog": "shows every client's commands", "latency": "server diagnostics", "module": "server modules",
+	"function": "functions are shared by every tenant; FCALL with declared keys is allowed",
+	"client":   "acts on other clients", "memory": "server memory; MEMORY USAGE with a key is allowed",
+	"script": "the script cache is shared by every tenant; SCRIPT LOAD and EXISTS are allowed",
+}
+
+// display names the command of args for error messages.
+func display(args []string) string {
+	if len(args) == 0 {
+		return ""
+	}
+	name := strings.ToUpper(args[0])
+	if c, ok := keyspec.Lookup(args[:1]); ok && c.Flags&keyspec.CmdContainer != 0 && len(args) > 1 {
+		name += " " + strings.ToUpper(args[1])
+	}
+	return name
+}
+
+// planFor works out how to confine args (argv, args[0] the command name) to
+// one tenant's namespace. It allocates only to report an error.
+func planFor(args []string) (plan, error) {
+	if len(args) == 0 {
+		return plan{}, unsupported("", "empty command")
+	}
+	cmd, ok := keyspec.Lookup(args)
+	if !ok {
+		if reason, denied := deniedContainers[strings.ToLower(args[0])]; denied {
+			return plan{}, notAllowed(display(args), reason)
+		}
+		return plan{}, unsupported(display(args), "not in the key table of Redis 7")
+	}
+	name := cmd.Name
+	if reason, ok := denied[name]; ok {
+		return plan{}, notAllowed(display(args), reason)
+	}
+	if h, ok := handlers[name]; ok {
+		return h(args)
+	}
+	if keyless[name] {
+		return plan{}, nil
+	}
+	if container, _, isSub := strings.Cut(name, "|"); isSub && !allowedSub[name] {
+		if reason, ok := deniedContainers[container]; ok {
+			return plan{}, notAllowed(display(args), reason)
+		}
+	}
+	if len(cmd.Specs) == 0 {
+		return plan{}, notAllowed(display(args), "it has no keys, so it would act beyond the tenant")
+	}
+	if cmd.Arity > 0 && len(args) != cmd.Arity || cmd.Arity < 0 && len(args) < -cmd.Arity {
+		return plan{}, unsupported(display(args), "wrong number of arguments")
+	}
+	var p plan
+	var buf [16]int
+	for i, s := range cmd.Specs {
+		if s.Flags&keyspec.SpecIncomplete != 0 {
+			return plan{}, unsupported(display(args), "its key spec is incomplete")
+		}
+		pos, ok := s.AppendPositions(buf[:0], args)
+		if !ok {
+			return plan{}, unsupported(display(args), "its arguments do not match its key spec")
+		}
+		p.dedupe = i > 0
+		for _, at := range pos {
+			p.add(at, editKey)
+		}
+	}
+	return p, nil
+}
+
+// allowedSub are subcommands of denied containers that act on a key.
+var allowedSub = map[string]bool{"memory|usage": true}
+
+type handler func(args []string) (plan, error)
+
+var handlers map[string]handler
+
+func init() {
+	channels := func(from int) handler { // every argument from `from` is a channel
+		return func(args []string) (plan, error) {
+			var p plan
+			for i := from; i < len(args); i++ {
+				p.add(i, editKey)
+			}
+			return p, nil
+		}
+	}
+	patterns := func(from int) handler {
+		return func(args []string) (plan, error) {
+			var p plan
+			for i := from; i < len(args); i++ {
+				p.add(i, editPattern)
+			}
+			return p, nil
+		}
+	}
+	handlers = map[string]handler{
+		"subscribe": channels(1), "unsubscribe": channels(1), "ssubscribe": channels(1), "sunsubscribe": channels(1),
+		"psubscribe": patterns(1), "punsubscribe": patterns(1),
+		"publish":              publish,
+		"spublish":             publish,
+		"pubsub|numsub":        channels(2),
+		"pubsub|shardnumsub":   channels(2),
+		"pubsub|channels":      optionalPattern,
+		"pubsub|shardchannels": optionalPattern,
+		"keys":                 keysCmd,
+		"scan":                 scanCmd,
+		"sort":                 sortCmd,
+		"sort_ro":              sortCmd,
+		"eval":                 script,
+		"eval_ro":              script,
+		"evalsha":              script,
+		"evalsha_ro":           script,
+		"fcall":                script,
+		"fcall_ro":             script,
+		"client|tracking":      clientTracking,
+		"copy":                 copyCmd,
+	}
+}
+
+func publish(args []string) (plan, error) {
+	if len(args) != 3 {
+		return plan{}, unsupported(display(args), "want a channel and a message")
+	}
+	var p plan
+	p.add(1, editKey)
+	return p, nil
+}
+
+func optionalPattern(args []string) (plan, error) {
+	var p plan
+	if len(args) > 2 {
+		p.add(2, editPattern)
+		return p, nil
+	}
+	p.matchAll = true
+	return p, nil
+}
+
+func keysCmd(args []string) (plan, error) {
+	if len(args) != 2 {
+		return plan{}, unsupported(display(args), "want one pattern")
+	}
+	p := plan{toTenantSlot: true}
+	p.add(1, editPattern)
+	return p, nil
+}
+
+// scanCmd confines SCAN cursor [MATCH pattern] [COUNT n] [TYPE t]: the
+// pattern gets the prefix, and without one MATCH <prefix>* is added.
+func scanCmd(args []string) (plan, error) {
+	var p plan
+	if len(args) < 2 {
+		return p, unsupported(display(args), "want a cursor")
+	}
+	matched := false
+	for i := 2; i < len(args); i += 2 {
+		if i+1 >= len(args) {
+			return p, unsupported(display(args), "option without a value")
+		}
+		if strings.EqualFold(args[i], "MATCH") {
+			p.add(i+1, editPattern)
+			matched = true
+		}
+	}
+	p.matchAll = !matched
+	p.toTenantSlot = true
+	return p, nil
+}
+
+// sortCmd confines SORT key [BY pattern] [LIMIT o c] [GET pattern ...]
+// [ASC|DESC] [ALPHA] [STORE dest]: BY and GET patterns name keys too.
+func sortCmd(args []string) (plan, error) {
+	if len(args) < 2 {
+		return plan{}, unsupported(display(args), "want a key")
+	}
+	var p plan
+	p.add(1, editKey)
+	for i := 2; i < len(args); i++ {
+		switch strings.ToUpper(args[i]) {
+		case "BY", "STORE":
+			if i+1 >= len(args) {
+				return plan{}, unsupported(display(args), args[i]+" without a value")
+			}
+			i++
+			p.add(i, editKey) // a BY pattern is a key name with '*' substituted
+		case "GET":
+			if i+1 >= len(args) {
+				return plan{}, unsupported(display(args), "GET without a pattern")
+			}
+			i++
+			if args[i] != "#" { // "#" is the element itself, not a key
+				p.add(i, editKey)
+			}
+		case "LIMIT":
+			i += 2
+		}
+	}
+	return p, nil
+}
+
+// script confines EVAL-like commands: script numkeys key... arg... . A script
+// that declares no keys is refused: it could reach any key, and declaring
+// keys is how it is confined (and routed on a cluster).
+func script(args []string) (plan, error) {
+	if len(args) < 3 {
+		return plan{}, unsupported(display(args), "want a script and numkeys")
+	}
+	cmd, _ := keyspec.Lookup(args)
+	var p plan
+	var buf [16]int
+	for _, s := range cmd.Specs {
+		pos, ok := s.AppendPositions(buf[:0], args)
+		if !ok {
+			return plan{}, unsupported(display(args), "numkeys does not match the arguments")
+		}
+		for _, i := range pos {
+			p.add(i, editKey)
+		}
+	}
+	if p.len() == 0 {
+		return plan{}, notAllowed(display(args), "a script must declare the keys it uses (numkeys > 0); undeclared keys cannot be confined")
+	}
+	return p, nil
+}
+
+// clientTracking allows CLIENT TRACKING only in broadcast mode confined to
+// the tenant's prefixes, or OFF.
+func clientTracking(args []string) (plan, error) {
+	var p plan
+	if len(args) >= 3 && strings.EqualFold(args[2], "OFF") {
+		return p, nil
+	}
+	for i := 3; i < len(args); i++ {
+		if strings.EqualFold(args[i], "PREFIX") && i+1 < len(args) {
+			i++
+			p.add(i, editKey)
+		}
+	}
+	if p.len() == 0 {
+		return plan{}, notAllowed(display(args), "tracking must name PREFIX arguments, which are confined to the tenant")
+	}
+	return p, nil
+}
+
+// copyCmd refuses COPY to another database.
+func copyCmd(args []string) (plan, error) {
+	for _, a := range args[min(3, len(args)):] {
+		if strings.EqualFold(a, "DB") {
+			return plan{}, notAllowed(display(args), "copies to another database")
+		}
+	}
+	if len(args) < 3 {
+		return plan{}, unsupported(display(args), "want a source and a destination")
+	}
+	var p plan
+	p.add(1, editKey)
+	p.add(2, editKey)
+	return p, nil
+}
+
+// escapeGlob escapes the glob metacharacters of s, so a prefix matches
+// itself literally in MATCH and KEYS patterns.
+func escapeGlob(s string) string {
+	if !strings.ContainsAny(s, `*?[]\^`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '*', '?', '[', ']', '\\', '^':
+			b.WriteByte('\\')
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
