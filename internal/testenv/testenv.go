@@ -69,7 +69,8 @@ type PG struct {
 
 	base      string
 	serverURL string
-	roles     atomic.Int64
+	ownerPW   string
+	appPW     string
 }
 
 var (
@@ -225,6 +226,43 @@ func (p *PG) CreateRole(t testing.TB, attributes string) string {
 	return url
 }
 
+// NewDatabase creates another database with the same owner and app roles,
+// dropped when the test ends: for tests that inspect a whole database (an
+// audit, say) and must not see what other tests create meanwhile.
+func (p *PG) NewDatabase(t testing.TB) *PG {
+	t.Helper()
+	ctx := context.Background()
+	name := fmt.Sprintf("%s_d%d", p.base, nameSeq.Add(1))
+	admin, err := pgx.Connect(ctx, p.serverURL)
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	defer admin.Close(ctx)
+	for _, s := range []string{
+		fmt.Sprintf("CREATE DATABASE %s OWNER %s", ident(name), ident(p.OwnerRole)),
+		fmt.Sprintf("REVOKE ALL ON DATABASE %s FROM PUBLIC", ident(name)),
+		fmt.Sprintf("GRANT CONNECT, TEMPORARY ON DATABASE %s TO %s", ident(name), ident(p.AppRole)),
+	} {
+		if _, err := admin.Exec(ctx, s); err != nil {
+			t.Fatalf("testenv: %s: %v", s, err)
+		}
+	}
+	t.Cleanup(func() {
+		a, err := pgx.Connect(context.Background(), p.serverURL)
+		if err != nil {
+			return
+		}
+		defer a.Close(context.Background())
+		_, _ = a.Exec(context.Background(), fmt.Sprintf("DROP DATABASE IF EXISTS %s WITH (FORCE)", ident(name)))
+	})
+	return &PG{
+		AdminURL: withDatabase(p.serverURL, name), Database: name,
+		OwnerRole: p.OwnerRole, OwnerURL: roleURL(p.serverURL, p.OwnerRole, p.ownerPW, name),
+		AppRole: p.AppRole, AppURL: roleURL(p.serverURL, p.AppRole, p.appPW, name),
+		base: p.base, serverURL: p.serverURL, ownerPW: p.ownerPW, appPW: p.appPW,
+	}
+}
+
 // PackageRole is [PG.CreateRole] for state shared by a package's tests and
 // benchmarks: the role lives until [Main] drops the package's database.
 func (p *PG) PackageRole(attributes string) (string, error) {
@@ -234,7 +272,7 @@ func (p *PG) PackageRole(attributes string) (string, error) {
 
 func (p *PG) createRole(attributes string) (url, name string, err error) {
 	ctx := context.Background()
-	name = fmt.Sprintf("%s_r%d", p.base, p.roles.Add(1))
+	name = fmt.Sprintf("%s_r%d", p.base, nameSeq.Add(1))
 	password := randomHex(12)
 	admin, err := pgx.Connect(ctx, p.AdminURL)
 	if err != nil {
@@ -282,6 +320,9 @@ func NewTenant(slugPrefix string) tenant.Tenant {
 
 var idCounter atomic.Int64
 
+// nameSeq numbers the roles and databases a process creates.
+var nameSeq atomic.Int64
+
 // UniqueID returns a valid tenant ID starting with prefix that no other
 // process running now will produce.
 func UniqueID(prefix string) string {
@@ -316,6 +357,7 @@ func setupPG(ctx context.Context, adminURL string) (*PG, error) {
 			return nil, fmt.Errorf("PostgreSQL: set up test database: %w", err)
 		}
 	}
+	pg.ownerPW, pg.appPW = ownerPW, appPW
 	pg.AdminURL = withDatabase(adminURL, pg.Database)
 	pg.OwnerURL = roleURL(adminURL, pg.OwnerRole, ownerPW, pg.Database)
 	pg.AppURL = roleURL(adminURL, pg.AppRole, appPW, pg.Database)

@@ -1,0 +1,190 @@
+package provision
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/tenancykit/tenancy/pgtenant"
+)
+
+// Finding is one isolation problem [Registry.Audit] found.
+type Finding struct {
+	// Check names the rule, e.g. "rls-not-forced".
+	Check string
+	// Object is the database object, schema-qualified where it has a schema.
+	Object string
+	// Problem says what is wrong.
+	Problem string
+	// Fix says how to put it right.
+	Fix string
+}
+
+func (f Finding) String() string {
+	return fmt.Sprintf("%s: %s: %s (fix: %s)", f.Check, f.Object, f.Problem, f.Fix)
+}
+
+const systemSchemas = "('pg_catalog', 'information_schema', 'pg_toast', 'tenancy')"
+
+// Audit inspects the database for what would weaken tenant isolation and
+// returns one Finding per problem, each naming the object and the fix:
+// tenant tables without RLS enabled, forced or the tenant policy, or with
+// other policies; an app role that is privileged or owns a tenant table;
+// PUBLIC allowed to CREATE in a schema; views without security_invoker and
+// SECURITY DEFINER functions; registry rows without a schema and tenant
+// schemas without a registry row; unique constraints on shared tenant tables
+// that omit tenant_id (an existence oracle across tenants). An empty result
+// means none of these was found.
+func (r *Registry) Audit(ctx context.Context) ([]Finding, error) {
+	var out []Finding
+	for _, check := range []func(context.Context) ([]Finding, error){
+		r.auditTables, r.auditAppRole, r.auditPublicCreate, r.auditDefiners, r.auditRegistry, r.auditUnique,
+	} {
+		f, err := check(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("provision: audit: %w", err)
+		}
+		out = append(out, f...)
+	}
+	return out, nil
+}
+
+func (r *Registry) sharedTables() []string {
+	if r.cfg.Mode == pgtenant.SharedTables {
+		return r.cfg.SharedTables
+	}
+	return []string{}
+}
+
+func (r *Registry) auditTables(ctx context.Context) ([]Finding, error) {
+	rows, _ := r.cfg.Owner.Query(ctx, `SELECT format('%I.%I', n.nspname, c.relname), c.relrowsecurity, c.relforcerowsecurity,
+			EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid AND p.polname = $1),
+			(SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid AND p.polname <> $1),
+			pg_get_userbyid(c.relowner) = $2
+		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.relkind IN ('r', 'p') AND (
+			n.nspname IN (SELECT schema_name FROM tenancy.tenants WHERE status IN ('active', 'suspended'))
+			OR c.oid IN (SELECT to_regclass(x) FROM unnest($3::text[]) x))
+		ORDER BY 1`, PolicyName, r.cfg.AppRole, r.sharedTables())
+	var out []Finding
+	var name string
+	var enabled, forced, hasPolicy, appOwns bool
+	var others int
+	_, err := pgx.ForEachRow(rows, []any{&name, &enabled, &forced, &hasPolicy, &others, &appOwns}, func() error {
+		if !enabled {
+			out = append(out, Finding{"rls-disabled", name, "row level security is not enabled: every tenant's rows are visible", "ALTER TABLE " + name + " ENABLE ROW LEVEL SECURITY"})
+		}
+		if !forced {
+			out = append(out, Finding{"rls-not-forced", name, "row level security is not forced: the table owner bypasses it", "ALTER TABLE " + name + " FORCE ROW LEVEL SECURITY"})
+		}
+		if !hasPolicy {
+			out = append(out, Finding{"no-policy", name, "the " + PolicyName + " policy is missing", "recreate it as provision does (USING and WITH CHECK on tenant_id)"})
+		}
+		if others > 0 {
+			out = append(out, Finding{"extra-policy", name, fmt.Sprintf("%d other policies: a permissive one widens access", others), "drop them, or make them RESTRICTIVE"})
+		}
+		if appOwns {
+			out = append(out, Finding{"app-role-owns-table", name, "the app role owns it and can disable its row level security", "ALTER TABLE " + name + " OWNER TO <owner role>"})
+		}
+		return nil
+	})
+	return out, err
+}
+
+func (r *Registry) auditAppRole(ctx context.Context) ([]Finding, error) {
+	var super, bypass bool
+	err := r.cfg.Owner.QueryRow(ctx, "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = $1", r.cfg.AppRole).Scan(&super, &bypass)
+	if err == pgx.ErrNoRows {
+		return []Finding{{"app-role-missing", r.cfg.AppRole, "the app role does not exist", "CREATE ROLE ... NOSUPERUSER NOBYPASSRLS"}}, nil
+	}
+	var out []Finding
+	if super {
+		out = append(out, Finding{"privileged-app-role", r.cfg.AppRole, "the app role is a superuser and bypasses every policy", "ALTER ROLE " + pgx.Identifier{r.cfg.AppRole}.Sanitize() + " NOSUPERUSER"})
+	}
+	if bypass {
+		out = append(out, Finding{"privileged-app-role", r.cfg.AppRole, "the app role has BYPASSRLS", "ALTER ROLE " + pgx.Identifier{r.cfg.AppRole}.Sanitize() + " NOBYPASSRLS"})
+	}
+	return out, err
+}
+
+func (r *Registry) auditPublicCreate(ctx context.Context) ([]Finding, error) {
+	rows, _ := r.cfg.Owner.Query(ctx, `SELECT quote_ident(n.nspname) FROM pg_namespace n,
+			aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a
+		WHERE a.grantee = 0 AND a.privilege_type = 'CREATE' AND n.nspname NOT IN `+systemSchemas+` AND n.nspname NOT LIKE 'pg\_%'
+		ORDER BY 1`)
+	return collectFindings(rows, func(q string) Finding {
+		return Finding{"public-create", q, "PUBLIC may create objects here, e.g. a function or table that shadows a tenant's", "REVOKE CREATE ON SCHEMA " + q + " FROM PUBLIC"}
+	})
+}
+
+func (r *Registry) auditDefiners(ctx context.Context) ([]Finding, error) {
+	rows, _ := r.cfg.Owner.Query(ctx, `SELECT 'view', format('%I.%I', n.nspname, c.relname)
+		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.relkind = 'v' AND n.nspname NOT IN `+systemSchemas+` AND n.nspname NOT LIKE 'pg\_%'
+			AND NOT coalesce(c.reloptions && ARRAY['security_invoker=true', 'security_invoker=on', 'security_invoker=1', 'security_invoker=yes'], false)
+		UNION ALL
+		SELECT 'function', format('%I.%I(%s)', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid))
+		FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+		WHERE p.prosecdef AND n.nspname NOT IN `+systemSchemas+` AND n.nspname NOT LIKE 'pg\_%'
+		ORDER BY 1, 2`)
+	var out []Finding
+	var kind, name string
+	_, err := pgx.ForEachRow(rows, []any{&kind, &name}, func() error {
+		if kind == "view" {
+			out = append(out, Finding{"view-not-security-invoker", name, "the view reads tables with its owner's rights, not the caller's", "ALTER VIEW " + name + " SET (security_invoker = true)"})
+		} else {
+			out = append(out, Finding{"security-definer-function", name, "the function runs with its owner's rights and can read across tenants", "ALTER FUNCTION " + name + " SECURITY INVOKER, or review it"})
+		}
+		return nil
+	})
+	return out, err
+}
+
+func (r *Registry) auditRegistry(ctx context.Context) ([]Finding, error) {
+	rows, _ := r.cfg.Owner.Query(ctx, `SELECT 'row', slug, schema_name FROM tenancy.tenants
+		WHERE status IN ('active', 'suspended') AND schema_name IS NOT NULL AND to_regnamespace(quote_ident(schema_name)) IS NULL
+		UNION ALL
+		SELECT 'schema', '', quote_ident(nspname) FROM pg_namespace
+		WHERE nspname LIKE 'tenant\_%' AND nspname NOT IN (SELECT schema_name FROM tenancy.tenants WHERE status <> 'deleted' AND schema_name IS NOT NULL)
+		ORDER BY 1, 3`)
+	var out []Finding
+	var kind, slug, schema string
+	_, err := pgx.ForEachRow(rows, []any{&kind, &slug, &schema}, func() error {
+		if kind == "row" {
+			out = append(out, Finding{"registry-without-schema", fmt.Sprintf("tenant %q", slug), "the tenant is live but its schema " + schema + " is gone", "Delete the tenant, or restore the schema"})
+		} else {
+			q := schema // already quoted by the query
+			out = append(out, Finding{"schema-without-registry", q, "a tenant schema that no registry row owns (a half-done create or delete?)", "DROP SCHEMA " + q + " CASCADE, once you know it holds nothing you need"})
+		}
+		return nil
+	})
+	return out, err
+}
+
+func (r *Registry) auditUnique(ctx context.Context) ([]Finding, error) {
+	rows, _ := r.cfg.Owner.Query(ctx, `SELECT format('%I.%I (%s)', n.nspname, c.relname, i.relname)
+		FROM pg_index x
+		JOIN pg_class c ON c.oid = x.indrelid
+		JOIN pg_class i ON i.oid = x.indexrelid
+		JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE x.indisunique AND c.relkind IN ('r', 'p')
+			AND n.nspname NOT IN `+systemSchemas+` AND n.nspname NOT LIKE 'pg\_%' AND n.nspname NOT LIKE 'tenant\_%'
+			AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped)
+			AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'tenant_id' AND a.attnum = ANY (x.indkey))
+		ORDER BY 1`)
+	return collectFindings(rows, func(name string) Finding {
+		return Finding{"unique-without-tenant", name, "a unique index on a shared tenant table omits tenant_id: a conflict tells one tenant that another's value exists", "include tenant_id first in the index, e.g. UNIQUE (tenant_id, ...)"}
+	})
+}
+
+func collectFindings(rows pgx.Rows, f func(string) Finding) ([]Finding, error) {
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Finding, 0, len(names))
+	for _, n := range names {
+		out = append(out, f(n))
+	}
+	return out, nil
+}

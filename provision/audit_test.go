@@ -1,0 +1,108 @@
+package provision_test
+
+import (
+	"context"
+	"sort"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/tenancykit/tenancy/internal/testenv"
+	"github.com/tenancykit/tenancy/provision"
+)
+
+func TestAudit(t *testing.T) {
+	t.Parallel()
+	pg := testenv.PostgreSQL(t).NewDatabase(t) // a database of its own: Audit sees everything in it
+	reg := newRegistry(t, pg, nil)
+	ctx := context.Background()
+	var recs []provision.Record
+	for _, s := range []string{"audit_a", "audit_b", "audit_c"} {
+		rec, err := reg.Create(ctx, provision.Spec{Slug: s})
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, rec)
+	}
+	findings, err := reg.Audit(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(findings) != 0 {
+		t.Fatalf("a clean database has findings: %v", findings)
+	}
+
+	admin, err := pgxpool.New(ctx, pg.AdminURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	a, b, c := recs[0].SchemaName, recs[1].SchemaName, recs[2].SchemaName
+	app := pgx.Identifier{pg.AppRole}.Sanitize()
+	for _, s := range []string{
+		"ALTER TABLE " + a + ".projects DISABLE ROW LEVEL SECURITY",
+		"ALTER TABLE " + a + ".notes NO FORCE ROW LEVEL SECURITY",
+		"DROP POLICY tenant_isolation ON " + a + ".tags",
+		"CREATE POLICY everyone ON " + b + ".projects USING (true)",
+		"ALTER TABLE " + b + ".notes OWNER TO " + app,
+		"GRANT CREATE ON SCHEMA public TO PUBLIC",
+		"CREATE VIEW " + b + ".all_projects AS SELECT * FROM " + b + ".projects",
+		"CREATE FUNCTION public.peek() RETURNS bigint LANGUAGE sql SECURITY DEFINER AS 'SELECT 1::bigint'",
+		"DROP SCHEMA " + c + " CASCADE",
+		"CREATE SCHEMA tenant_orphan",
+		"CREATE TABLE public.shared_emails (id int PRIMARY KEY, tenant_id text, email text UNIQUE, UNIQUE (tenant_id, id))",
+	} {
+		if _, err := admin.Exec(ctx, s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	findings, err = reg.Audit(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type key struct{ Check, Object string }
+	var got []key
+	for _, f := range findings {
+		if f.Problem == "" || f.Fix == "" {
+			t.Errorf("finding without problem or fix: %v", f)
+		}
+		got = append(got, key{f.Check, f.Object})
+	}
+	sort.Slice(got, func(i, j int) bool { return got[i].Check+got[i].Object < got[j].Check+got[j].Object })
+	want := []key{
+		{"app-role-owns-table", b + ".notes"},
+		{"extra-policy", b + ".projects"},
+		{"no-policy", a + ".tags"},
+		{"public-create", "public"},
+		{"registry-without-schema", `tenant "audit_c"`},
+		{"rls-disabled", a + ".projects"},
+		{"rls-not-forced", a + ".notes"},
+		{"schema-without-registry", "tenant_orphan"},
+		{"security-definer-function", "public.peek()"},
+		{"unique-without-tenant", "public.shared_emails (shared_emails_email_key)"},
+		{"unique-without-tenant", "public.shared_emails (shared_emails_pkey)"},
+		{"view-not-security-invoker", b + ".all_projects"},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("findings (-want +got):\n%s", diff)
+	}
+}
+
+func TestAuditPrivilegedAppRole(t *testing.T) {
+	t.Parallel()
+	pg := testenv.PostgreSQL(t).NewDatabase(t)
+	url := pg.CreateRole(t, "BYPASSRLS")
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := newRegistry(t, pg, func(c *provision.Config) { c.AppRole = cfg.User })
+	findings, err := reg.Audit(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(findings) != 1 || findings[0].Check != "privileged-app-role" || findings[0].Object != cfg.User {
+		t.Errorf("findings = %v", findings)
+	}
+}

@@ -1,0 +1,129 @@
+package provision
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"log/slog"
+	"regexp"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/tenancykit/tenancy/pgtenant"
+	"github.com/tenancykit/tenancy/tenant"
+)
+
+// Builder fills a new tenant's schema with its tables. It runs inside the
+// transaction of [Registry.Create], with the search_path set to the tenant's
+// schema, so unqualified names land there and a failure leaves nothing.
+type Builder interface {
+	BuildTenant(ctx context.Context, tx pgx.Tx, t tenant.Tenant, schema string) error
+}
+
+// BuilderFunc adapts a function to [Builder].
+type BuilderFunc func(ctx context.Context, tx pgx.Tx, t tenant.Tenant, schema string) error
+
+// BuildTenant calls f.
+func (f BuilderFunc) BuildTenant(ctx context.Context, tx pgx.Tx, t tenant.Tenant, schema string) error {
+	return f(ctx, tx, t, schema)
+}
+
+// DDL returns a Builder that runs statements, in order, in the tenant's
+// schema. Every table they create needs a tenant_id column; Create adds row
+// level security, its default and the grants.
+func DDL(statements ...string) Builder {
+	return BuilderFunc(func(ctx context.Context, tx pgx.Tx, _ tenant.Tenant, _ string) error {
+		for i, s := range statements {
+			if _, err := tx.Exec(ctx, s, pgx.QueryExecModeSimpleProtocol); err != nil {
+				return fmt.Errorf("statement %d: %w", i+1, err)
+			}
+		}
+		return nil
+	})
+}
+
+// Config configures [New]. Zero fields mean their documented defaults.
+type Config struct {
+	// Owner is a pool connected as the owner role: it creates and drops
+	// tenant schemas and owns their tables. Required.
+	Owner *pgxpool.Pool
+	// AppRole is the role the application's pgtenant pool connects as. It
+	// gets USAGE on each tenant schema and DML on its tables and sequences,
+	// nothing more. Required.
+	AppRole string
+	// Mode is SchemaPerTenant (a schema per tenant) or SharedTables (tenants
+	// share SharedTables, separated by RLS only). Defaults to
+	// pgtenant.SchemaPerTenant.
+	Mode pgtenant.Mode
+	// Builder creates a new tenant's tables. Defaults to none: an empty
+	// schema.
+	Builder Builder
+	// SharedTables are the schema-qualified tables ("public.notes") that
+	// hold every tenant's rows in SharedTables mode. Create applies row level
+	// security to them if missing.
+	SharedTables []string
+	// Setting is the RLS setting pgtenant sets. Defaults to "app.tenant_id".
+	Setting string
+	// NewID generates the ID of a tenant created without one. Defaults to a
+	// random UUID (version 4).
+	NewID func() string
+	// Purger removes a deleted tenant's keys, e.g. a *redistenant.Client.
+	// Defaults to none.
+	Purger Purger
+	// DropBatch is how many tables one transaction of Delete drops, which
+	// keeps a tenant with many tables within max_locks_per_transaction.
+	// Defaults to 50.
+	DropBatch int
+	// BeforeDeleteStep, if set, is called before each step of Delete
+	// ("drop tables", "drop schema", "purge keys", "mark deleted"); an error
+	// stops Delete there, as a crash would. For observability and tests.
+	BeforeDeleteStep func(ctx context.Context, slug, step string) error
+	// Logger receives lifecycle events. Defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// Purger deletes every key of one tenant; *redistenant.Client implements it.
+type Purger interface {
+	Purge(ctx context.Context, t tenant.Tenant) (int64, error)
+}
+
+var settingPattern = regexp.MustCompile(`^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$`)
+
+func (c *Config) defaults() error {
+	if c.Owner == nil {
+		return fmt.Errorf("%w: Config.Owner is nil; pass a pool connected as the owner role", ErrInvalidConfig)
+	}
+	if c.AppRole == "" {
+		return fmt.Errorf("%w: Config.AppRole is empty; name the role pgtenant connects as", ErrInvalidConfig)
+	}
+	if c.Mode != pgtenant.SchemaPerTenant && c.Mode != pgtenant.SharedTables {
+		return fmt.Errorf("%w: Config.Mode %v; use pgtenant.SchemaPerTenant or pgtenant.SharedTables", ErrInvalidConfig, c.Mode)
+	}
+	if c.Mode == pgtenant.SharedTables && len(c.SharedTables) == 0 {
+		return fmt.Errorf("%w: Config.SharedTables is empty; SharedTables mode needs the tables tenants share", ErrInvalidConfig)
+	}
+	if c.Setting == "" {
+		c.Setting = pgtenant.DefaultSetting
+	}
+	if !settingPattern.MatchString(c.Setting) {
+		return fmt.Errorf("%w: Config.Setting %q must look like \"prefix.name\"", ErrInvalidConfig, c.Setting)
+	}
+	if c.NewID == nil {
+		c.NewID = newUUID
+	}
+	if c.DropBatch <= 0 {
+		c.DropBatch = 50
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+func newUUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}

@@ -1,0 +1,195 @@
+package provision
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/tenancykit/tenancy/pgtenant"
+	"github.com/tenancykit/tenancy/tenant"
+)
+
+// Spec describes a tenant to create.
+type Spec struct {
+	// Slug names the tenant and its schema; see tenant.ValidateSlug. Required.
+	Slug string
+	// Name is a display name. Optional.
+	Name string
+	// ID is the tenant's ID; see tenant.ValidateID. Defaults to a new UUID.
+	ID string
+}
+
+// Create provisions a tenant in one transaction: it registers the tenant,
+// creates its schema (never IF NOT EXISTS: a clash is an error), builds it
+// with Config.Builder, confines every table with row level security (each
+// must have a tenant_id column), grants the app role what it needs and marks
+// the tenant active. On any failure nothing remains — no schema, no registry
+// row — and the *StepError says which step failed. Concurrent creates of one
+// slug are serialised: one succeeds, the others get ErrTenantExists.
+//
+// In SharedTables mode Create registers the tenant and makes sure the shared
+// tables carry row level security; it creates no schema.
+func (r *Registry) Create(ctx context.Context, spec Spec) (Record, error) {
+	id := spec.ID
+	if id == "" {
+		id = r.cfg.NewID()
+	}
+	t, err := tenant.New(id, spec.Slug)
+	if err != nil {
+		return Record{}, fmt.Errorf("provision: create tenant: %w", err)
+	}
+	schema := ""
+	if r.cfg.Mode == pgtenant.SchemaPerTenant {
+		schema = pgtenant.SchemaName(t)
+	}
+	step := func(name string, err error) error {
+		return &StepError{Op: "create", Slug: t.Slug, Step: name, Err: err}
+	}
+	var rec Record
+	err = pgx.BeginFunc(ctx, r.cfg.Owner, func(tx pgx.Tx) error {
+		// Serialise creates of one slug; the unique indexes decide the race.
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtextextended('tenancy:' || $1, 0))", t.Slug); err != nil {
+			return step("lock", err)
+		}
+		var schemaArg any
+		if schema != "" {
+			schemaArg = schema
+		}
+		ct, err := tx.Exec(ctx, `INSERT INTO tenancy.tenants (id, slug, schema_name, name, status)
+			VALUES ($1, $2, $3, $4, 'provisioning') ON CONFLICT DO NOTHING`, t.ID, t.Slug, schemaArg, spec.Name)
+		if err != nil {
+			return step("register", err)
+		}
+		if ct.RowsAffected() == 0 {
+			return fmt.Errorf("%w: slug %q or ID %q", ErrTenantExists, t.Slug, t.ID)
+		}
+		if schema == "" {
+			if err := r.secureSharedTables(ctx, tx); err != nil {
+				return step("secure shared tables", err)
+			}
+		} else {
+			if _, err := tx.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize()); err != nil {
+				var pgErr *pgconn.PgError
+				if errors.As(err, &pgErr) && pgErr.Code == "42P06" {
+					err = fmt.Errorf("%w: schema %q exists without a registry row (see Audit)", ErrTenantExists, schema)
+				}
+				return step("create schema", err)
+			}
+			if _, err := tx.Exec(ctx, "SELECT set_config('search_path', $1, true), set_config($2, $3, true)",
+				pgx.Identifier{schema}.Sanitize(), r.cfg.Setting, t.ID); err != nil {
+				return step("enter schema", err)
+			}
+			if r.cfg.Builder != nil {
+				if err := r.cfg.Builder.BuildTenant(ctx, tx, t, schema); err != nil {
+					return step("build schema", err)
+				}
+			}
+			if err := r.secureSchema(ctx, tx, schema); err != nil {
+				return step("secure tables", err)
+			}
+		}
+		rec, err = scanRecord(tx.QueryRow(ctx, "UPDATE tenancy.tenants SET status = 'active', updated_at = now() WHERE id = $1 RETURNING "+recordColumns, t.ID))
+		if err != nil {
+			return step("activate", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return Record{}, err
+	}
+	r.cfg.Logger.InfoContext(ctx, "tenant created", "tenant_id", t.ID, "tenant_slug", t.Slug, "schema", schema)
+	return rec, nil
+}
+
+// secureSchema confines every table of schema and grants the app role.
+func (r *Registry) secureSchema(ctx context.Context, tx pgx.Tx, schema string) error {
+	rows, _ := tx.Query(ctx, `SELECT c.relname, c.relkind::text,
+			coalesce(format_type(a.atttypid, a.atttypmod), ''),
+			EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid)
+		FROM pg_class c
+		LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped
+		WHERE c.relnamespace = to_regnamespace($1) AND c.relkind IN ('r', 'p', 'S')
+		ORDER BY c.relname`, pgx.Identifier{schema}.Sanitize())
+	var tables, sequences, missing, withPolicies []string
+	var stmts []string
+	var name, kind, colType string
+	var hasPolicy bool
+	_, err := pgx.ForEachRow(rows, []any{&name, &kind, &colType, &hasPolicy}, func() error {
+		switch {
+		case kind == "S":
+			sequences = append(sequences, name)
+		case colType == "":
+			missing = append(missing, name)
+		case hasPolicy:
+			withPolicies = append(withPolicies, name)
+		default:
+			tables = append(tables, name)
+			stmts = append(stmts, secureTableSQL(schema, name, colType, r.cfg.Setting)...)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%w: %s (every tenant table needs one; RLS filters on it)", ErrMissingTenantColumn, strings.Join(missing, ", "))
+	}
+	if len(withPolicies) > 0 {
+		return fmt.Errorf("provision: tables with policies of their own: %s; leave policies to provision, another permissive policy would widen access", strings.Join(withPolicies, ", "))
+	}
+	stmts = append(stmts, grantSQL(schema, tables, sequences, r.cfg.AppRole)...)
+	return execAll(ctx, tx, stmts)
+}
+
+// secureSharedTables makes sure every shared table has a tenant_id column,
+// RLS enabled and forced, the policy and the app role's grants. It only
+// alters a table that lacks something, so creates do not lock shared tables.
+func (r *Registry) secureSharedTables(ctx context.Context, tx pgx.Tx) error {
+	for _, qualifiedName := range r.cfg.SharedTables {
+		var colType string
+		var enabled, forced, hasPolicy bool
+		err := tx.QueryRow(ctx, `SELECT coalesce(format_type(a.atttypid, a.atttypmod), ''), c.relrowsecurity, c.relforcerowsecurity,
+				EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid AND p.polname = $2)
+			FROM pg_class c
+			LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped
+			WHERE c.oid = to_regclass($1)`, qualifiedName, PolicyName).Scan(&colType, &enabled, &forced, &hasPolicy)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("shared table %q does not exist", qualifiedName)
+		}
+		if err != nil {
+			return err
+		}
+		if colType == "" {
+			return fmt.Errorf("%w: %s", ErrMissingTenantColumn, qualifiedName)
+		}
+		if enabled && forced && hasPolicy {
+			continue
+		}
+		schema, table, ok := strings.Cut(qualifiedName, ".")
+		if !ok {
+			schema, table = "public", qualifiedName
+		}
+		stmts := secureTableSQL(schema, table, colType, r.cfg.Setting)
+		if hasPolicy {
+			stmts = append(stmts[:2], stmts[3])
+		}
+		stmts = append(stmts, "GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE "+pgx.Identifier{schema, table}.Sanitize()+" TO "+pgx.Identifier{r.cfg.AppRole}.Sanitize())
+		if err := execAll(ctx, tx, stmts); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func execAll(ctx context.Context, tx pgx.Tx, stmts []string) error {
+	if len(stmts) == 0 {
+		return nil
+	}
+	// One round trip: the statements hold no values, only identifiers
+	// quoted by pgx.Identifier and types from the catalog.
+	_, err := tx.Exec(ctx, strings.Join(stmts, ";\n"), pgx.QueryExecModeSimpleProtocol)
+	return err
+}

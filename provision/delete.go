@@ -1,0 +1,130 @@
+package provision
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/tenancykit/tenancy/tenant"
+)
+
+// Delete removes a tenant: it marks it deleting (so it is no longer served),
+// drops its schema's tables in batches of Config.DropBatch (one transaction
+// each, so a tenant with many tables stays within max_locks_per_transaction),
+// drops the schema, purges its Redis namespace through Config.Purger, and
+// marks it deleted; the registry row stays as a tombstone and the slug may be
+// reused. Every step is idempotent, so Delete can be run again after a crash
+// at any step and finishes the job. In SharedTables mode it deletes the
+// tenant's rows from the shared tables instead of a schema.
+func (r *Registry) Delete(ctx context.Context, slug string) error {
+	var t tenant.Tenant
+	var schema string
+	err := r.cfg.Owner.QueryRow(ctx, `UPDATE tenancy.tenants SET status = 'deleting', updated_at = now()
+		WHERE slug = $1 AND status IN ('active', 'suspended', 'deleting', 'failed')
+		RETURNING id, slug, coalesce(schema_name, '')`, slug).Scan(&t.ID, &t.Slug, &schema)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("%w: %q", ErrTenantNotFound, slug)
+	}
+	if err != nil {
+		return &StepError{Op: "delete", Slug: slug, Step: "mark deleting", Err: err}
+	}
+	steps := []struct {
+		name string
+		run  func() error
+	}{
+		{"drop tables", func() error { return r.dropTables(ctx, t, schema) }},
+		{"drop schema", func() error { return r.dropSchema(ctx, schema) }},
+		{"purge keys", func() error {
+			if r.cfg.Purger == nil {
+				return nil
+			}
+			_, err := r.cfg.Purger.Purge(ctx, t)
+			return err
+		}},
+		{"mark deleted", func() error {
+			_, err := r.cfg.Owner.Exec(ctx, `UPDATE tenancy.tenants SET status = 'deleted', deleted_at = now(), updated_at = now()
+				WHERE id = $1`, t.ID)
+			return err
+		}},
+	}
+	for _, s := range steps {
+		if hook := r.cfg.BeforeDeleteStep; hook != nil {
+			if err := hook(ctx, slug, s.name); err != nil {
+				return &StepError{Op: "delete", Slug: slug, Step: s.name, Err: err}
+			}
+		}
+		if err := s.run(); err != nil {
+			r.recordError(ctx, t.ID, s.name, err)
+			return &StepError{Op: "delete", Slug: slug, Step: s.name, Err: err}
+		}
+	}
+	r.cfg.Logger.InfoContext(ctx, "tenant deleted", "tenant_id", t.ID, "tenant_slug", t.Slug)
+	return nil
+}
+
+func (r *Registry) recordError(ctx context.Context, id, step string, err error) {
+	_, _ = r.cfg.Owner.Exec(context.WithoutCancel(ctx), "UPDATE tenancy.tenants SET last_error = $2, updated_at = now() WHERE id = $1",
+		id, step+": "+err.Error())
+}
+
+// dropTables drops the schema's tables DropBatch at a time. In SharedTables
+// mode it deletes the tenant's rows from the shared tables.
+func (r *Registry) dropTables(ctx context.Context, t tenant.Tenant, schema string) error {
+	if schema == "" {
+		return pgx.BeginFunc(ctx, r.cfg.Owner, func(tx pgx.Tx) error {
+			// FORCE RLS binds the owner too: scope the DELETE to the tenant.
+			if _, err := tx.Exec(ctx, "SELECT set_config($1, $2, true)", r.cfg.Setting, t.ID); err != nil {
+				return err
+			}
+			for _, table := range r.cfg.SharedTables {
+				if _, err := tx.Exec(ctx, "DELETE FROM "+sharedIdent(table)+" WHERE tenant_id::text = $1", t.ID); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	for {
+		rows, _ := r.cfg.Owner.Query(ctx, `SELECT relname FROM pg_class
+			WHERE relnamespace = to_regnamespace($1) AND relkind IN ('r', 'p') AND NOT relispartition
+			ORDER BY relname LIMIT $2`, pgx.Identifier{schema}.Sanitize(), r.cfg.DropBatch)
+		tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return err
+		}
+		if len(tables) == 0 {
+			return nil
+		}
+		if _, err := r.cfg.Owner.Exec(ctx, "DROP TABLE IF EXISTS "+qualified(schema, tables)+" CASCADE"); err != nil {
+			return err
+		}
+	}
+}
+
+func (r *Registry) dropSchema(ctx context.Context, schema string) error {
+	if schema == "" {
+		return nil
+	}
+	// The name comes from the tenant's own registry row, so IF EXISTS only
+	// makes a rerun after a crash succeed.
+	_, err := r.cfg.Owner.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
+	return err
+}
+
+func sharedIdent(qualifiedName string) string {
+	schema, table, ok := cutQualified(qualifiedName)
+	if !ok {
+		return pgx.Identifier{table}.Sanitize()
+	}
+	return pgx.Identifier{schema, table}.Sanitize()
+}
+
+func cutQualified(name string) (schema, table string, ok bool) {
+	for i := 0; i < len(name); i++ {
+		if name[i] == '.' {
+			return name[:i], name[i+1:], true
+		}
+	}
+	return "public", name, false
+}

@@ -1,0 +1,207 @@
+package provision
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/tenancykit/tenancy/tenant"
+)
+
+// Status is a tenant's place in its lifecycle:
+// provisioning → active ⇄ suspended → deleting → deleted, and
+// provisioning → failed.
+type Status string
+
+// The statuses.
+const (
+	StatusProvisioning Status = "provisioning"
+	StatusActive       Status = "active"
+	StatusSuspended    Status = "suspended"
+	StatusDeleting     Status = "deleting"
+	StatusDeleted      Status = "deleted"
+	StatusFailed       Status = "failed"
+)
+
+// Record is a tenant's row in the registry, tenancy.tenants.
+type Record struct {
+	ID         string
+	Slug       string
+	SchemaName string // "" in SharedTables mode
+	Name       string
+	Status     Status
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+	DeletedAt  *time.Time
+	LastError  string
+}
+
+// Tenant returns the tenant.Tenant of r.
+func (r Record) Tenant() tenant.Tenant { return tenant.Tenant{ID: r.ID, Slug: r.Slug} }
+
+// Registry provisions tenants and keeps their records. It implements
+// tenant.Lookup. It is safe for concurrent use.
+type Registry struct {
+	cfg Config
+}
+
+var _ tenant.Lookup = (*Registry)(nil)
+
+// registryDDL are the versioned steps that create and upgrade the registry.
+// Each runs once, in order, recorded in tenancy.registry_version.
+var registryDDL = []string{
+	1: `CREATE TABLE tenancy.tenants (
+		id          text PRIMARY KEY,
+		slug        text NOT NULL,
+		schema_name text,
+		name        text NOT NULL DEFAULT '',
+		status      text NOT NULL CHECK (status IN ('provisioning', 'active', 'suspended', 'deleting', 'deleted', 'failed')),
+		created_at  timestamptz NOT NULL DEFAULT now(),
+		updated_at  timestamptz NOT NULL DEFAULT now(),
+		deleted_at  timestamptz,
+		last_error  text
+	);
+	CREATE UNIQUE INDEX tenants_live_slug ON tenancy.tenants (slug) WHERE status <> 'deleted';
+	CREATE UNIQUE INDEX tenants_live_schema ON tenancy.tenants (schema_name) WHERE status <> 'deleted';
+	CREATE INDEX tenants_status_slug ON tenancy.tenants (status, slug);`,
+}
+
+// registryLock serialises registry upgrades across processes.
+const registryLock = int64(0x74656e616e6379) // "tenancy"
+
+// New returns a Registry, creating or upgrading its tables in schema tenancy
+// if needed.
+func New(ctx context.Context, cfg Config) (*Registry, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	r := &Registry{cfg: cfg}
+	if err := r.upgrade(ctx); err != nil {
+		return nil, fmt.Errorf("provision: prepare registry: %w", err)
+	}
+	return r, nil
+}
+
+func (r *Registry) upgrade(ctx context.Context) error {
+	return pgx.BeginFunc(ctx, r.cfg.Owner, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", registryLock); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS tenancy;
+			CREATE TABLE IF NOT EXISTS tenancy.registry_version (version int NOT NULL);
+			REVOKE ALL ON SCHEMA tenancy FROM PUBLIC`, pgx.QueryExecModeSimpleProtocol); err != nil {
+			return err
+		}
+		var version int
+		if err := tx.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM tenancy.registry_version").Scan(&version); err != nil {
+			return err
+		}
+		for v := version + 1; v < len(registryDDL); v++ {
+			if _, err := tx.Exec(ctx, registryDDL[v], pgx.QueryExecModeSimpleProtocol); err != nil {
+				return fmt.Errorf("registry version %d: %w", v, err)
+			}
+			if _, err := tx.Exec(ctx, "INSERT INTO tenancy.registry_version VALUES ($1)", v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+const recordColumns = "id, slug, coalesce(schema_name, ''), name, status, created_at, updated_at, deleted_at, coalesce(last_error, '')"
+
+func scanRecord(row pgx.Row) (Record, error) {
+	var rec Record
+	var status string
+	err := row.Scan(&rec.ID, &rec.Slug, &rec.SchemaName, &rec.Name, &status, &rec.CreatedAt, &rec.UpdatedAt, &rec.DeletedAt, &rec.LastError)
+	rec.Status = Status(status)
+	return rec, err
+}
+
+// Get returns the live (not deleted) tenant with slug.
+func (r *Registry) Get(ctx context.Context, slug string) (Record, error) {
+	rec, err := scanRecord(r.cfg.Owner.QueryRow(ctx,
+		"SELECT "+recordColumns+" FROM tenancy.tenants WHERE slug = $1 AND status <> 'deleted'", slug))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Record{}, fmt.Errorf("%w: %q", ErrTenantNotFound, slug)
+	}
+	return rec, err
+}
+
+// ListOptions filters and pages [Registry.List].
+type ListOptions struct {
+	// Status keeps only tenants in this status. Defaults to every status
+	// but deleted.
+	Status Status
+	// After is the slug the previous page ended with. Defaults to the start.
+	After string
+	// Limit is the page size. Defaults to 100; at most 1000.
+	Limit int
+}
+
+// List returns tenants ordered by slug, one page at a time: pass the last
+// slug of a page as After to get the next. The page is shorter than Limit
+// only at the end.
+func (r *Registry) List(ctx context.Context, opts ListOptions) ([]Record, error) {
+	limit := opts.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	limit = min(limit, 1000)
+	var rows pgx.Rows
+	if opts.Status == "" {
+		rows, _ = r.cfg.Owner.Query(ctx, "SELECT "+recordColumns+" FROM tenancy.tenants WHERE status <> 'deleted' AND slug > $1 ORDER BY slug LIMIT $2", opts.After, limit)
+	} else {
+		rows, _ = r.cfg.Owner.Query(ctx, "SELECT "+recordColumns+" FROM tenancy.tenants WHERE status = $1 AND slug > $2 ORDER BY slug LIMIT $3", string(opts.Status), opts.After, limit)
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (Record, error) { return scanRecord(row) })
+}
+
+// Suspend stops serving a tenant: [Registry.LookupTenant] answers
+// ErrTenantSuspended (403 through the middleware). Its data stays.
+func (r *Registry) Suspend(ctx context.Context, slug string) error {
+	return r.transition(ctx, slug, StatusActive, StatusSuspended)
+}
+
+// Resume serves a suspended tenant again.
+func (r *Registry) Resume(ctx context.Context, slug string) error {
+	return r.transition(ctx, slug, StatusSuspended, StatusActive)
+}
+
+func (r *Registry) transition(ctx context.Context, slug string, from, to Status) error {
+	ct, err := r.cfg.Owner.Exec(ctx, "UPDATE tenancy.tenants SET status = $3, updated_at = now() WHERE slug = $1 AND status = $2",
+		slug, string(from), string(to))
+	if err != nil {
+		return err
+	}
+	if ct.RowsAffected() == 1 {
+		r.cfg.Logger.InfoContext(ctx, "tenant "+string(to), "tenant_slug", slug)
+		return nil
+	}
+	rec, err := r.Get(ctx, slug)
+	if err != nil {
+		return err
+	}
+	return fmt.Errorf("%w: tenant %q is %s, not %s", ErrInvalidTransition, slug, rec.Status, from)
+}
+
+// LookupTenant implements tenant.Lookup: key is a slug or an ID. Only active
+// tenants are returned; a suspended one gives ErrTenantSuspended and any
+// other ErrTenantNotFound. Put a tenant.Cache in front of it.
+func (r *Registry) LookupTenant(ctx context.Context, key string) (tenant.Tenant, error) {
+	var t tenant.Tenant
+	var status string
+	err := r.cfg.Owner.QueryRow(ctx, `SELECT id, slug, status FROM tenancy.tenants
+		WHERE (slug = $1 OR id = $1) AND status IN ('active', 'suspended') LIMIT 1`, key).Scan(&t.ID, &t.Slug, &status)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return tenant.Tenant{}, ErrTenantNotFound
+	case err != nil:
+		return tenant.Tenant{}, err
+	case status == string(StatusSuspended):
+		return tenant.Tenant{}, ErrTenantSuspended
+	}
+	return t, nil
+}

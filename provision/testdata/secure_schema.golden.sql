@@ -1,0 +1,16 @@
+ALTER TABLE "tenant_acme"."projects" ENABLE ROW LEVEL SECURITY;
+ALTER TABLE "tenant_acme"."projects" FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON "tenant_acme"."projects" USING (tenant_id = nullif(current_setting('app.tenant_id', true), '')::text) WITH CHECK (tenant_id = nullif(current_setting('app.tenant_id', true), '')::text);
+ALTER TABLE "tenant_acme"."projects" ALTER COLUMN tenant_id SET DEFAULT nullif(current_setting('app.tenant_id', true), '')::text;
+ALTER TABLE "tenant_acme"."tags" ENABLE ROW LEVEL SECURITY;
+ALTER TABLE "tenant_acme"."tags" FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON "tenant_acme"."tags" USING (tenant_id = nullif(current_setting('app.tenant_id', true), '')::uuid) WITH CHECK (tenant_id = nullif(current_setting('app.tenant_id', true), '')::uuid);
+ALTER TABLE "tenant_acme"."tags" ALTER COLUMN tenant_id SET DEFAULT nullif(current_setting('app.tenant_id', true), '')::uuid;
+ALTER TABLE "tenant_acme"."Mixed Case" ENABLE ROW LEVEL SECURITY;
+ALTER TABLE "tenant_acme"."Mixed Case" FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON "tenant_acme"."Mixed Case" USING (tenant_id = nullif(current_setting('myapp.tenant', true), '')::bigint) WITH CHECK (tenant_id = nullif(current_setting('myapp.tenant', true), '')::bigint);
+ALTER TABLE "tenant_acme"."Mixed Case" ALTER COLUMN tenant_id SET DEFAULT nullif(current_setting('myapp.tenant', true), '')::bigint;
+REVOKE ALL ON SCHEMA "tenant_acme" FROM PUBLIC;
+GRANT USAGE ON SCHEMA "tenant_acme" TO "app_role";
+GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE "tenant_acme"."projects", "tenant_acme"."tags", "tenant_acme"."Mixed Case" TO "app_role";
+GRANT USAGE, SELECT ON SEQUENCE "tenant_acme"."projects_id_seq" TO "app_role";
