@@ -86,9 +86,10 @@ func (r *Registry) dropTables(ctx context.Context, t tenant.Tenant, schema strin
 		})
 	}
 	for {
-		rows, _ := r.cfg.Owner.Query(ctx, `SELECT relname FROM pg_class
-			WHERE relnamespace = to_regnamespace($1) AND relkind IN ('r', 'p') AND NOT relispartition
-			ORDER BY relname LIMIT $2`, pgx.Identifier{schema}.Sanitize(), r.cfg.DropBatch)
+		rows, _ := r.cfg.Owner.Query(ctx, `SELECT c.relname FROM pg_depend d JOIN pg_class c ON c.oid = d.objid
+			WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_namespace'::regclass
+				AND d.refobjid = to_regnamespace($1) AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+			ORDER BY c.relname LIMIT $2`, pgx.Identifier{schema}.Sanitize(), r.cfg.DropBatch)
 		tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
 		if err != nil {
 			return err

@@ -2,6 +2,7 @@ package provision_test
 
 import (
 	"context"
+	"log/slog"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -28,7 +29,7 @@ func newRegistry(t testing.TB, pg *testenv.PG, configure func(*provision.Config)
 		t.Fatal(err)
 	}
 	t.Cleanup(owner.Close)
-	cfg := provision.Config{Owner: owner, AppRole: pg.AppRole, Builder: itemsDDL}
+	cfg := provision.Config{Owner: owner, AppRole: pg.AppRole, Builder: itemsDDL, Logger: slog.New(slog.DiscardHandler)}
 	if configure != nil {
 		configure(&cfg)
 	}
