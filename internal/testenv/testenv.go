@@ -37,7 +37,7 @@ import (
 func Main(m *testing.M) {
 	flag.Parse()
 	if !RequireServices() {
-		_, pgErr := postgreSQL()
+		_, pgErr := pgService()
 		_, redisErr := redis()
 		if err := errors.Join(pgErr, redisErr); err != nil {
 			fmt.Fprintf(os.Stderr, "testenv: skipping examples: %v\n", err)
@@ -75,10 +75,12 @@ type PG struct {
 
 var (
 	pgState struct {
-		once sync.Once
-		pg   *PG
-		svc  Service
-		err  error
+		once    sync.Once
+		svcOnce sync.Once
+		pg      *PG
+		svc     Service
+		svcErr  error
+		err     error
 	}
 	redisState struct {
 		once sync.Once
@@ -110,14 +112,28 @@ func ExamplePostgreSQL() *PG {
 	return pg
 }
 
-func postgreSQL() (*PG, error) {
-	pgState.once.Do(func() {
+// pgService finds the server once per process; the package's database is
+// made only when a test asks for it, so a process that needs none (a fuzz
+// worker, say) leaves nothing behind.
+func pgService() (Service, error) {
+	pgState.svcOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		pgState.svc, pgState.err = FindPostgreSQL(ctx)
-		if pgState.err == nil {
-			pgState.pg, pgState.err = setupPG(ctx, pgState.svc.URL)
+		pgState.svc, pgState.svcErr = FindPostgreSQL(ctx)
+	})
+	return pgState.svc, pgState.svcErr
+}
+
+func postgreSQL() (*PG, error) {
+	pgState.once.Do(func() {
+		svc, err := pgService()
+		if err != nil {
+			pgState.err = err
+			return
 		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		pgState.pg, pgState.err = setupPG(ctx, svc.URL)
 	})
 	return pgState.pg, pgState.err
 }
@@ -382,7 +398,13 @@ func teardown() {
 }
 
 func dropPG(ctx context.Context, admin *pgx.Conn, base string) {
-	_, _ = admin.Exec(ctx, fmt.Sprintf("DROP DATABASE IF EXISTS %s WITH (FORCE)", ident(base)))
+	dbs, err := admin.Query(ctx, "SELECT datname FROM pg_database WHERE datname = $1 OR starts_with(datname, $1 || '_d')", base)
+	if err == nil {
+		names, _ := pgx.CollectRows(dbs, pgx.RowTo[string])
+		for _, db := range names {
+			_, _ = admin.Exec(ctx, fmt.Sprintf("DROP DATABASE IF EXISTS %s WITH (FORCE)", ident(db)))
+		}
+	}
 	rows, err := admin.Query(ctx, "SELECT rolname FROM pg_roles WHERE starts_with(rolname, $1)", base+"_")
 	if err != nil {
 		return
@@ -393,7 +415,7 @@ func dropPG(ctx context.Context, admin *pgx.Conn, base string) {
 	}
 }
 
-var staleName = regexp.MustCompile(`^tt_[a-z0-9_]*?_(\d{9,})_[0-9a-f]{6}$`)
+var staleName = regexp.MustCompile(`^(tt_[a-z0-9_]*?_(\d{9,})_[0-9a-f]{6})(_d\d+)?$`)
 
 // sweepStale drops test databases (and their roles) older than six hours:
 // leftovers of runs that were killed before Main could clean up.
@@ -408,8 +430,8 @@ func sweepStale(ctx context.Context, admin *pgx.Conn) {
 		if m == nil {
 			continue
 		}
-		if sec, err := strconv.ParseInt(m[1], 10, 64); err == nil && time.Since(time.Unix(sec, 0)) > 6*time.Hour {
-			dropPG(ctx, admin, n)
+		if sec, err := strconv.ParseInt(m[2], 10, 64); err == nil && time.Since(time.Unix(sec, 0)) > 6*time.Hour {
+			dropPG(ctx, admin, m[1])
 		}
 	}
 }
