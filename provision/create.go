@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/tenancykit/tenancy/internal/rls"
 	"github.com/tenancykit/tenancy/pgtenant"
 	"github.com/tenancykit/tenancy/tenant"
 )
@@ -104,48 +105,19 @@ func (r *Registry) Create(ctx context.Context, spec Spec) (Record, error) {
 	return rec, nil
 }
 
-// secureSchema confines every table of schema and grants the app role. It
-// finds the schema's relations through pg_depend, which is indexed by the
-// referenced schema: pg_class has no index on relnamespace, and scanning it
-// would make each create slower as the fleet grows.
+// secureSchema confines every table of schema and grants the app role.
 func (r *Registry) secureSchema(ctx context.Context, tx pgx.Tx, schema string) error {
-	rows, _ := tx.Query(ctx, `SELECT c.relname, c.relkind::text,
-			coalesce(format_type(a.atttypid, a.atttypmod), ''),
-			EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid)
-		FROM pg_depend d
-		JOIN pg_class c ON c.oid = d.objid
-		LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped
-		WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_namespace'::regclass
-			AND d.refobjid = to_regnamespace($1) AND c.relkind IN ('r', 'p', 'S')
-		ORDER BY c.relname`, pgx.Identifier{schema}.Sanitize())
-	var tables, sequences, missing, withPolicies []string
-	var stmts []string
-	var name, kind, colType string
-	var hasPolicy bool
-	_, err := pgx.ForEachRow(rows, []any{&name, &kind, &colType, &hasPolicy}, func() error {
-		switch {
-		case kind == "S":
-			sequences = append(sequences, name)
-		case colType == "":
-			missing = append(missing, name)
-		case hasPolicy:
-			withPolicies = append(withPolicies, name)
-		default:
-			tables = append(tables, name)
-			stmts = append(stmts, secureTableSQL(schema, name, colType, r.cfg.Setting)...)
-		}
-		return nil
-	})
+	rels, err := rls.Relations(ctx, tx, schema)
 	if err != nil {
 		return err
 	}
+	stmts, missing, foreign := rls.Plan(schema, rels, r.cfg.Setting, r.cfg.AppRole)
 	if len(missing) > 0 {
-		return fmt.Errorf("%w: %s (every tenant table needs one; RLS filters on it)", ErrMissingTenantColumn, strings.Join(missing, ", "))
+		return fmt.Errorf("%w: %w", ErrMissingTenantColumn, rls.MissingError(missing))
 	}
-	if len(withPolicies) > 0 {
-		return fmt.Errorf("provision: tables with policies of their own: %s; leave policies to provision, another permissive policy would widen access", strings.Join(withPolicies, ", "))
+	if len(foreign) > 0 {
+		return fmt.Errorf("provision: tables with policies of their own: %s; leave policies to provision, another permissive policy would widen access", strings.Join(foreign, ", "))
 	}
-	stmts = append(stmts, grantSQL(schema, tables, sequences, r.cfg.AppRole)...)
 	return execAll(ctx, tx, stmts)
 }
 

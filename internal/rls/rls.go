@@ -1,0 +1,124 @@
+// Package rls writes the row level security SQL that provision applies to a
+// new tenant's tables and migrate applies to tables a tenant migration
+// creates, so both confine tables the same way.
+package rls
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// PolicyName is the name of the policy on every tenant table.
+const PolicyName = "tenant_isolation"
+
+// ErrMissingTenantColumn is wrapped by MissingError.
+var ErrMissingTenantColumn = errors.New("tables without a tenant_id column")
+
+// TenantExpr is the RLS setting cast to the tenant_id column's type. nullif
+// makes the empty string of a reset setting match nothing.
+func TenantExpr(setting, colType string) string {
+	return "nullif(current_setting('" + setting + "', true), '')::" + colType
+}
+
+// TableSQL returns the statements that confine one table: RLS enabled and
+// forced, one policy for reads and writes, and a tenant_id default. setting
+// must be validated by the caller; colType comes from the catalog.
+func TableSQL(schema, table, colType, setting string) []string {
+	name := pgx.Identifier{schema, table}.Sanitize()
+	match := "tenant_id = " + TenantExpr(setting, colType)
+	return []string{
+		"ALTER TABLE " + name + " ENABLE ROW LEVEL SECURITY",
+		"ALTER TABLE " + name + " FORCE ROW LEVEL SECURITY",
+		"CREATE POLICY " + PolicyName + " ON " + name + " USING (" + match + ") WITH CHECK (" + match + ")",
+		"ALTER TABLE " + name + " ALTER COLUMN tenant_id SET DEFAULT " + TenantExpr(setting, colType),
+	}
+}
+
+// GrantSQL returns the grants of a tenant schema to the app role, naming the
+// objects (GRANT ... ON ALL TABLES IN SCHEMA scans the whole catalog).
+func GrantSQL(schema string, tables, sequences []string, appRole string) []string {
+	s := pgx.Identifier{schema}.Sanitize()
+	role := pgx.Identifier{appRole}.Sanitize()
+	out := []string{
+		"REVOKE ALL ON SCHEMA " + s + " FROM PUBLIC",
+		"GRANT USAGE ON SCHEMA " + s + " TO " + role,
+	}
+	if len(tables) > 0 {
+		out = append(out, "GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE "+Qualified(schema, tables)+" TO "+role)
+	}
+	if len(sequences) > 0 {
+		out = append(out, "GRANT USAGE, SELECT ON SEQUENCE "+Qualified(schema, sequences)+" TO "+role)
+	}
+	return out
+}
+
+// Qualified joins schema-qualified, quoted names.
+func Qualified(schema string, names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = pgx.Identifier{schema, n}.Sanitize()
+	}
+	return strings.Join(q, ", ")
+}
+
+// Relation is a table or sequence of a tenant schema.
+type Relation struct {
+	Name       string
+	Kind       string // "r", "p" or "S"
+	TenantType string // format_type of tenant_id, "" when absent
+	HasPolicy  bool   // any policy
+	HasOurs    bool   // the tenant_isolation policy
+}
+
+// Relations lists the tables and sequences of schema through pg_depend,
+// which is indexed by the referenced schema (pg_class has no index on
+// relnamespace, so scanning it would grow with the fleet).
+func Relations(ctx context.Context, q interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}, schema string) ([]Relation, error) {
+	rows, _ := q.Query(ctx, `SELECT c.relname, c.relkind::text,
+			coalesce(format_type(a.atttypid, a.atttypmod), ''),
+			EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid),
+			EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid AND p.polname = $2)
+		FROM pg_depend d
+		JOIN pg_class c ON c.oid = d.objid
+		LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped
+		WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_namespace'::regclass
+			AND d.refobjid = to_regnamespace($1) AND c.relkind IN ('r', 'p', 'S')
+		ORDER BY c.relname`, pgx.Identifier{schema}.Sanitize(), PolicyName)
+	return pgx.CollectRows(rows, pgx.RowToStructByPos[Relation])
+}
+
+// Plan returns the statements that confine every relation of schema that is
+// not yet confined, and grant the app role. missing lists tables without a
+// tenant_id column; foreign lists tables that carry policies of their own
+// (another permissive policy would widen access). Tables already carrying
+// the tenant policy are granted, not altered.
+func Plan(schema string, rels []Relation, setting, appRole string) (stmts, missing, foreign []string) {
+	var tables, sequences []string
+	for _, r := range rels {
+		switch {
+		case r.Kind == "S":
+			sequences = append(sequences, r.Name)
+		case r.TenantType == "":
+			missing = append(missing, r.Name)
+		case r.HasOurs:
+			tables = append(tables, r.Name)
+		case r.HasPolicy:
+			foreign = append(foreign, r.Name)
+		default:
+			tables = append(tables, r.Name)
+			stmts = append(stmts, TableSQL(schema, r.Name, r.TenantType, setting)...)
+		}
+	}
+	return append(stmts, GrantSQL(schema, tables, sequences, appRole)...), missing, foreign
+}
+
+// MissingError reports tables without tenant_id.
+func MissingError(tables []string) error {
+	return fmt.Errorf("%w: %s (every tenant table needs one; RLS filters on it)", ErrMissingTenantColumn, strings.Join(tables, ", "))
+}
