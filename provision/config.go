@@ -20,6 +20,16 @@ type Builder interface {
 	BuildTenant(ctx context.Context, tx pgx.Tx, t tenant.Tenant, schema string) error
 }
 
+// SchemaBuilder builds a new tenant's schema outside Create's transaction,
+// for builders that need connections of their own, such as the migrate
+// package's tenant chain (goose runs each migration in its own transaction).
+// Create then registers the tenant and creates the schema first, runs the
+// builder, confines the tables and marks the tenant active; if anything
+// fails, it drops the schema and the registry row again.
+type SchemaBuilder interface {
+	BuildTenantSchema(ctx context.Context, t tenant.Tenant, schema string) error
+}
+
 // BuilderFunc adapts a function to [Builder].
 type BuilderFunc func(ctx context.Context, tx pgx.Tx, t tenant.Tenant, schema string) error
 
@@ -55,9 +65,14 @@ type Config struct {
 	// share SharedTables, separated by RLS only). Defaults to
 	// pgtenant.SchemaPerTenant.
 	Mode pgtenant.Mode
-	// Builder creates a new tenant's tables. Defaults to none: an empty
-	// schema.
+	// Builder creates a new tenant's tables inside Create's transaction.
+	// Defaults to none: an empty schema.
 	Builder Builder
+	// SchemaBuilder, if set, builds the schema instead, outside the
+	// transaction; e.g. a *migrate.Migrator, so a new tenant starts at the
+	// latest version of the tenant chain. Set Builder or SchemaBuilder, not
+	// both.
+	SchemaBuilder SchemaBuilder
 	// SharedTables are the schema-qualified tables ("public.notes") that
 	// hold every tenant's rows in SharedTables mode. Create applies row level
 	// security to them if missing.
@@ -101,6 +116,9 @@ func (c *Config) defaults() error {
 	}
 	if c.Mode == pgtenant.SharedTables && len(c.SharedTables) == 0 {
 		return fmt.Errorf("%w: Config.SharedTables is empty; SharedTables mode needs the tables tenants share", ErrInvalidConfig)
+	}
+	if c.Builder != nil && c.SchemaBuilder != nil {
+		return fmt.Errorf("%w: set Config.Builder or Config.SchemaBuilder, not both", ErrInvalidConfig)
 	}
 	if c.Setting == "" {
 		c.Setting = pgtenant.DefaultSetting

@@ -83,6 +83,13 @@ func (r *Registry) Create(ctx context.Context, spec Spec) (Record, error) {
 				pgx.Identifier{schema}.Sanitize(), r.cfg.Setting, t.ID); err != nil {
 				return step("enter schema", err)
 			}
+			if r.cfg.SchemaBuilder != nil {
+				// Built after this transaction commits the empty schema.
+				if err := execAll(ctx, tx, grantSQL(schema, nil, nil, r.cfg.AppRole)); err != nil {
+					return step("grant schema", err)
+				}
+				return nil
+			}
 			if r.cfg.Builder != nil {
 				if err := r.cfg.Builder.BuildTenant(ctx, tx, t, schema); err != nil {
 					return step("build schema", err)
@@ -101,8 +108,50 @@ func (r *Registry) Create(ctx context.Context, spec Spec) (Record, error) {
 	if err != nil {
 		return Record{}, err
 	}
+	if r.cfg.SchemaBuilder != nil && schema != "" {
+		if rec, err = r.buildOutside(ctx, t, schema); err != nil {
+			return Record{}, err
+		}
+	}
 	r.cfg.Logger.InfoContext(ctx, "tenant created", "tenant_id", t.ID, "tenant_slug", t.Slug, "schema", schema)
 	return rec, nil
+}
+
+// buildOutside runs the SchemaBuilder on a schema that the first transaction
+// created empty (and left provisioning), then confines its tables and marks
+// the tenant active. On failure it removes the schema and the row.
+func (r *Registry) buildOutside(ctx context.Context, t tenant.Tenant, schema string) (Record, error) {
+	step := func(name string, err error) error {
+		if cleanupErr := r.undoCreate(ctx, t, schema); cleanupErr != nil {
+			err = errors.Join(err, fmt.Errorf("clean up: %w", cleanupErr))
+		}
+		return &StepError{Op: "create", Slug: t.Slug, Step: name, Err: err}
+	}
+	if err := r.cfg.SchemaBuilder.BuildTenantSchema(ctx, t, schema); err != nil {
+		return Record{}, step("build schema", err)
+	}
+	var rec Record
+	err := pgx.BeginFunc(ctx, r.cfg.Owner, func(tx pgx.Tx) error {
+		if err := r.secureSchema(ctx, tx, schema); err != nil {
+			return err
+		}
+		var err error
+		rec, err = scanRecord(tx.QueryRow(ctx, "UPDATE tenancy.tenants SET status = 'active', updated_at = now() WHERE id = $1 RETURNING "+recordColumns, t.ID))
+		return err
+	})
+	if err != nil {
+		return Record{}, step("secure tables", err)
+	}
+	return rec, nil
+}
+
+func (r *Registry) undoCreate(ctx context.Context, t tenant.Tenant, schema string) error {
+	ctx = context.WithoutCancel(ctx)
+	if err := r.dropSchema(ctx, schema); err != nil {
+		return err
+	}
+	_, err := r.cfg.Owner.Exec(ctx, "DELETE FROM tenancy.tenants WHERE id = $1 AND status = 'provisioning'", t.ID)
+	return err
 }
 
 // secureSchema confines every table of schema and grants the app role.

@@ -205,3 +205,10 @@ func (r *Registry) LookupTenant(ctx context.Context, key string) (tenant.Tenant,
 	}
 	return t, nil
 }
+
+// Tenants returns every active and suspended tenant, for the migrate
+// package's fleet operations.
+func (r *Registry) Tenants(ctx context.Context) ([]tenant.Tenant, error) {
+	rows, _ := r.cfg.Owner.Query(ctx, "SELECT id, slug FROM tenancy.tenants WHERE status IN ('active', 'suspended') ORDER BY slug")
+	return pgx.CollectRows(rows, pgx.RowToStructByPos[tenant.Tenant])
+}

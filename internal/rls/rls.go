@@ -97,11 +97,14 @@ func Relations(ctx context.Context, q interface {
 // not yet confined, and grant the app role. missing lists tables without a
 // tenant_id column; foreign lists tables that carry policies of their own
 // (another permissive policy would widen access). Tables already carrying
-// the tenant policy are granted, not altered.
+// the tenant policy are granted, not altered. goose's version table and its
+// sequence are left alone: they belong to the owner.
 func Plan(schema string, rels []Relation, setting, appRole string) (stmts, missing, foreign []string) {
 	var tables, sequences []string
 	for _, r := range rels {
 		switch {
+		case r.Name == "goose_db_version" || r.Name == "goose_db_version_id_seq":
+			// The migration bookkeeping of migrate: the owner's, not the app's.
 		case r.Kind == "S":
 			sequences = append(sequences, r.Name)
 		case r.TenantType == "":

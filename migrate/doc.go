@@ -1,0 +1,40 @@
+// Package migrate runs goose migrations for the shared schema and for every
+// tenant schema: two chains, each schema with its own version table, so a
+// deploy migrates the fleet and a broken tenant neither stops nor corrupts
+// the others.
+//
+//	m, err := migrate.New(migrate.Config{
+//		ConnConfig: ownerConnConfig, // the owner role
+//		Shared:     sharedFS,        // e.g. an embed.FS of goose SQL files
+//		Tenant:     tenantFS,
+//		Tenants:    registry,        // *provision.Registry
+//		AppRole:    "app",
+//	})
+//	_, err = m.UpShared(ctx)
+//	report, err := m.UpAll(ctx) // report.Err() joins the failed tenants
+//
+// # How a tenant schema is migrated
+//
+// Each worker has one connection of its own (never the application's pool:
+// a session SET there would leak). For each schema it sets the search_path
+// to the schema (then public) and the RLS setting to the tenant, and runs
+// goose with the version table "<schema>.goose_db_version" and an advisory
+// lock of that schema's own, so two deploys never apply one migration twice
+// while different schemas never wait on one lock. Migrations run in their
+// own transactions (or none, with -- +goose NO TRANSACTION, e.g. CREATE
+// INDEX CONCURRENTLY), so a failure leaves the tenant at its last good
+// version: [MigrationError] names the tenant, the version and the SQL error,
+// and a rerun finishes the job.
+//
+// Tables a tenant migration creates get the treatment provision gives a new
+// tenant: row level security enabled and forced, the tenant policy, the
+// tenant_id default and grants to the app role. A table without tenant_id
+// is not granted (the app role cannot read it) and fails the tenant.
+//
+// # A fleet
+//
+// [Migrator.Status] reads every tenant's version in a few queries, without a
+// goose provider per tenant, and [Migrator.UpAll] skips the tenants that are
+// current the same way, then migrates the rest with Config.Concurrency
+// workers, reporting progress through Config.Progress and slog.
+package migrate

@@ -1,0 +1,362 @@
+package migrate
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io/fs"
+	"log/slog"
+	"regexp"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+	"github.com/tenancykit/tenancy/internal/rls"
+	"github.com/tenancykit/tenancy/pgtenant"
+	"github.com/tenancykit/tenancy/tenant"
+)
+
+// TenantSource lists the tenants whose schemas the fleet operations migrate.
+// *provision.Registry implements it.
+type TenantSource interface {
+	Tenants(ctx context.Context) ([]tenant.Tenant, error)
+}
+
+// TenantSourceFunc adapts a function to [TenantSource].
+type TenantSourceFunc func(ctx context.Context) ([]tenant.Tenant, error)
+
+// Tenants calls f.
+func (f TenantSourceFunc) Tenants(ctx context.Context) ([]tenant.Tenant, error) { return f(ctx) }
+
+// Config configures [New]. Zero fields mean their documented defaults.
+type Config struct {
+	// ConnConfig connects as the owner role, which owns the tenant schemas.
+	// Every worker opens its own connection from it. Required.
+	ConnConfig *pgx.ConnConfig
+	// Shared is the migration set of the shared schema (goose SQL files,
+	// e.g. an embed.FS). Defaults to none.
+	Shared fs.FS
+	// Tenant is the migration set applied to every tenant schema. Defaults
+	// to none.
+	Tenant fs.FS
+	// Tenants lists the fleet for UpAll and Status, e.g. the provision
+	// registry. Required for the fleet operations.
+	Tenants TenantSource
+	// AppRole is granted DML on the tables a tenant migration creates, which
+	// also get the tenant policy. Required with Tenant.
+	AppRole string
+	// Setting is the RLS setting pgtenant uses. Defaults to "app.tenant_id".
+	Setting string
+	// Concurrency is how many tenant schemas are migrated at once. Defaults
+	// to 2; at most 64.
+	Concurrency int
+	// StopOnError stops UpAll at the first failing tenant. Defaults to
+	// false: the fleet continues and the report names every failure.
+	StopOnError bool
+	// Progress, if set, is called after each tenant of UpAll, from one
+	// goroutine at a time.
+	Progress func(Progress)
+	// Logger receives progress and failures. Defaults to slog.Default().
+	Logger *slog.Logger
+	// ProviderOptions are passed to every goose provider (e.g.
+	// goose.WithGoMigrations). The table name and locker are set per schema.
+	ProviderOptions []goose.ProviderOption
+}
+
+// ErrInvalidConfig is returned by [New] for an unusable [Config].
+var ErrInvalidConfig = errors.New("migrate: invalid configuration")
+
+// MigrationError is a failed migration of one schema: the tenant (zero for
+// the shared schema), the version that failed and the cause. Earlier
+// migrations of the schema stay applied; each runs in its own transaction.
+type MigrationError struct {
+	Tenant  tenant.Tenant
+	Version int64
+	Err     error
+}
+
+func (e *MigrationError) Error() string {
+	if e.Tenant.IsZero() {
+		return fmt.Sprintf("migrate: shared schema: version %d: %v", e.Version, e.Err)
+	}
+	return fmt.Sprintf("migrate: tenant %s: version %d: %v", e.Tenant, e.Version, e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *MigrationError) Unwrap() error { return e.Err }
+
+// Migrator runs the shared and tenant migration chains.
+type Migrator struct {
+	cfg     Config
+	latest  int64
+	sources []int64 // tenant chain versions, ascending
+}
+
+var settingPattern = regexp.MustCompile(`^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$`)
+
+// New returns a Migrator. It reads the migration sets but does not connect.
+func New(cfg Config) (*Migrator, error) {
+	if cfg.ConnConfig == nil {
+		return nil, fmt.Errorf("%w: Config.ConnConfig is nil; parse the owner role's URL with pgx.ParseConfig", ErrInvalidConfig)
+	}
+	if cfg.Tenant != nil && cfg.AppRole == "" {
+		return nil, fmt.Errorf("%w: Config.AppRole is empty; tables a tenant migration creates are granted to it", ErrInvalidConfig)
+	}
+	if cfg.Setting == "" {
+		cfg.Setting = pgtenant.DefaultSetting
+	}
+	if !settingPattern.MatchString(cfg.Setting) {
+		return nil, fmt.Errorf("%w: Config.Setting %q must look like \"prefix.name\"", ErrInvalidConfig, cfg.Setting)
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 2
+	}
+	cfg.Concurrency = min(cfg.Concurrency, 64)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	m := &Migrator{cfg: cfg}
+	if cfg.Tenant != nil {
+		// A provider is needed only to list the sources; it does not connect.
+		db := stdlib.OpenDB(*cfg.ConnConfig)
+		defer db.Close()
+		p, err := m.provider(db, cfg.Tenant, "goose_db_version")
+		if err != nil {
+			return nil, fmt.Errorf("migrate: tenant migrations: %w", err)
+		}
+		for _, s := range p.ListSources() {
+			m.sources = append(m.sources, s.Version)
+			m.latest = max(m.latest, s.Version)
+		}
+	}
+	return m, nil
+}
+
+// Latest returns the highest version of the tenant chain.
+func (m *Migrator) Latest() int64 { return m.latest }
+
+func (m *Migrator) provider(db *sql.DB, fsys fs.FS, table string) (*goose.Provider, error) {
+	opts := append([]goose.ProviderOption{
+		goose.WithTableName(table),
+		goose.WithDisableGlobalRegistry(true),
+	}, m.cfg.ProviderOptions...)
+	return goose.NewProvider(goose.DialectPostgres, db, fsys, opts...)
+}
+
+// lockID gives each schema its own advisory lock, so two deploys never apply
+// one schema's migration twice, yet different schemas never wait on each
+// other (goose's default is one lock per database).
+func lockID(name string) int64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte("tenancy-migrate:" + name))
+	return int64(h.Sum64() & 0x7fffffffffffffff)
+}
+
+// lockSchema takes the schema's advisory lock on the worker's connection for
+// the whole run: goose's migrations and the securing of new tables. It polls
+// rather than waits in the server: a session waiting for an advisory lock
+// holds a snapshot, and CREATE INDEX CONCURRENTLY in the lock holder waits
+// for every older snapshot — a deadlock.
+func lockSchema(ctx context.Context, db *sql.DB, name string) (unlock func(), err error) {
+	id := lockID(name)
+	for {
+		var ok bool
+		if err := db.QueryRowContext(ctx, "SELECT pg_try_advisory_lock($1)", id).Scan(&ok); err != nil {
+			return nil, err
+		}
+		if ok {
+			return func() {
+				_, _ = db.ExecContext(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", id)
+			}, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(lockPoll):
+		}
+	}
+}
+
+const lockPoll = 25 * time.Millisecond
+
+// worker is one connection that migrates schema after schema.
+type worker struct {
+	db *sql.DB
+}
+
+func (m *Migrator) newWorker() *worker {
+	db := stdlib.OpenDB(*m.cfg.ConnConfig)
+	// One connection: the search_path set for a schema is the one its
+	// migrations run with. (Go migrations that need their own connection
+	// outside a transaction are refused by goose in this set-up.)
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	return &worker{db: db}
+}
+
+func (w *worker) close() { _ = w.db.Close() }
+
+// UpShared applies the shared chain, its version table public.goose_db_version.
+func (m *Migrator) UpShared(ctx context.Context) ([]*goose.MigrationResult, error) {
+	if m.cfg.Shared == nil {
+		return nil, nil
+	}
+	w := m.newWorker()
+	defer w.close()
+	unlock, err := lockSchema(ctx, w.db, "public")
+	if err != nil {
+		return nil, fmt.Errorf("migrate: shared migrations: %w", err)
+	}
+	defer unlock()
+	p, err := m.provider(w.db, m.cfg.Shared, "public.goose_db_version")
+	if err != nil {
+		return nil, fmt.Errorf("migrate: shared migrations: %w", err)
+	}
+	res, err := p.Up(ctx)
+	if err != nil {
+		return res, &MigrationError{Version: failedVersion(err), Err: err}
+	}
+	return res, nil
+}
+
+// TenantResult is what migrating one tenant did.
+type TenantResult struct {
+	Tenant   tenant.Tenant
+	Schema   string
+	From, To int64
+	Applied  int
+	Duration time.Duration
+	Err      error
+}
+
+// UpTenant applies the tenant chain to t's schema, up to the latest version.
+func (m *Migrator) UpTenant(ctx context.Context, t tenant.Tenant) TenantResult {
+	w := m.newWorker()
+	defer w.close()
+	return m.migrateTenant(ctx, w, t, func(p *goose.Provider) ([]*goose.MigrationResult, error) { return p.Up(ctx) })
+}
+
+// UpTo applies t's tenant chain up to version.
+func (m *Migrator) UpTo(ctx context.Context, t tenant.Tenant, version int64) TenantResult {
+	w := m.newWorker()
+	defer w.close()
+	return m.migrateTenant(ctx, w, t, func(p *goose.Provider) ([]*goose.MigrationResult, error) { return p.UpTo(ctx, version) })
+}
+
+// DownTo rolls t's tenant chain back to version.
+func (m *Migrator) DownTo(ctx context.Context, t tenant.Tenant, version int64) TenantResult {
+	w := m.newWorker()
+	defer w.close()
+	return m.migrateTenant(ctx, w, t, func(p *goose.Provider) ([]*goose.MigrationResult, error) { return p.DownTo(ctx, version) })
+}
+
+func (m *Migrator) migrateTenant(ctx context.Context, w *worker, t tenant.Tenant, run func(*goose.Provider) ([]*goose.MigrationResult, error)) TenantResult {
+	start := time.Now()
+	res := TenantResult{Tenant: t, Schema: pgtenant.SchemaName(t)}
+	fail := func(version int64, err error) TenantResult {
+		res.Err = &MigrationError{Tenant: t, Version: version, Err: err}
+		res.Duration = time.Since(start)
+		return res
+	}
+	if err := t.Validate(); err != nil {
+		return fail(0, err)
+	}
+	if m.cfg.Tenant == nil {
+		return fail(0, errors.New("no tenant migrations configured"))
+	}
+	schema := pgx.Identifier{res.Schema}.Sanitize()
+	// The worker's only connection gets the tenant's search_path and RLS
+	// setting for the whole run: unqualified names land in the schema, and
+	// seed rows pass the tenant's policy.
+	var exists bool
+	if err := w.db.QueryRowContext(ctx, "SELECT to_regnamespace($1) IS NOT NULL, set_config('search_path', $1 || ', public', false), set_config($2, $3, false)",
+		schema, m.cfg.Setting, t.ID).Scan(&exists, new(string), new(string)); err != nil {
+		return fail(0, err)
+	}
+	defer func() { _, _ = w.db.ExecContext(context.WithoutCancel(ctx), "RESET ALL") }()
+	if !exists {
+		return fail(0, fmt.Errorf("schema %s does not exist; provision the tenant first", schema))
+	}
+	unlock, err := lockSchema(ctx, w.db, res.Schema)
+	if err != nil {
+		return fail(0, err)
+	}
+	defer unlock()
+	p, err := m.provider(w.db, m.cfg.Tenant, res.Schema+".goose_db_version")
+	if err != nil {
+		return fail(0, err)
+	}
+	if res.From, err = p.GetDBVersion(ctx); err != nil && !errors.Is(err, goose.ErrVersionNotFound) {
+		return fail(0, err)
+	}
+	applied, runErr := run(p)
+	res.Applied = len(applied)
+	res.To, _ = p.GetDBVersion(context.WithoutCancel(ctx))
+	// Tables the migrations created get the tenant policy and grants, even
+	// when a later migration failed: a new table is never left readable.
+	if err := m.secure(ctx, w, res.Schema); err != nil && runErr == nil {
+		return fail(res.To, err)
+	}
+	if runErr != nil {
+		return fail(failedVersion(runErr), runErr)
+	}
+	res.Duration = time.Since(start)
+	return res
+}
+
+// secure confines the schema's tables that lack the tenant policy. A table
+// without tenant_id is left without grants (the app role cannot read it) and
+// named in the error.
+func (m *Migrator) secure(ctx context.Context, w *worker, schema string) error {
+	conn, err := w.db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return conn.Raw(func(driverConn any) error {
+		pc := driverConn.(*stdlib.Conn).Conn()
+		rels, err := rls.Relations(ctx, pc, schema)
+		if err != nil {
+			return err
+		}
+		stmts, missing, foreign := rls.Plan(schema, rels, m.cfg.Setting, m.cfg.AppRole)
+		if len(stmts) > 0 {
+			if err := pgx.BeginFunc(ctx, pc, func(tx pgx.Tx) error {
+				for _, s := range stmts {
+					if _, err := tx.Exec(ctx, s); err != nil {
+						return err
+					}
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+		if len(missing) > 0 {
+			return fmt.Errorf("migrate: %w", rls.MissingError(missing))
+		}
+		if len(foreign) > 0 {
+			return fmt.Errorf("migrate: tables with policies of their own, not granted to the app role: %v", foreign)
+		}
+		return nil
+	})
+}
+
+// failedVersion digs the failed migration's version out of a goose error.
+func failedVersion(err error) int64 {
+	var pe *goose.PartialError
+	if errors.As(err, &pe) && pe.Failed != nil && pe.Failed.Source != nil {
+		return pe.Failed.Source.Version
+	}
+	return 0
+}
+
+// BuildTenantSchema applies the tenant chain to a new tenant's schema; it
+// makes a *Migrator a provision.SchemaBuilder, so a tenant provision creates
+// starts at the latest version.
+func (m *Migrator) BuildTenantSchema(ctx context.Context, t tenant.Tenant, _ string) error {
+	return m.UpTenant(ctx, t).Err
+}
