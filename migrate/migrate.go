@@ -9,6 +9,8 @@ import (
 	"io/fs"
 	"log/slog"
 	"regexp"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -90,9 +92,11 @@ func (e *MigrationError) Unwrap() error { return e.Err }
 
 // Migrator runs the shared and tenant migration chains.
 type Migrator struct {
-	cfg     Config
-	latest  int64
-	sources []int64 // tenant chain versions, ascending
+	cfg         Config
+	latest      int64
+	sources     []int64 // tenant chain versions, ascending
+	summaryOnce sync.Once
+	summaryErr  error
 }
 
 var settingPattern = regexp.MustCompile(`^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$`)
@@ -182,6 +186,24 @@ func lockSchema(ctx context.Context, db *sql.DB, name string) (unlock func(), er
 
 const lockPoll = 25 * time.Millisecond
 
+// waitLock polls for lock id until it is taken or ctx ends; see lockSchema.
+func waitLock(ctx context.Context, db *sql.DB, id int64) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(lockPoll):
+		}
+		var ok bool
+		if err := db.QueryRowContext(ctx, "SELECT pg_try_advisory_lock($1)", id).Scan(&ok); err != nil {
+			return err
+		}
+		if ok {
+			return nil
+		}
+	}
+}
+
 // worker is one connection that migrates schema after schema.
 type worker struct {
 	db *sql.DB
@@ -236,24 +258,26 @@ type TenantResult struct {
 func (m *Migrator) UpTenant(ctx context.Context, t tenant.Tenant) TenantResult {
 	w := m.newWorker()
 	defer w.close()
-	return m.migrateTenant(ctx, w, t, func(p *goose.Provider) ([]*goose.MigrationResult, error) { return p.Up(ctx) })
+	return m.migrateTenant(ctx, w, t, -1, false, func(p *goose.Provider) ([]*goose.MigrationResult, error) { return p.Up(ctx) })
 }
 
 // UpTo applies t's tenant chain up to version.
 func (m *Migrator) UpTo(ctx context.Context, t tenant.Tenant, version int64) TenantResult {
 	w := m.newWorker()
 	defer w.close()
-	return m.migrateTenant(ctx, w, t, func(p *goose.Provider) ([]*goose.MigrationResult, error) { return p.UpTo(ctx, version) })
+	return m.migrateTenant(ctx, w, t, -1, false, func(p *goose.Provider) ([]*goose.MigrationResult, error) { return p.UpTo(ctx, version) })
 }
 
 // DownTo rolls t's tenant chain back to version.
 func (m *Migrator) DownTo(ctx context.Context, t tenant.Tenant, version int64) TenantResult {
 	w := m.newWorker()
 	defer w.close()
-	return m.migrateTenant(ctx, w, t, func(p *goose.Provider) ([]*goose.MigrationResult, error) { return p.DownTo(ctx, version) })
+	return m.migrateTenant(ctx, w, t, -1, true, func(p *goose.Provider) ([]*goose.MigrationResult, error) { return p.DownTo(ctx, version) })
 }
 
-func (m *Migrator) migrateTenant(ctx context.Context, w *worker, t tenant.Tenant, run func(*goose.Provider) ([]*goose.MigrationResult, error)) TenantResult {
+// migrateTenant migrates t's schema on w. from is the version Status read,
+// or -1 to ask goose.
+func (m *Migrator) migrateTenant(ctx context.Context, w *worker, t tenant.Tenant, from int64, down bool, run func(*goose.Provider) ([]*goose.MigrationResult, error)) TenantResult {
 	start := time.Now()
 	res := TenantResult{Tenant: t, Schema: pgtenant.SchemaName(t)}
 	fail := func(version int64, err error) TenantResult {
@@ -269,42 +293,80 @@ func (m *Migrator) migrateTenant(ctx context.Context, w *worker, t tenant.Tenant
 	}
 	schema := pgx.Identifier{res.Schema}.Sanitize()
 	// The worker's only connection gets the tenant's search_path and RLS
-	// setting for the whole run: unqualified names land in the schema, and
-	// seed rows pass the tenant's policy.
-	var exists bool
-	if err := w.db.QueryRowContext(ctx, "SELECT to_regnamespace($1) IS NOT NULL, set_config('search_path', $1 || ', public', false), set_config($2, $3, false)",
-		schema, m.cfg.Setting, t.ID).Scan(&exists, new(string), new(string)); err != nil {
+	// setting for the whole run (unqualified names land in the schema, and
+	// seed rows pass the tenant's policy), and tries the schema's lock, all
+	// in one round trip. Both settings are overwritten for the next schema.
+	id := lockID(res.Schema)
+	var exists, locked bool
+	if err := w.db.QueryRowContext(ctx, `SELECT to_regnamespace($1) IS NOT NULL, set_config('search_path', $1 || ', public', false),
+			set_config($2, $3, false), CASE WHEN to_regnamespace($1) IS NOT NULL THEN pg_try_advisory_lock($4) ELSE false END`,
+		schema, m.cfg.Setting, t.ID, id).Scan(&exists, new(string), new(string), &locked); err != nil {
 		return fail(0, err)
 	}
-	defer func() { _, _ = w.db.ExecContext(context.WithoutCancel(ctx), "RESET ALL") }()
 	if !exists {
 		return fail(0, fmt.Errorf("schema %s does not exist; provision the tenant first", schema))
 	}
-	unlock, err := lockSchema(ctx, w.db, res.Schema)
-	if err != nil {
-		return fail(0, err)
+	if !locked {
+		if err := waitLock(ctx, w.db, id); err != nil {
+			return fail(0, err)
+		}
 	}
-	defer unlock()
 	p, err := m.provider(w.db, m.cfg.Tenant, res.Schema+".goose_db_version")
 	if err != nil {
+		_ = unlockAndRecord(ctx, w.db, id, res.Schema, -1)
 		return fail(0, err)
 	}
-	if res.From, err = p.GetDBVersion(ctx); err != nil && !errors.Is(err, goose.ErrVersionNotFound) {
-		return fail(0, err)
+	res.From = from
+	if from < 0 {
+		if res.From, err = p.GetDBVersion(ctx); err != nil && !errors.Is(err, goose.ErrVersionNotFound) {
+			_ = unlockAndRecord(ctx, w.db, id, res.Schema, -1)
+			return fail(0, err)
+		}
 	}
 	applied, runErr := run(p)
 	res.Applied = len(applied)
-	res.To, _ = p.GetDBVersion(context.WithoutCancel(ctx))
+	res.To = res.From
+	if down || runErr != nil {
+		res.To, _ = p.GetDBVersion(context.WithoutCancel(ctx))
+	} else {
+		for _, a := range applied {
+			res.To = max(res.To, a.Source.Version)
+		}
+	}
 	// Tables the migrations created get the tenant policy and grants, even
 	// when a later migration failed: a new table is never left readable.
-	if err := m.secure(ctx, w, res.Schema); err != nil && runErr == nil {
-		return fail(res.To, err)
+	secureErr := m.secure(ctx, w, res.Schema)
+	// Unlock, and keep the fleet's version summary current (see Status).
+	_ = unlockAndRecord(ctx, w.db, id, res.Schema, res.To)
+	if secureErr != nil && runErr == nil {
+		return fail(res.To, secureErr)
 	}
 	if runErr != nil {
 		return fail(failedVersion(runErr), runErr)
 	}
 	res.Duration = time.Since(start)
 	return res
+}
+
+// unlockAndRecord releases the schema's lock and records its version in the
+// summary in one round trip (version < 0 records nothing). The summary is a
+// cache of the goose tables, so its write need not wait for the disk.
+func unlockAndRecord(ctx context.Context, db *sql.DB, id int64, schemaName string, version int64) error {
+	ctx = context.WithoutCancel(ctx)
+	if version < 0 {
+		_, err := db.ExecContext(ctx, "SELECT pg_advisory_unlock($1)", id)
+		return err
+	}
+	_, err := db.ExecContext(ctx, `WITH async AS (SELECT set_config('synchronous_commit', 'off', true)),
+			unlocked AS (SELECT pg_advisory_unlock($1))
+		INSERT INTO tenancy.migrate_versions (schema_name, schema_oid, version)
+		SELECT $2, to_regnamespace(quote_ident($2)), $3 FROM async, unlocked
+		ON CONFLICT (schema_name) DO UPDATE SET schema_oid = excluded.schema_oid, version = excluded.version, updated_at = now()`,
+		id, schemaName, version)
+	if err != nil { // the summary table is made by Status; unlock anyway
+		_, err = db.ExecContext(ctx, "SELECT pg_advisory_unlock($1)", id)
+	}
+	return err
 }
 
 // secure confines the schema's tables that lack the tenant policy. A table
@@ -322,16 +384,14 @@ func (m *Migrator) secure(ctx context.Context, w *worker, schema string) error {
 		if err != nil {
 			return err
 		}
+		if !rls.Pending(rels) {
+			return nil // no new table: nothing to confine or grant
+		}
 		stmts, missing, foreign := rls.Plan(schema, rels, m.cfg.Setting, m.cfg.AppRole)
 		if len(stmts) > 0 {
-			if err := pgx.BeginFunc(ctx, pc, func(tx pgx.Tx) error {
-				for _, s := range stmts {
-					if _, err := tx.Exec(ctx, s); err != nil {
-						return err
-					}
-				}
-				return nil
-			}); err != nil {
+			// One round trip: the statements hold only quoted identifiers and
+			// catalog types; a multi-statement query is one transaction.
+			if _, err := pc.Exec(ctx, strings.Join(stmts, ";\n"), pgx.QueryExecModeSimpleProtocol); err != nil {
 				return err
 			}
 		}

@@ -343,3 +343,26 @@ func TestNewTableWithoutTenantColumn(t *testing.T) {
 		t.Errorf("ok_table: %v", err)
 	}
 }
+
+func TestStopOnError(t *testing.T) {
+	t.Parallel()
+	pg := testenv.PostgreSQL(t)
+	tenants := fleet(t, pg, "stop", 4)
+	m := newMigrator(t, pg, tenants, badChain(), func(c *migrate.Config) { c.Concurrency = 1; c.StopOnError = true })
+	ctx := context.Background()
+	for _, tn := range tenants {
+		if r := m.UpTo(ctx, tn, 1); r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	if _, err := appPool(t, pg).Exec(ctxFor(tenants[0]), "INSERT INTO items (qty) VALUES (-1)"); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := m.UpAll(ctx)
+	if err != nil {
+		t.Fatalf("UpAll: %v (a tenant failure is in the report, not the error)", err)
+	}
+	if rep.Failed != 1 || rep.Migrated != 0 {
+		t.Errorf("StopOnError: %d failed, %d migrated; want the first failure to stop the fleet", rep.Failed, rep.Migrated)
+	}
+}

@@ -93,3 +93,51 @@ func TestProvisionStartsAtLatest(t *testing.T) {
 		t.Errorf("schema left behind (%v)", err)
 	}
 }
+
+// TestRecreatedSchemaIsReadAfresh deletes a migrated tenant and creates one
+// with the same slug: the version summary must not carry the old schema's
+// version over to the new, empty one.
+func TestRecreatedSchemaIsReadAfresh(t *testing.T) {
+	t.Parallel()
+	pg := testenv.PostgreSQL(t)
+	owner, err := pgxpool.New(context.Background(), pg.OwnerURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(owner.Close)
+	reg, err := provision.New(context.Background(), provision.Config{Owner: owner, AppRole: pg.AppRole, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	slug := testenv.NewTenant("again").Slug
+	rec, err := reg.Create(ctx, provision.Spec{Slug: slug})
+	if err != nil {
+		t.Fatal(err)
+	}
+	current := []tenant.Tenant{rec.Tenant()}
+	m := newMigrator(t, pg, nil, sub(t, tenantFiles, "testdata/tenant"), func(c *migrate.Config) {
+		c.Tenants = migrate.TenantSourceFunc(func(context.Context) ([]tenant.Tenant, error) { return current, nil })
+	})
+	if rep, err := m.UpAll(ctx); err != nil || rep.Migrated != 1 {
+		t.Fatalf("UpAll: %+v, %v", rep, err)
+	}
+	if err := reg.Delete(ctx, slug); err != nil {
+		t.Fatal(err)
+	}
+	rec, err = reg.Create(ctx, provision.Spec{Slug: slug})
+	if err != nil {
+		t.Fatal(err)
+	}
+	current = []tenant.Tenant{rec.Tenant()}
+	statuses, err := m.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(statuses) != 1 || statuses[0].Current != 0 || statuses[0].Pending != 4 {
+		t.Errorf("recreated schema: %+v, want version 0 with 4 pending", statuses)
+	}
+	if rep, err := m.UpAll(ctx); err != nil || rep.Migrated != 1 {
+		t.Errorf("UpAll of the recreated tenant: %+v, %v", rep, err)
+	}
+}

@@ -93,6 +93,17 @@ func Relations(ctx context.Context, q interface {
 	return pgx.CollectRows(rows, pgx.RowToStructByPos[Relation])
 }
 
+// Pending reports whether rels hold a table that Plan would confine: one
+// without the tenant policy (or without tenant_id, which Plan reports).
+func Pending(rels []Relation) bool {
+	for _, r := range rels {
+		if r.Kind != "S" && !r.HasOurs && r.Name != "goose_db_version" {
+			return true
+		}
+	}
+	return false
+}
+
 // Plan returns the statements that confine every relation of schema that is
 // not yet confined, and grant the app role. missing lists tables without a
 // tenant_id column; foreign lists tables that carry policies of their own
