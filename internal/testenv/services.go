@@ -236,3 +236,46 @@ func redact(url string) string {
 	}
 	return strings.Replace(url, cfg.Password, "xxxxx", 1)
 }
+
+// ExampleDatabase creates, once, a database named name for a runnable
+// example, owned by the role <name>_owner, with the app role <name>_app
+// (NOSUPERUSER, NOBYPASSRLS, owning nothing) allowed to connect, and returns
+// their URLs. It is idempotent: a second run reuses them. name must be a
+// plain lowercase identifier.
+func ExampleDatabase(ctx context.Context, adminURL, name string) (ownerURL, appURL string, err error) {
+	admin, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return "", "", err
+	}
+	defer admin.Close(ctx)
+	const password = "tenancy-example"
+	owner, app := name+"_owner", name+"_app"
+	for _, s := range []string{
+		fmt.Sprintf("DO $$ BEGIN CREATE ROLE %s LOGIN NOSUPERUSER NOBYPASSRLS PASSWORD '%s'; EXCEPTION WHEN duplicate_object THEN NULL; END $$", pgx.Identifier{owner}.Sanitize(), password),
+		fmt.Sprintf("DO $$ BEGIN CREATE ROLE %s LOGIN NOSUPERUSER NOBYPASSRLS NOINHERIT PASSWORD '%s'; EXCEPTION WHEN duplicate_object THEN NULL; END $$", pgx.Identifier{app}.Sanitize(), password),
+	} {
+		if _, err := admin.Exec(ctx, s); err != nil {
+			return "", "", fmt.Errorf("set up roles: %w", err)
+		}
+	}
+	var exists bool
+	if err := admin.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&exists); err != nil {
+		return "", "", err
+	}
+	if !exists {
+		for _, s := range []string{
+			fmt.Sprintf("CREATE DATABASE %s OWNER %s", pgx.Identifier{name}.Sanitize(), pgx.Identifier{owner}.Sanitize()),
+			fmt.Sprintf("REVOKE ALL ON DATABASE %s FROM PUBLIC", pgx.Identifier{name}.Sanitize()),
+			fmt.Sprintf("GRANT CONNECT, TEMPORARY ON DATABASE %s TO %s", pgx.Identifier{name}.Sanitize(), pgx.Identifier{app}.Sanitize()),
+		} {
+			if _, err := admin.Exec(ctx, s); err != nil {
+				return "", "", fmt.Errorf("set up database: %w", err)
+			}
+		}
+	}
+	cc := admin.Config()
+	url := func(role string) string {
+		return fmt.Sprintf("postgres://%s:%s@%s:%d/%s?sslmode=disable", role, password, cc.Host, cc.Port, name)
+	}
+	return url(owner), url(app), nil
+}

@@ -1,0 +1,529 @@
+package main
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/rueidis"
+	"github.com/tenancykit/tenancy/migrate"
+	"github.com/tenancykit/tenancy/pgtenant"
+	"github.com/tenancykit/tenancy/provision"
+	"github.com/tenancykit/tenancy/redistenant"
+	"github.com/tenancykit/tenancy/tenant"
+)
+
+//go:embed migrations
+var migrations embed.FS
+
+// Config is what the server needs; main fills it from the environment.
+type Config struct {
+	OwnerURL   string // the owner role: provisioning and migrations
+	AppURL     string // the app role: NOSUPERUSER NOBYPASSRLS, used by pgtenant
+	AppRole    string // the app role's name
+	Redis      rueidis.Client
+	AdminToken string
+	RateLimit  int // requests per tenant per minute; 0 means 600
+	BaseDomain string
+	Logger     *slog.Logger
+}
+
+// App is the multi-tenant SaaS API.
+type App struct {
+	cfg      Config
+	owner    *pgxpool.Pool
+	pool     *pgtenant.Pool
+	redis    *redistenant.Client
+	registry *provision.Registry
+	lookup   *tenant.Cache
+	migrator *migrate.Migrator
+	log      *slog.Logger
+}
+
+// NewApp connects, applies the shared and tenant migrations, and returns the
+// app. Close it when done.
+func NewApp(ctx context.Context, cfg Config) (*App, error) {
+	if cfg.RateLimit == 0 {
+		cfg.RateLimit = 600
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	a := &App{cfg: cfg, log: cfg.Logger, redis: redistenant.New(cfg.Redis, redistenant.Config{})}
+	var err error
+	if a.owner, err = pgxpool.New(ctx, cfg.OwnerURL); err != nil {
+		return nil, fmt.Errorf("owner pool: %w", err)
+	}
+	ownerConn, err := pgx.ParseConfig(cfg.OwnerURL)
+	if err != nil {
+		return nil, err
+	}
+	shared, _ := fs.Sub(migrations, "migrations/shared")
+	tenantChain, _ := fs.Sub(migrations, "migrations/tenant")
+	a.migrator, err = migrate.New(migrate.Config{
+		ConnConfig: ownerConn, Shared: shared, Tenant: tenantChain, AppRole: cfg.AppRole, Logger: cfg.Logger,
+		Tenants: migrate.TenantSourceFunc(func(ctx context.Context) ([]tenant.Tenant, error) { return a.registry.Tenants(ctx) }),
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.registry, err = provision.New(ctx, provision.Config{
+		Owner: a.owner, AppRole: cfg.AppRole, SchemaBuilder: a.migrator, Purger: a.redis, Logger: cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := a.migrator.UpShared(ctx); err != nil {
+		return nil, err
+	}
+	rep, err := a.migrator.UpAll(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := rep.Err(); err != nil {
+		a.log.ErrorContext(ctx, "some tenants failed to migrate", "error", err)
+	}
+	poolCfg, err := pgxpool.ParseConfig(cfg.AppURL)
+	if err != nil {
+		return nil, err
+	}
+	if a.pool, err = pgtenant.New(ctx, pgtenant.Config{PoolConfig: poolCfg}); err != nil {
+		return nil, err
+	}
+	// A short TTL, and the admin handlers invalidate on every change.
+	a.lookup = tenant.NewCache(a.registry, tenant.CacheConfig{TTL: 10 * time.Second, NegativeTTL: time.Second})
+	return a, nil
+}
+
+// Close releases the pools (not the Redis client, which the caller owns).
+func (a *App) Close() {
+	a.pool.Close()
+	a.owner.Close()
+}
+
+// Handler returns the HTTP API.
+func (a *App) Handler() http.Handler {
+	resolve := tenant.FromHeader("X-Tenant")
+	if a.cfg.BaseDomain != "" {
+		resolve = tenant.FirstOf(resolve, tenant.FromSubdomain(a.cfg.BaseDomain))
+	}
+	mw, err := tenant.Middleware(tenant.MiddlewareConfig{Resolve: resolve, Lookup: a.lookup, Logger: a.log})
+	if err != nil {
+		panic(err) // the configuration above is complete
+	}
+	scoped := http.NewServeMux()
+	scoped.HandleFunc("GET /api/v1/projects", a.listProjects)
+	scoped.HandleFunc("POST /api/v1/projects", a.createProject)
+	scoped.HandleFunc("GET /api/v1/projects/{id}", a.getProject)
+	scoped.HandleFunc("PUT /api/v1/projects/{id}", a.updateProject)
+	scoped.HandleFunc("DELETE /api/v1/projects/{id}", a.deleteProject)
+	scoped.HandleFunc("GET /api/v1/projects/{id}/notes", a.listNotes)
+	scoped.HandleFunc("POST /api/v1/projects/{id}/notes", a.createNote)
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
+	mux.HandleFunc("GET /health/ready", a.ready)
+	mux.Handle("POST /api/v1/tenants", a.admin(a.createTenant))
+	mux.Handle("GET /api/v1/tenants", a.admin(a.listTenants))
+	mux.Handle("GET /api/v1/tenants/{slug}", a.admin(a.getTenant))
+	mux.Handle("POST /api/v1/tenants/{slug}/suspend", a.admin(a.suspendTenant))
+	mux.Handle("POST /api/v1/tenants/{slug}/resume", a.admin(a.resumeTenant))
+	mux.Handle("DELETE /api/v1/tenants/{slug}", a.admin(a.deleteTenant))
+	mux.Handle("/api/v1/", mw(recordTenant(a.rateLimit(scoped))))
+	return a.logRequests(mux)
+}
+
+// ---- health
+
+func (a *App) ready(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := a.pool.Ping(ctx); err != nil {
+		a.log.WarnContext(ctx, "not ready: PostgreSQL", "error", err)
+		tenant.WriteProblem(w, tenant.Problem{Status: 503, Detail: "PostgreSQL is not reachable"})
+		return
+	}
+	raw := a.redis.Unwrap()
+	if err := raw.Do(ctx, raw.B().Ping().Build()).Error(); err != nil {
+		a.log.WarnContext(ctx, "not ready: Redis", "error", err)
+		tenant.WriteProblem(w, tenant.Problem{Status: 503, Detail: "Redis is not reachable"})
+		return
+	}
+	writeJSON(w, 200, map[string]string{"status": "ready"})
+}
+
+// ---- admin
+
+func (a *App) admin(next http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || token == "" || token != a.cfg.AdminToken {
+			tenant.WriteProblem(w, tenant.Problem{Status: 401, Detail: "admin endpoints need Authorization: Bearer <ADMIN_TOKEN>"})
+			return
+		}
+		next(w, r)
+	})
+}
+
+type tenantJSON struct {
+	ID        string    `json:"id"`
+	Slug      string    `json:"slug"`
+	Name      string    `json:"name"`
+	Status    string    `json:"status"`
+	Schema    string    `json:"schema"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+func toJSON(r provision.Record) tenantJSON {
+	return tenantJSON{ID: r.ID, Slug: r.Slug, Name: r.Name, Status: string(r.Status), Schema: r.SchemaName, CreatedAt: r.CreatedAt}
+}
+
+func (a *App) createTenant(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		Slug string `json:"slug"`
+		Name string `json:"name"`
+	}
+	if !decode(w, r, &in) {
+		return
+	}
+	rec, err := a.registry.Create(r.Context(), provision.Spec{Slug: in.Slug, Name: in.Name})
+	switch {
+	case errors.Is(err, tenant.ErrInvalidSlug), errors.Is(err, tenant.ErrInvalidID):
+		tenant.WriteProblem(w, tenant.Problem{Status: 400, Detail: err.Error()})
+		return
+	case errors.Is(err, provision.ErrTenantExists):
+		tenant.WriteProblem(w, tenant.Problem{Status: 409, Detail: fmt.Sprintf("tenant %q exists", in.Slug)})
+		return
+	case err != nil:
+		a.fail(w, r, err)
+		return
+	}
+	a.lookup.Invalidate(rec.Slug)
+	a.lookup.Invalidate(rec.ID)
+	writeJSON(w, 201, toJSON(rec))
+}
+
+func (a *App) listTenants(w http.ResponseWriter, r *http.Request) {
+	recs, err := a.registry.List(r.Context(), provision.ListOptions{After: r.URL.Query().Get("after"), Status: provision.Status(r.URL.Query().Get("status"))})
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	out := make([]tenantJSON, len(recs))
+	for i, rec := range recs {
+		out[i] = toJSON(rec)
+	}
+	writeJSON(w, 200, out)
+}
+
+func (a *App) getTenant(w http.ResponseWriter, r *http.Request) {
+	rec, err := a.registry.Get(r.Context(), r.PathValue("slug"))
+	if errors.Is(err, provision.ErrTenantNotFound) {
+		tenant.WriteProblem(w, tenant.Problem{Status: 404, Detail: "no such tenant"})
+		return
+	}
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, 200, toJSON(rec))
+}
+
+func (a *App) suspendTenant(w http.ResponseWriter, r *http.Request) {
+	a.lifecycle(w, r, a.registry.Suspend)
+}
+
+func (a *App) resumeTenant(w http.ResponseWriter, r *http.Request) {
+	a.lifecycle(w, r, a.registry.Resume)
+}
+
+func (a *App) deleteTenant(w http.ResponseWriter, r *http.Request) {
+	a.lifecycle(w, r, a.registry.Delete)
+}
+
+func (a *App) lifecycle(w http.ResponseWriter, r *http.Request, op func(context.Context, string) error) {
+	slug := r.PathValue("slug")
+	rec, getErr := a.registry.Get(r.Context(), slug)
+	err := op(r.Context(), slug)
+	switch {
+	case errors.Is(err, provision.ErrTenantNotFound):
+		tenant.WriteProblem(w, tenant.Problem{Status: 404, Detail: "no such tenant"})
+		return
+	case errors.Is(err, provision.ErrInvalidTransition):
+		tenant.WriteProblem(w, tenant.Problem{Status: 409, Detail: err.Error()})
+		return
+	case err != nil:
+		a.fail(w, r, err)
+		return
+	}
+	a.lookup.Invalidate(slug)
+	if getErr == nil {
+		a.lookup.Invalidate(rec.ID)
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// ---- tenant resources
+
+type project struct {
+	ID        int64     `json:"id"`
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+type note struct {
+	ID        int64     `json:"id"`
+	Body      string    `json:"body"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+func (a *App) listProjects(w http.ResponseWriter, r *http.Request) {
+	rows, _ := a.pool.Query(r.Context(), "SELECT id, name, created_at FROM projects ORDER BY id")
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[project])
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, 200, out)
+}
+
+func (a *App) createProject(w http.ResponseWriter, r *http.Request) {
+	name, ok := projectName(w, r)
+	if !ok {
+		return
+	}
+	var p project
+	err := a.pool.QueryRow(r.Context(), "INSERT INTO projects (name) VALUES ($1) RETURNING id, name, created_at", name).Scan(&p.ID, &p.Name, &p.CreatedAt)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
+		tenant.WriteProblem(w, tenant.Problem{Status: 409, Detail: fmt.Sprintf("a project named %q exists", name)})
+		return
+	}
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, 201, p)
+}
+
+// cacheTTL is how long a project stays in the tenant's Redis cache.
+const cacheTTL = time.Minute
+
+func (a *App) getProject(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	ctx := r.Context()
+	key := "project:" + strconv.FormatInt(id, 10) // stored as t:{<tenant>}:project:<id>
+	if cached, err := a.redis.Do(ctx, a.redis.B().Get().Key(key).Build()).ToString(); err == nil {
+		w.Header().Set("X-Cache", "hit")
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(cached))
+		return
+	}
+	var p project
+	err := a.pool.QueryRow(ctx, "SELECT id, name, created_at FROM projects WHERE id = $1", id).Scan(&p.ID, &p.Name, &p.CreatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		tenant.WriteProblem(w, tenant.Problem{Status: 404, Detail: "no such project"})
+		return
+	}
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	body, _ := json.Marshal(p)
+	if err := a.redis.Do(ctx, a.redis.B().Set().Key(key).Value(string(body)).Ex(cacheTTL).Build()).Error(); err != nil {
+		a.log.WarnContext(ctx, "cache write failed", "error", err)
+	}
+	w.Header().Set("X-Cache", "miss")
+	writeJSON(w, 200, p)
+}
+
+func (a *App) updateProject(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	name, ok := projectName(w, r)
+	if !ok {
+		return
+	}
+	var p project
+	err := a.pool.QueryRow(r.Context(), "UPDATE projects SET name = $2 WHERE id = $1 RETURNING id, name, created_at", id, name).Scan(&p.ID, &p.Name, &p.CreatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		tenant.WriteProblem(w, tenant.Problem{Status: 404, Detail: "no such project"})
+		return
+	}
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.forget(r.Context(), id)
+	writeJSON(w, 200, p)
+}
+
+func (a *App) deleteProject(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	ct, err := a.pool.Exec(r.Context(), "DELETE FROM projects WHERE id = $1", id)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if ct.RowsAffected() == 0 {
+		tenant.WriteProblem(w, tenant.Problem{Status: 404, Detail: "no such project"})
+		return
+	}
+	a.forget(r.Context(), id)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (a *App) forget(ctx context.Context, id int64) {
+	if err := a.redis.Do(ctx, a.redis.B().Del().Key("project:"+strconv.FormatInt(id, 10)).Build()).Error(); err != nil {
+		a.log.WarnContext(ctx, "cache invalidation failed", "error", err)
+	}
+}
+
+func (a *App) listNotes(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	rows, _ := a.pool.Query(r.Context(), "SELECT id, body, created_at FROM notes WHERE project_id = $1 ORDER BY id", id)
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[note])
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, 200, out)
+}
+
+func (a *App) createNote(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	var in struct {
+		Body string `json:"body"`
+	}
+	if !decode(w, r, &in) {
+		return
+	}
+	if in.Body == "" {
+		tenant.WriteProblem(w, tenant.Problem{Status: 400, Detail: "body is required"})
+		return
+	}
+	var n note
+	err := a.pool.QueryRow(r.Context(), "INSERT INTO notes (project_id, body) VALUES ($1, $2) RETURNING id, body, created_at", id, in.Body).Scan(&n.ID, &n.Body, &n.CreatedAt)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23503" { // RLS hides other tenants' projects: the FK finds none
+		tenant.WriteProblem(w, tenant.Problem{Status: 404, Detail: "no such project"})
+		return
+	}
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, 201, n)
+}
+
+// ---- middleware and helpers
+
+// rateLimit allows cfg.RateLimit requests per tenant per minute, counted in
+// the tenant's Redis namespace.
+func (a *App) rateLimit(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		key := "ratelimit:" + strconv.FormatInt(time.Now().Unix()/60, 10)
+		res := a.redis.DoMulti(ctx, a.redis.B().Incr().Key(key).Build(), a.redis.B().Expire().Key(key).Seconds(120).Build())
+		n, err := res[0].AsInt64()
+		if err != nil {
+			a.log.WarnContext(ctx, "rate limit unavailable; allowing the request", "error", err)
+		} else if n > int64(a.cfg.RateLimit) {
+			w.Header().Set("Retry-After", "60")
+			tenant.WriteProblem(w, tenant.Problem{Status: 429, Detail: fmt.Sprintf("more than %d requests this minute", a.cfg.RateLimit)})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) { s.status = code; s.ResponseWriter.WriteHeader(code) }
+
+func (a *App) logRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, status: 200}
+		var seen tenant.Tenant
+		next.ServeHTTP(rec, r.WithContext(contextWithProbe(r.Context(), &seen)))
+		attrs := []any{"method", r.Method, "path", r.URL.Path, "status", rec.status, "duration", time.Since(start)}
+		if !seen.IsZero() {
+			attrs = append(attrs, "tenant_id", seen.ID, "tenant_slug", seen.Slug)
+		}
+		a.log.InfoContext(r.Context(), "request", attrs...)
+	})
+}
+
+func (a *App) fail(w http.ResponseWriter, r *http.Request, err error) {
+	a.log.ErrorContext(r.Context(), "request failed", "path", r.URL.Path, "error", err)
+	tenant.WriteProblem(w, tenant.Problem{Status: 500, Detail: "internal error"})
+}
+
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		tenant.WriteProblem(w, tenant.Problem{Status: 400, Detail: "invalid JSON body: " + err.Error()})
+		return false
+	}
+	return true
+}
+
+// projectName reads {"name": ...} and checks it.
+func projectName(w http.ResponseWriter, r *http.Request) (string, bool) {
+	var in struct {
+		Name string `json:"name"`
+	}
+	if !decode(w, r, &in) {
+		return "", false
+	}
+	if in.Name = strings.TrimSpace(in.Name); in.Name == "" || len(in.Name) > 200 {
+		tenant.WriteProblem(w, tenant.Problem{Status: 400, Detail: "name is required, at most 200 bytes"})
+		return "", false
+	}
+	return in.Name, true
+}
+
+func pathID(w http.ResponseWriter, r *http.Request) (int64, bool) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id <= 0 {
+		tenant.WriteProblem(w, tenant.Problem{Status: 400, Detail: "id must be a positive integer"})
+		return 0, false
+	}
+	return id, true
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

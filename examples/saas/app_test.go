@@ -1,0 +1,232 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/redis/rueidis"
+	"github.com/tenancykit/tenancy/internal/testenv"
+	"github.com/tenancykit/tenancy/redistenant"
+	"github.com/tenancykit/tenancy/tenant"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+const adminToken = "test-admin-token"
+
+func newServer(t *testing.T, rc rueidis.Client) *httptest.Server {
+	t.Helper()
+	pg := testenv.PostgreSQL(t)
+	app, err := NewApp(context.Background(), Config{
+		OwnerURL: pg.OwnerURL, AppURL: pg.AppURL, AppRole: pg.AppRole, Redis: rc,
+		AdminToken: adminToken, Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(app.Close)
+	srv := httptest.NewServer(app.Handler())
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func call(t *testing.T, srv *httptest.Server, method, path, tenantKey, body string, admin bool) response {
+	t.Helper()
+	req, err := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tenantKey != "" {
+		req.Header.Set("X-Tenant", tenantKey)
+	}
+	if admin {
+		req.Header.Set("Authorization", "Bearer "+adminToken)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return response{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+func (r response) decode(t *testing.T, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.body, v); err != nil {
+		t.Fatalf("status %d body %s: %v", r.status, r.body, err)
+	}
+}
+
+func (r response) problem(t *testing.T, status int) tenant.Problem {
+	t.Helper()
+	if r.status != status || r.header.Get("Content-Type") != "application/problem+json" {
+		t.Fatalf("got %d %q %s, want %d problem+json", r.status, r.header.Get("Content-Type"), r.body, status)
+	}
+	var p tenant.Problem
+	r.decode(t, &p)
+	return p
+}
+
+func TestSaaSEndToEnd(t *testing.T) {
+	raw := testenv.RedisClient(t)
+	srv := newServer(t, raw)
+	slugA, slugB := testenv.NewTenant("shop").Slug, testenv.NewTenant("shop").Slug
+	var a, b tenantJSON
+	call(t, srv, "POST", "/api/v1/tenants", "", fmt.Sprintf(`{"slug":%q,"name":"A"}`, slugA), true).decode(t, &a)
+	call(t, srv, "POST", "/api/v1/tenants", "", fmt.Sprintf(`{"slug":%q,"name":"B"}`, slugB), true).decode(t, &b)
+	if a.Status != "active" || b.Status != "active" {
+		t.Fatalf("created %+v %+v", a, b)
+	}
+	if r := call(t, srv, "POST", "/api/v1/tenants", "", fmt.Sprintf(`{"slug":%q}`, slugA), true); r.status != 409 {
+		t.Errorf("duplicate tenant: %d", r.status)
+	}
+	if r := call(t, srv, "GET", "/api/v1/tenants", "", "", false); r.status != 401 {
+		t.Errorf("admin without token: %d", r.status)
+	}
+
+	// The same-named project in each tenant, with a note only its tenant may see.
+	ids := map[string]int64{}
+	for _, s := range []string{slugA, slugB} {
+		var p project
+		r := call(t, srv, "POST", "/api/v1/projects", s, `{"name":"apollo"}`, false)
+		if r.status != 201 {
+			t.Fatalf("create project: %d %s", r.status, r.body)
+		}
+		r.decode(t, &p)
+		ids[s] = p.ID
+		if r := call(t, srv, "POST", fmt.Sprintf("/api/v1/projects/%d/notes", p.ID), s, `{"body":"secret of `+s+`"}`, false); r.status != 201 {
+			t.Fatalf("create note: %d %s", r.status, r.body)
+		}
+	}
+	for _, s := range []string{slugA, slugB} {
+		var projects []project
+		call(t, srv, "GET", "/api/v1/projects", s, "", false).decode(t, &projects)
+		if len(projects) != 1 || projects[0].Name != "apollo" {
+			t.Errorf("%s projects: %+v", s, projects)
+		}
+		var notes []note
+		call(t, srv, "GET", fmt.Sprintf("/api/v1/projects/%d/notes", ids[s]), s, "", false).decode(t, &notes)
+		if len(notes) != 1 || notes[0].Body != "secret of "+s {
+			t.Errorf("%s notes: %+v", s, notes)
+		}
+		// Cached per tenant.
+		path := fmt.Sprintf("/api/v1/projects/%d", ids[s])
+		if r := call(t, srv, "GET", path, s, "", false); r.status != 200 || r.header.Get("X-Cache") != "miss" {
+			t.Errorf("%s first get: %d %s", s, r.status, r.header.Get("X-Cache"))
+		}
+		if r := call(t, srv, "GET", path, s, "", false); r.status != 200 || r.header.Get("X-Cache") != "hit" {
+			t.Errorf("%s second get: %d %s", s, r.status, r.header.Get("X-Cache"))
+		}
+	}
+
+	// Failures, as problem+json.
+	call(t, srv, "GET", "/api/v1/projects", "", "", false).problem(t, 400)
+	call(t, srv, "GET", "/api/v1/projects", "nobody_here", "", false).problem(t, 404)
+	call(t, srv, "POST", "/api/v1/projects", slugA, `{"name":`, false).problem(t, 400)
+	call(t, srv, "POST", "/api/v1/projects", slugA, `{"title":"x"}`, false).problem(t, 400)
+	call(t, srv, "POST", "/api/v1/projects", slugA, `{"name":"apollo"}`, false).problem(t, 409)
+	if r := call(t, srv, "POST", "/api/v1/tenants/"+slugB+"/suspend", "", "", true); r.status != 204 {
+		t.Fatalf("suspend: %d %s", r.status, r.body)
+	}
+	call(t, srv, "GET", "/api/v1/projects", slugB, "", false).problem(t, 403)
+	if r := call(t, srv, "POST", "/api/v1/tenants/"+slugB+"/resume", "", "", true); r.status != 204 {
+		t.Fatalf("resume: %d", r.status)
+	}
+	if r := call(t, srv, "GET", "/api/v1/projects", slugB, "", false); r.status != 200 {
+		t.Errorf("after resume: %d", r.status)
+	}
+
+	// Delete A: its schema and cache keys go, B stays whole.
+	keys := func(id string) []string {
+		k, err := raw.Do(context.Background(), raw.B().Keys().Pattern(redistenant.Prefix(tenant.Tenant{ID: id})+"project:*").Build()).AsStrSlice()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	if len(keys(a.ID)) != 1 || len(keys(b.ID)) != 1 {
+		t.Fatalf("cache keys before delete: %v %v", keys(a.ID), keys(b.ID))
+	}
+	if r := call(t, srv, "DELETE", "/api/v1/tenants/"+slugA, "", "", true); r.status != 204 {
+		t.Fatalf("delete: %d %s", r.status, r.body)
+	}
+	call(t, srv, "GET", "/api/v1/projects", slugA, "", false).problem(t, 404)
+	if k := keys(a.ID); len(k) != 0 {
+		t.Errorf("A's cache keys survived: %v", k)
+	}
+	var exists bool
+	if err := testenv.PostgreSQL(t).OwnerPool(t).QueryRow(context.Background(), "SELECT to_regnamespace($1) IS NOT NULL", a.Schema).Scan(&exists); err != nil || exists {
+		t.Errorf("A's schema survived (%v)", err)
+	}
+	var projects []project
+	call(t, srv, "GET", "/api/v1/projects", slugB, "", false).decode(t, &projects)
+	if diff := cmp.Diff([]string{"apollo"}, []string{projects[0].Name}); diff != "" || len(keys(b.ID)) != 1 {
+		t.Errorf("B after A's delete: %v, keys %v", projects, keys(b.ID))
+	}
+	if r := call(t, srv, "GET", "/health", "", "", false); r.status != 200 {
+		t.Errorf("health: %d", r.status)
+	}
+}
+
+func TestReadinessFollowsRedis(t *testing.T) {
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Skip("redis-server not installed: cannot start a Redis to stop")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	cmd := exec.Command("redis-server", "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	var rc rueidis.Client
+	for i := 0; ; i++ {
+		rc, err = rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{fmt.Sprintf("127.0.0.1:%d", port)}})
+		if err == nil {
+			break
+		}
+		if i == 50 {
+			t.Fatalf("redis-server did not start: %v\n%s", err, out.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Cleanup(rc.Close)
+	srv := newServer(t, rc)
+	if r := call(t, srv, "GET", "/health/ready", "", "", false); r.status != 200 {
+		t.Fatalf("ready with Redis up: %d %s", r.status, r.body)
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	p := call(t, srv, "GET", "/health/ready", "", "", false).problem(t, 503)
+	if !strings.Contains(p.Detail, "Redis") {
+		t.Errorf("readiness problem %q does not name Redis", p.Detail)
+	}
+	if r := call(t, srv, "GET", "/health", "", "", false); r.status != 200 {
+		t.Errorf("liveness must not depend on Redis: %d", r.status)
+	}
+}
