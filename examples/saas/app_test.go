@@ -28,10 +28,15 @@ const adminToken = "test-admin-token"
 
 func newServer(t *testing.T, rc rueidis.Client) *httptest.Server {
 	t.Helper()
+	return newServerLimit(t, rc, 0)
+}
+
+func newServerLimit(t *testing.T, rc rueidis.Client, limit int) *httptest.Server {
+	t.Helper()
 	pg := testenv.PostgreSQL(t)
 	app, err := NewApp(context.Background(), Config{
 		OwnerURL: pg.OwnerURL, AppURL: pg.AppURL, AppRole: pg.AppRole, Redis: rc,
-		AdminToken: adminToken, Logger: slog.New(slog.DiscardHandler),
+		AdminToken: adminToken, Logger: slog.New(slog.DiscardHandler), RateLimit: limit,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -228,5 +233,27 @@ func TestReadinessFollowsRedis(t *testing.T) {
 	}
 	if r := call(t, srv, "GET", "/health", "", "", false); r.status != 200 {
 		t.Errorf("liveness must not depend on Redis: %d", r.status)
+	}
+}
+
+func TestRateLimitPerTenant(t *testing.T) {
+	srv := newServerLimit(t, testenv.RedisClient(t), 5)
+	busy, calm := testenv.NewTenant("busy").Slug, testenv.NewTenant("calm").Slug
+	for _, s := range []string{busy, calm} {
+		if r := call(t, srv, "POST", "/api/v1/tenants", "", fmt.Sprintf(`{"slug":%q}`, s), true); r.status != 201 {
+			t.Fatalf("create %s: %d %s", s, r.status, r.body)
+		}
+	}
+	limited := 0
+	for range 12 { // split over two minutes at worst, one of them still sees 6 > 5
+		if r := call(t, srv, "GET", "/api/v1/projects", busy, "", false); r.status == 429 {
+			limited++
+		}
+	}
+	if limited == 0 {
+		t.Error("12 requests against a limit of 5 were all served")
+	}
+	if r := call(t, srv, "GET", "/api/v1/projects", calm, "", false); r.status != 200 {
+		t.Errorf("another tenant is limited too: %d", r.status)
 	}
 }

@@ -7,7 +7,7 @@
 //	go run ./examples/saas
 //
 // Configuration, all optional: DATABASE_URL (owner role) and APP_DATABASE_URL
-// (app role), REDIS_ADDR, LISTEN_ADDR (default 127.0.0.1:8080), ADMIN_TOKEN
+// (app role), REDIS_URL (redis://host:port/db) or REDIS_ADDR, LISTEN_ADDR (default 127.0.0.1:8080), ADMIN_TOKEN
 // (default: generated and printed), BASE_DOMAIN (tenant subdomains),
 // RATE_LIMIT (requests per tenant per minute). Without DATABASE_URL it finds
 // PostgreSQL and Redis on localhost (or starts Docker containers) and sets up
@@ -84,7 +84,14 @@ func run(log *slog.Logger) error {
 	}
 	cfg.AppRole = appConn.User
 
+	redisOpt := rueidis.ClientOption{}
 	redisAddr := os.Getenv("REDIS_ADDR")
+	if url := os.Getenv("REDIS_URL"); url != "" {
+		if redisOpt, err = rueidis.ParseURL(url); err != nil {
+			return fmt.Errorf("REDIS_URL: %w", err)
+		}
+		redisAddr = redisOpt.InitAddress[0]
+	}
 	if redisAddr == "" {
 		svc, err := testenv.FindRedis(ctx)
 		if err != nil {
@@ -96,7 +103,10 @@ func run(log *slog.Logger) error {
 		}
 		redisAddr = svc.URL
 	}
-	rc, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{redisAddr}})
+	if len(redisOpt.InitAddress) == 0 {
+		redisOpt.InitAddress = []string{redisAddr}
+	}
+	rc, err := rueidis.NewClient(redisOpt)
 	if err != nil {
 		return fmt.Errorf("connect to Redis at %s: %w", redisAddr, err)
 	}
