@@ -335,7 +335,7 @@ func (m *Migrator) migrateTenant(ctx context.Context, w *worker, t tenant.Tenant
 	}
 	// Tables the migrations created get the tenant policy and grants, even
 	// when a later migration failed: a new table is never left readable.
-	secureErr := m.secure(ctx, w, res.Schema)
+	secureErr := m.secure(ctx, w, t, res.Schema)
 	// Unlock, and keep the fleet's version summary current (see Status).
 	_ = unlockAndRecord(ctx, w.db, id, res.Schema, res.To)
 	if secureErr != nil && runErr == nil {
@@ -372,7 +372,7 @@ func unlockAndRecord(ctx context.Context, db *sql.DB, id int64, schemaName strin
 // secure confines the schema's tables that lack the tenant policy. A table
 // without tenant_id is left without grants (the app role cannot read it) and
 // named in the error.
-func (m *Migrator) secure(ctx context.Context, w *worker, schema string) error {
+func (m *Migrator) secure(ctx context.Context, w *worker, t tenant.Tenant, schema string) error {
 	conn, err := w.db.Conn(ctx)
 	if err != nil {
 		return err
@@ -387,7 +387,7 @@ func (m *Migrator) secure(ctx context.Context, w *worker, schema string) error {
 		if !rls.Pending(rels) {
 			return nil // no new table: nothing to confine or grant
 		}
-		stmts, missing, foreign := rls.Plan(schema, rels, m.cfg.Setting, m.cfg.AppRole)
+		stmts, missing, foreign := rls.Plan(schema, rels, m.cfg.Setting, m.cfg.AppRole, t.ID)
 		if len(stmts) > 0 {
 			// One round trip: the statements hold only quoted identifiers and
 			// catalog types; a multi-statement query is one transaction.

@@ -392,8 +392,15 @@ func (t *Tx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
 	return &row{rows: rows} // in a transaction a failed statement aborts it: no retry
 }
 
-// Conn returns the transaction's underlying connection.
-func (t *Tx) Conn() *pgx.Conn { return t.conn }
+// Conn returns the transaction's underlying connection. A transaction that
+// has not run a statement yet begins first, so that whatever is sent on the
+// connection directly (CopyTo, say) runs inside the tenant's scope.
+func (t *Tx) Conn() *pgx.Conn {
+	if t.lazy() {
+		_ = t.begin(context.Background())
+	}
+	return t.conn
+}
 
 // Tenant returns the tenant the transaction belongs to.
 func (t *Tx) Tenant() tenant.Tenant { return t.sc.tenant }

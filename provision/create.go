@@ -95,7 +95,7 @@ func (r *Registry) Create(ctx context.Context, spec Spec) (Record, error) {
 					return step("build schema", err)
 				}
 			}
-			if err := r.secureSchema(ctx, tx, schema); err != nil {
+			if err := r.secureSchema(ctx, tx, t, schema); err != nil {
 				return step("secure tables", err)
 			}
 		}
@@ -132,7 +132,7 @@ func (r *Registry) buildOutside(ctx context.Context, t tenant.Tenant, schema str
 	}
 	var rec Record
 	err := pgx.BeginFunc(ctx, r.cfg.Owner, func(tx pgx.Tx) error {
-		if err := r.secureSchema(ctx, tx, schema); err != nil {
+		if err := r.secureSchema(ctx, tx, t, schema); err != nil {
 			return err
 		}
 		var err error
@@ -155,12 +155,12 @@ func (r *Registry) undoCreate(ctx context.Context, t tenant.Tenant, schema strin
 }
 
 // secureSchema confines every table of schema and grants the app role.
-func (r *Registry) secureSchema(ctx context.Context, tx pgx.Tx, schema string) error {
+func (r *Registry) secureSchema(ctx context.Context, tx pgx.Tx, t tenant.Tenant, schema string) error {
 	rels, err := rls.Relations(ctx, tx, schema)
 	if err != nil {
 		return err
 	}
-	stmts, missing, foreign := rls.Plan(schema, rels, r.cfg.Setting, r.cfg.AppRole)
+	stmts, missing, foreign := rls.Plan(schema, rels, r.cfg.Setting, r.cfg.AppRole, t.ID)
 	if len(missing) > 0 {
 		return fmt.Errorf("%w: %w", ErrMissingTenantColumn, rls.MissingError(missing))
 	}
@@ -198,7 +198,7 @@ func (r *Registry) secureSharedTables(ctx context.Context, tx pgx.Tx) error {
 		if !ok {
 			schema, table = "public", qualifiedName
 		}
-		stmts := secureTableSQL(schema, table, colType, r.cfg.Setting)
+		stmts := secureTableSQL(schema, table, colType, r.cfg.Setting, "") // shared: no pin
 		if hasPolicy {
 			stmts = append(stmts[:2], stmts[3])
 		}

@@ -27,9 +27,18 @@ func TenantExpr(setting, colType string) string {
 // TableSQL returns the statements that confine one table: RLS enabled and
 // forced, one policy for reads and writes, and a tenant_id default. setting
 // must be validated by the caller; colType comes from the catalog.
-func TableSQL(schema, table, colType, setting string) []string {
+//
+// pinnedID, when set (schema-per-tenant), also pins the table to its own
+// tenant: every tenant's app connections may reach every tenant schema, and
+// without the pin another tenant could still insert rows of its own into
+// this table (invisible here, but taking its keys). It must be a validated
+// tenant ID, whose alphabet cannot break out of the literal.
+func TableSQL(schema, table, colType, setting, pinnedID string) []string {
 	name := pgx.Identifier{schema, table}.Sanitize()
 	match := "tenant_id = " + TenantExpr(setting, colType)
+	if pinnedID != "" {
+		match += " AND tenant_id = '" + pinnedID + "'::" + colType
+	}
 	return []string{
 		"ALTER TABLE " + name + " ENABLE ROW LEVEL SECURITY",
 		"ALTER TABLE " + name + " FORCE ROW LEVEL SECURITY",
@@ -110,7 +119,7 @@ func Pending(rels []Relation) bool {
 // (another permissive policy would widen access). Tables already carrying
 // the tenant policy are granted, not altered. goose's version table and its
 // sequence are left alone: they belong to the owner.
-func Plan(schema string, rels []Relation, setting, appRole string) (stmts, missing, foreign []string) {
+func Plan(schema string, rels []Relation, setting, appRole, pinnedID string) (stmts, missing, foreign []string) {
 	var tables, sequences []string
 	for _, r := range rels {
 		switch {
@@ -126,7 +135,7 @@ func Plan(schema string, rels []Relation, setting, appRole string) (stmts, missi
 			foreign = append(foreign, r.Name)
 		default:
 			tables = append(tables, r.Name)
-			stmts = append(stmts, TableSQL(schema, r.Name, r.TenantType, setting)...)
+			stmts = append(stmts, TableSQL(schema, r.Name, r.TenantType, setting, pinnedID)...)
 		}
 	}
 	return append(stmts, GrantSQL(schema, tables, sequences, appRole)...), missing, foreign
