@@ -33,7 +33,8 @@
 // Scripts must declare their keys (numkeys > 0): the declared keys are
 // confined, but Redis cannot stop a script from naming other keys, so a
 // script that declares none is refused. Review scripts like any code that
-// builds key names.
+// builds key names. On a cluster, start scripts with "#!lua": Redis 7 then
+// refuses any key outside the declared keys' slot, which is the tenant's.
 //
 // # Clusters
 //
