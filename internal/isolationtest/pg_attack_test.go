@@ -299,3 +299,30 @@ func TestDefinerObjectsAreFlagged(t *testing.T) {
 		t.Errorf("findings (-want +got):\n%s", diff)
 	}
 }
+
+// TestTempTableShadowing: tenant B leaves a temporary table named like A's
+// table on a pooled connection; pg_temp is last on every tenant's
+// search_path, so A on the same connection still reads its own table.
+func TestTempTableShadowing(t *testing.T) {
+	f := setup(t)
+	cfg := f.pg.AppConfig(t)
+	cfg.MaxConns = 1
+	pool, err := pgtenant.New(context.Background(), pgtenant.Config{PoolConfig: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	for _, sql := range []string{
+		"CREATE TEMP TABLE docs (id int, tenant_id text, body text)",
+		"INSERT INTO pg_temp.docs VALUES (1, 'x', 'shadow')",
+	} {
+		if _, err := pool.Exec(ctxOf(f.b), sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rows, _ := pool.Query(ctxOf(f.a), "SELECT body FROM docs ORDER BY id")
+	got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil || !slices.Equal(got, []string{"a1", "a2"}) {
+		t.Errorf("tenant A reads %v (%v), want its own rows, not B's temporary table", got, err)
+	}
+}
