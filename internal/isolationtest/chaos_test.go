@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
 	"net"
 	"os/exec"
 	"runtime"
@@ -14,11 +13,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/rueidis"
 	"github.com/tenancykit/tenancy/internal/testenv"
 	"github.com/tenancykit/tenancy/pgtenant"
-	"github.com/tenancykit/tenancy/provision"
 	"github.com/tenancykit/tenancy/redistenant"
 	"github.com/tenancykit/tenancy/tenant"
 )
@@ -63,24 +60,8 @@ func TestChaos(t *testing.T) {
 	}
 	pg := testenv.PostgreSQL(t)
 	ctx := context.Background()
-	owner, err := pgxpool.New(ctx, pg.OwnerURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer owner.Close()
-	reg, err := provision.New(ctx, provision.Config{Owner: owner, AppRole: pg.AppRole, Logger: slog.New(slog.DiscardHandler),
-		Builder: provision.DDL(`CREATE TABLE docs (id bigserial PRIMARY KEY, tenant_id text NOT NULL, body text NOT NULL)`)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tenants []tenant.Tenant
-	for range 10 {
-		rec, err := reg.Create(ctx, provision.Spec{Slug: testenv.NewTenant("chaos").Slug})
-		if err != nil {
-			t.Fatal(err)
-		}
-		tenants = append(tenants, rec.Tenant())
-	}
+	reg, owner := docsRegistry(t, pg, serialDocs)
+	tenants := createTenants(t, reg, "chaos", 10)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -33,18 +33,8 @@ func setup(t *testing.T) fixture {
 	t.Helper()
 	pg := testenv.PostgreSQL(t)
 	ctx := context.Background()
-	owner, err := pgxpool.New(ctx, pg.OwnerURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(owner.Close)
-	reg, err := provision.New(ctx, provision.Config{
-		Owner: owner, AppRole: pg.AppRole, Logger: slog.New(slog.DiscardHandler),
-		Builder: provision.DDL(`CREATE TABLE docs (id int PRIMARY KEY, tenant_id text NOT NULL, body text NOT NULL)`),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	reg, _ := docsRegistry(t, pg, `CREATE TABLE docs (id int PRIMARY KEY, tenant_id text NOT NULL, body text NOT NULL)`)
+	var err error
 	f := fixture{pg: pg, registry: reg}
 	if f.a, err = reg.Create(ctx, provision.Spec{Slug: testenv.NewTenant("atk_a").Slug}); err != nil {
 		t.Fatal(err)
@@ -68,6 +58,39 @@ func setup(t *testing.T) fixture {
 	}
 	return f
 }
+
+// docsRegistry returns a registry whose tenants get a docs table, and the
+// owner pool behind it (closed when the test ends).
+func docsRegistry(t *testing.T, pg *testenv.PG, docsDDL string) (*provision.Registry, *pgxpool.Pool) {
+	t.Helper()
+	owner, err := pgxpool.New(context.Background(), pg.OwnerURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(owner.Close)
+	reg, err := provision.New(context.Background(), provision.Config{Owner: owner, AppRole: pg.AppRole,
+		Logger: slog.New(slog.DiscardHandler), Builder: provision.DDL(docsDDL)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg, owner
+}
+
+// createTenants provisions n tenants with slugs starting with prefix.
+func createTenants(t *testing.T, reg *provision.Registry, prefix string, n int) []tenant.Tenant {
+	t.Helper()
+	var out []tenant.Tenant
+	for range n {
+		rec, err := reg.Create(context.Background(), provision.Spec{Slug: testenv.NewTenant(prefix).Slug})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, rec.Tenant())
+	}
+	return out
+}
+
+const serialDocs = `CREATE TABLE docs (id bigserial PRIMARY KEY, tenant_id text NOT NULL, body text NOT NULL)`
 
 func ctxOf(r provision.Record) context.Context {
 	return tenant.NewContext(context.Background(), r.Tenant())

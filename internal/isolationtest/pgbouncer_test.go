@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -18,7 +17,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/tenancykit/tenancy/internal/testenv"
 	"github.com/tenancykit/tenancy/pgtenant"
-	"github.com/tenancykit/tenancy/provision"
 	"github.com/tenancykit/tenancy/tenant"
 )
 
@@ -112,24 +110,8 @@ func TestPgBouncerTransactionMode(t *testing.T) {
 	pg := testenv.PostgreSQL(t)
 	url := startPgBouncer(t, pg, 3)
 	ctx := context.Background()
-	owner, err := pgxpool.New(ctx, pg.OwnerURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer owner.Close()
-	reg, err := provision.New(ctx, provision.Config{Owner: owner, AppRole: pg.AppRole, Logger: slog.New(slog.DiscardHandler),
-		Builder: provision.DDL(`CREATE TABLE docs (id bigserial PRIMARY KEY, tenant_id text NOT NULL, body text NOT NULL)`)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tenants []tenant.Tenant
-	for range 20 {
-		rec, err := reg.Create(ctx, provision.Spec{Slug: testenv.NewTenant("pgb").Slug})
-		if err != nil {
-			t.Fatal(err)
-		}
-		tenants = append(tenants, rec.Tenant())
-	}
+	reg, _ := docsRegistry(t, pg, serialDocs)
+	tenants := createTenants(t, reg, "pgb", 20)
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		t.Fatal(err)
