@@ -8,15 +8,20 @@
 //     validation, context helpers, net/http middleware with resolvers
 //     (header, subdomain, path) and a caching lookup, and a log/slog handler
 //     that stamps every record with the tenant. Standard library only.
-//   - pgtenant: a pgx pool where every statement runs in the tenant's scope
-//     (its schema on the search_path and the row level security setting),
-//     transaction-local so nothing survives on a pooled connection.
-//   - redistenant: a rueidis client that confines every key, channel and
-//     pattern to the tenant's namespace.
-//   - provision: the tenant registry and lifecycle (create, suspend, resume,
-//     delete, audit).
-//   - migrate: goose migrations for the shared schema and every tenant
-//     schema.
+//   - [github.com/tenancykit/tenancy/pgtenant]: a pgx pool where every
+//     statement runs in the tenant's scope (its schema on the search_path and
+//     the row level security setting), transaction-local so nothing survives
+//     on a pooled connection, in one round trip.
+//   - [github.com/tenancykit/tenancy/redistenant]: a rueidis client that
+//     confines every key, channel and pattern to the tenant's namespace, on a
+//     single server or a cluster.
+//   - [github.com/tenancykit/tenancy/provision]: the tenant registry and
+//     lifecycle (create, suspend, resume, delete, audit).
+//   - [github.com/tenancykit/tenancy/migrate]: goose migrations for the shared
+//     schema and every tenant schema, in parallel and resumable.
+//
+// The examples directory holds runnable servers to copy: examples/saas, a
+// multi-tenant HTTP API, and examples/worker, a tenant-aware job worker.
 //
 // # A request, end to end
 //
@@ -29,7 +34,8 @@
 // # Isolation in depth
 //
 // Each layer holds on its own: a schema per tenant; row level security
-// (ENABLE + FORCE, USING + WITH CHECK) on a tenant_id column; an application
+// (ENABLE + FORCE, USING + WITH CHECK, pinned per schema to its tenant) on a
+// tenant_id column; an application
 // role that cannot bypass RLS and owns no tenant table; transaction-local
 // settings, so a pooled connection (or PgBouncer in transaction mode) never
 // carries one tenant's state to the next; and Redis keys prefixed with the
