@@ -30,9 +30,18 @@
 //
 // # Transactions
 //
-// [Pool.Begin] and [Pool.BeginTx] send BEGIN and the settings in one round
-// trip; the settings last until the transaction ends. The returned [Tx] is a
-// pgx.Tx, so pgx.BeginFunc and sqlc work unchanged.
+// [Pool.Begin] and [Pool.BeginTx] take a connection; BEGIN and the settings
+// then travel with the transaction's first statement, in one round trip, so
+// a one-statement transaction costs two round trips where plain pgx needs
+// three. The settings last until the transaction ends. The returned [Tx] is
+// a pgx.Tx, so pgx.BeginFunc and sqlc work unchanged.
+//
+// # Behind PgBouncer
+//
+// In transaction pooling mode a server connection cannot keep prepared
+// statements: set the pool's DefaultQueryExecMode to pgx.QueryExecModeExec
+// (or the simple protocol). Statements are then sent unprepared, the scope
+// still in the same round trip and implicit transaction.
 //
 // # Session use
 //
