@@ -166,22 +166,18 @@ func lockID(name string) int64 {
 // for every older snapshot — a deadlock.
 func lockSchema(ctx context.Context, db *sql.DB, name string) (unlock func(), err error) {
 	id := lockID(name)
-	for {
-		var ok bool
-		if err := db.QueryRowContext(ctx, "SELECT pg_try_advisory_lock($1)", id).Scan(&ok); err != nil {
+	var ok bool
+	if err := db.QueryRowContext(ctx, "SELECT pg_try_advisory_lock($1)", id).Scan(&ok); err != nil {
+		return nil, err
+	}
+	if !ok {
+		if err := waitLock(ctx, db, id); err != nil {
 			return nil, err
 		}
-		if ok {
-			return func() {
-				_, _ = db.ExecContext(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", id)
-			}, nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(lockPoll):
-		}
 	}
+	return func() {
+		_, _ = db.ExecContext(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", id)
+	}, nil
 }
 
 const lockPoll = 25 * time.Millisecond

@@ -111,30 +111,25 @@ func (p *Pool) Exec(ctx context.Context, sql string, args ...any) (pgconn.Comman
 	if len(opts) > 0 {
 		return p.execInTx(ctx, c.Conn(), sc, sql, append(opts, args...))
 	}
-	for attempt := 0; ; attempt++ {
-		ct, key, err := p.execOnce(ctx, c.Conn(), sc, sql, args)
-		if err != nil && attempt == 0 && p.prepared && isStaleStatement(err) {
-			p.forget(ctx, c.Conn(), key)
-			continue // nothing ran: the statement failed before executing
+	if !p.prepared {
+		br, err := p.send(ctx, c.Conn(), sc, sql, args)
+		if err != nil {
+			return pgconn.CommandTag{}, err
+		}
+		ct, err := br.Exec()
+		if closeErr := br.Close(); err == nil {
+			err = closeErr
 		}
 		return ct, err
 	}
-}
-
-func (p *Pool) execOnce(ctx context.Context, c *pgx.Conn, sc scope, sql string, args []any) (pgconn.CommandTag, stmtKey, error) {
-	if p.prepared {
-		ct, err := p.execFast(ctx, c, sc, sql, args)
-		return ct, stmtKey{schema: sc.key, sql: sql}, err
+	ct, err := p.execFast(ctx, c.Conn(), sc, sql, args)
+	if err != nil && isStaleStatement(err) {
+		// The schema's tables changed under the prepared statement; it failed
+		// before executing, so prepare it afresh and send it once more.
+		p.forget(ctx, c.Conn(), stmtKey{schema: sc.key, sql: sql})
+		ct, err = p.execFast(ctx, c.Conn(), sc, sql, args)
 	}
-	br, key, err := p.send(ctx, c, sc, sql, args)
-	if err != nil {
-		return pgconn.CommandTag{}, key, err
-	}
-	ct, err := br.Exec()
-	if closeErr := br.Close(); err == nil {
-		err = closeErr
-	}
-	return ct, key, err
+	return ct, err
 }
 
 func (p *Pool) execInTx(ctx context.Context, c *pgx.Conn, sc scope, sql string, args []any) (pgconn.CommandTag, error) {
@@ -150,27 +145,19 @@ func (p *Pool) execInTx(ctx context.Context, c *pgx.Conn, sc scope, sql string, 
 	return ct, tx.Commit(ctx)
 }
 
-// send pipelines the scope statement and sql, reads the scope's result and
-// leaves the statement's result to the caller.
-func (p *Pool) send(ctx context.Context, c *pgx.Conn, sc scope, sql string, args []any) (pgx.BatchResults, stmtKey, error) {
-	key := stmtKey{schema: sc.key, sql: sql}
+// send pipelines the scope statement and sql as text, for connections that
+// prepare nothing (QueryExecModeExec or the simple protocol); it reads the
+// scope's result and leaves the statement's to the caller.
+func (p *Pool) send(ctx context.Context, c *pgx.Conn, sc scope, sql string, args []any) (pgx.BatchResults, error) {
 	b := &pgx.Batch{QueuedQueries: make([]*pgx.QueuedQuery, 0, 2)}
 	p.queueScope(b, sc)
-	if p.prepared {
-		name, err := p.statement(ctx, c, sc, sql)
-		if err != nil {
-			return nil, key, err
-		}
-		b.Queue(name, args...)
-	} else {
-		b.Queue(sql, args...)
-	}
+	b.Queue(sql, args...)
 	br := c.SendBatch(ctx, b)
 	if _, err := br.Exec(); err != nil {
 		_ = br.Close()
-		return nil, key, scopeFailed(ctx, c, sc, err)
+		return nil, scopeFailed(ctx, c, sc, err)
 	}
-	return br, key, nil
+	return br, nil
 }
 
 // Query runs sql in the tenant's scope, setting and statement in one round
@@ -200,7 +187,14 @@ func (p *Pool) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, er
 			c.Release()
 			return errRows{err}, err
 		}
-		return &txRows{Rows: rows, tx: tx, ctx: ctx, release: c.Release}, nil
+		return &finishRows{Rows: rows, finish: func(rowsErr error) error {
+			defer c.Release()
+			if rowsErr != nil {
+				_ = tx.Rollback(context.WithoutCancel(ctx))
+				return rowsErr
+			}
+			return tx.Commit(ctx)
+		}}, nil
 	}
 	if p.prepared {
 		rows, err := p.queryFast(ctx, c, sc, sql, args)
@@ -210,13 +204,19 @@ func (p *Pool) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, er
 		}
 		return rows, nil
 	}
-	br, key, err := p.send(ctx, c.Conn(), sc, sql, args)
+	br, err := p.send(ctx, c.Conn(), sc, sql, args)
 	if err != nil {
 		c.Release()
 		return errRows{err}, err
 	}
 	rows, err := br.Query()
-	r := &batchRows{Rows: rows, br: br, p: p, ctx: ctx, conn: c, key: key}
+	r := &finishRows{Rows: rows, finish: func(rowsErr error) error {
+		defer c.Release()
+		if err := br.Close(); rowsErr == nil {
+			rowsErr = err
+		}
+		return rowsErr
+	}}
 	if err != nil {
 		// As with pgxpool, a failed Query needs no Close from the caller.
 		r.Close()

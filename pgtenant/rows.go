@@ -7,24 +7,19 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
-	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// batchRows are the rows of a statement sent in a batch with its scope
-// statement; closing them reads the rest of the batch and, when conn is set,
-// returns the connection.
-type batchRows struct {
+// finishRows are rows whose statement needs finishing once they are read:
+// the rest of a batch read, or a transaction committed, and the connection
+// returned. finish gets the rows' error and returns the final one.
+type finishRows struct {
 	pgx.Rows
-	br     pgx.BatchResults
-	p      *Pool
-	ctx    context.Context
-	conn   *pgxpool.Conn
-	key    stmtKey
+	finish func(rowsErr error) error
 	err    error
 	closed bool
 }
 
-func (r *batchRows) Next() bool {
+func (r *finishRows) Next() bool {
 	if r.Rows.Next() {
 		return true
 	}
@@ -32,67 +27,16 @@ func (r *batchRows) Next() bool {
 	return false
 }
 
-func (r *batchRows) Close() {
+func (r *finishRows) Close() {
 	if r.closed {
 		return
 	}
 	r.closed = true
 	r.Rows.Close()
-	r.err = r.Rows.Err()
-	if err := r.br.Close(); r.err == nil {
-		r.err = err
-	}
-	if r.conn == nil { // rows of a transaction's first statement
-		return
-	}
-	if r.err != nil && r.p.prepared && isStaleStatement(r.err) {
-		r.p.forget(r.ctx, r.conn.Conn(), r.key)
-	}
-	r.conn.Release()
+	r.err = r.finish(r.Rows.Err())
 }
 
-func (r *batchRows) Err() error {
-	if r.closed {
-		return r.err
-	}
-	return r.Rows.Err()
-}
-
-// txRows are the rows of a statement run in its own scoped transaction; closing
-// them commits it and returns the connection.
-type txRows struct {
-	pgx.Rows
-	tx      pgx.Tx
-	ctx     context.Context
-	release func()
-	err     error
-	closed  bool
-}
-
-func (r *txRows) Next() bool {
-	if r.Rows.Next() {
-		return true
-	}
-	r.Close()
-	return false
-}
-
-func (r *txRows) Close() {
-	if r.closed {
-		return
-	}
-	r.closed = true
-	r.Rows.Close()
-	r.err = r.Rows.Err()
-	if r.err == nil {
-		r.err = r.tx.Commit(r.ctx)
-	} else {
-		_ = r.tx.Rollback(context.WithoutCancel(r.ctx))
-	}
-	r.release()
-}
-
-func (r *txRows) Err() error {
+func (r *finishRows) Err() error {
 	if r.closed {
 		return r.err
 	}
