@@ -2,6 +2,7 @@ package pgtenant
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -12,10 +13,13 @@ import (
 
 // resetSQL clears what session use may have left on a connection. It runs on
 // checkout and on release of every [Conn]. RESET ALL leaves the role alone,
-// hence RESET ROLE; DISCARD ALL would also drop pgx's prepared statements, so
-// the parts of it that matter are spelled out.
+// hence RESET ROLE; DISCARD ALL would also drop the pool's own prepared
+// statements, so the parts of it that matter are spelled out, and SQL-level
+// prepared statements (PREPARE) are deallocated by name.
 const resetSQL = "CLOSE ALL; UNLISTEN *; SELECT pg_catalog.pg_advisory_unlock_all(); " +
-	"RESET ALL; RESET SESSION AUTHORIZATION; RESET ROLE; DISCARD TEMP; DISCARD SEQUENCES"
+	"RESET ALL; RESET SESSION AUTHORIZATION; RESET ROLE; DISCARD TEMP; DISCARD SEQUENCES; " +
+	"DO $tenancy$DECLARE r record; BEGIN FOR r IN SELECT name FROM pg_catalog.pg_prepared_statements WHERE from_sql LOOP " +
+	"EXECUTE 'DEALLOCATE ' || pg_catalog.quote_ident(r.name); END LOOP; END$tenancy$"
 
 const resetTimeout = 5 * time.Second
 
@@ -29,10 +33,10 @@ const resetTimeout = 5 * time.Second
 // consecutive statements may run on different server connections. The
 // statement and transaction methods of [Pool] are.
 type Conn struct {
-	p  *Pool
-	c  *pgxpool.Conn
-	sc scope
-	s  scoped
+	p     *Pool
+	c     *pgxpool.Conn
+	sc    scope
+	st    *connState
 }
 
 // Acquire takes a connection from the pool for session use by the context's
@@ -47,21 +51,36 @@ func (p *Pool) Acquire(ctx context.Context) (*Conn, error) {
 		return nil, err
 	}
 	pc := c.Conn()
-	sessionSQL := "SELECT set_config('search_path', $1, false), set_config($2, $3, false)"
-	if p.cfg.mode == SharedTables {
-		sessionSQL = "SELECT set_config($1, $2, false)"
-	}
-	_, err = pc.Exec(ctx, resetSQL)
+	err = reset(ctx, pc)
 	if err == nil {
-		_, err = pc.Exec(ctx, sessionSQL, append([]any{pgx.QueryExecModeExec}, p.args(sc)...)...)
+		_, err = pc.Exec(ctx, p.sessionSQL(), append([]any{pgx.QueryExecModeExec}, p.args(sc)...)...)
+		if err != nil {
+			err = &scopeError{tenant: sc.tenant, err: err}
+		}
 	}
 	if err != nil {
 		p.destroy(c)
 		return nil, err
 	}
-	conn := &Conn{p: p, c: c, sc: sc}
-	conn.s = scoped{p: p, sc: sc, conn: c.Conn}
+	conn := &Conn{p: p, c: c, sc: sc, st: p.state(pc)}
 	return conn, nil
+}
+
+// reset clears the session of pc (resetSQL) and the notifications pgx has
+// buffered for it, which UNLISTEN does not reach.
+func reset(ctx context.Context, pc *pgx.Conn) error {
+	if _, err := pc.Exec(ctx, resetSQL, pgx.QueryExecModeSimpleProtocol); err != nil {
+		return err
+	}
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	for {
+		// With a context that is already done, pgx hands out what it has
+		// buffered and reads nothing from the server.
+		if n, _ := pc.WaitForNotification(done); n == nil {
+			return nil
+		}
+	}
 }
 
 // Release resets the session and returns the connection to the pool. The
@@ -73,13 +92,14 @@ func (c *Conn) Release() {
 	}
 	pc, held := c.c.Conn(), c.c
 	c.c = nil
-	if pc.IsClosed() || pc.PgConn().TxStatus() != 'I' {
+	c.st.named = nil // deallocated by the reset below, or gone with the connection
+	if pc.IsClosed() || pc.PgConn().TxStatus() != 'I' || c.st.dirty {
 		c.p.destroy(held)
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), resetTimeout)
 	defer cancel()
-	if _, err := pc.Exec(ctx, resetSQL); err != nil {
+	if err := reset(ctx, pc); err != nil {
 		c.p.destroy(held)
 		return
 	}
@@ -98,14 +118,66 @@ func (p *Pool) destroy(c *pgxpool.Conn) {
 
 // Exec runs sql on the connection.
 func (c *Conn) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
-	pc := c.c.Conn()
-	return c.s.exec(ctx, func(s string, a ...any) (pgconn.CommandTag, error) { return pc.Exec(ctx, s, a...) }, sql, args)
+	sql, args, viaPgx, err := c.stmt(ctx, sql, args)
+	if err != nil {
+		return pgconn.CommandTag{}, err
+	}
+	if viaPgx {
+		return c.c.Conn().Exec(ctx, sql, args...)
+	}
+	mrr, _, err := c.p.run(ctx, c.c.Conn(), c.st, c.sc, sql, args, inScope, pgx.TxOptions{})
+	if err != nil {
+		c.forgetIfStale(sql, err)
+		return pgconn.CommandTag{}, err
+	}
+	ct, err := mrr.ResultReader().Close()
+	if closeErr := mrr.Close(); err == nil {
+		err = closeErr
+	}
+	c.forgetIfStale(sql, err)
+	return ct, err
+}
+
+func (c *Conn) forgetIfStale(sql string, err error) {
+	if isStaleStatement(err) {
+		c.st.forget(stmtKey{schema: c.sc.key, sql: sql})
+	}
+}
+
+// stmt prepares a call: checks the tenant of ctx and applies query
+// rewriters. viaPgx reports that the statement goes through pgx itself
+// (explicit query options, or a pool that prepares nothing).
+func (c *Conn) stmt(ctx context.Context, sql string, args []any) (string, []any, bool, error) {
+	if t, ok := tenant.FromContext(ctx); ok && t != c.sc.tenant {
+		return "", nil, false, fmt.Errorf("%w: %s, not %s", ErrTenantMismatch, t, c.sc.tenant)
+	}
+	sql, args, opts, err := splitArgs(ctx, sql, args)
+	if err != nil {
+		return "", nil, false, err
+	}
+	if len(opts) > 0 || !c.p.prepared {
+		return sql, append(opts, args...), true, nil
+	}
+	return sql, args, false, nil
 }
 
 // Query runs sql on the connection.
 func (c *Conn) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	sql, args, viaPgx, err := c.stmt(ctx, sql, args)
+	if err != nil {
+		return errRows{err}, err
+	}
 	pc := c.c.Conn()
-	return c.s.query(ctx, func(s string, a ...any) (pgx.Rows, error) { return pc.Query(ctx, s, a...) }, sql, args)
+	if viaPgx {
+		return pc.Query(ctx, sql, args...)
+	}
+	mrr, _, err := c.p.run(ctx, pc, c.st, c.sc, sql, args, inScope, pgx.TxOptions{})
+	if err != nil {
+		c.forgetIfStale(sql, err)
+		return errRows{err}, err
+	}
+	return &stmtRows{Rows: pgx.RowsFromResultReader(pc.TypeMap(), mrr.ResultReader()), mrr: mrr,
+		st: c.st, cls: &class{tags: ^tagBits(0)}, key: stmtKey{schema: c.sc.key, sql: sql}, conn: pc}, nil
 }
 
 // QueryRow runs sql on the connection; errors are deferred to Scan.
@@ -116,11 +188,13 @@ func (c *Conn) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
 
 // SendBatch sends b on the connection.
 func (c *Conn) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
-	mapped, err := c.s.batch(ctx, b)
-	if err != nil {
-		return pgx.FailedBatchResults(b, err)
+	if t, ok := tenant.FromContext(ctx); ok && t != c.sc.tenant {
+		return failedBatch(b, fmt.Errorf("%w: %s, not %s", ErrTenantMismatch, t, c.sc.tenant))
 	}
-	return c.c.Conn().SendBatch(ctx, mapped)
+	if !c.p.prepared {
+		return c.c.Conn().SendBatch(ctx, b)
+	}
+	return c.p.sendBatch(ctx, c.c.Conn(), c.st, c.sc, b, inScope, nil)
 }
 
 // CopyFrom copies rows into tableName, resolved in the tenant's schema, in a
@@ -137,13 +211,15 @@ func (c *Conn) Begin(ctx context.Context) (pgx.Tx, error) {
 
 // BeginTx starts a transaction with opts on the connection.
 func (c *Conn) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) {
-	if err := c.s.check(ctx); err != nil {
+	if t, ok := tenant.FromContext(ctx); ok && t != c.sc.tenant {
+		return nil, fmt.Errorf("%w: %s, not %s", ErrTenantMismatch, t, c.sc.tenant)
+	}
+	if _, err := c.c.Conn().PgConn().Exec(ctx, beginSQL(opts)).ReadAll(); err != nil {
 		return nil, err
 	}
-	if _, err := c.c.Conn().Exec(ctx, beginSQL(opts)); err != nil {
-		return nil, err
-	}
-	return &Tx{p: c.p, sc: c.sc, conn: c.c.Conn(), opts: opts, open: true}, nil
+	t := &Tx{p: c.p, sc: c.sc, conn: c.c.Conn(), st: c.st, opts: opts, open: true}
+	t.top = t
+	return t, nil
 }
 
 // Ping checks the connection.

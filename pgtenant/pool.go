@@ -24,6 +24,7 @@ type Pool struct {
 	prepared bool     // the connections prepare statements (not Exec/simple mode)
 	conns    sync.Map // *pgx.Conn -> *connState
 	scopes   scopeCache
+	classes  classCache
 }
 
 // New creates a Pool from cfg and checks that its role cannot bypass row
@@ -93,13 +94,44 @@ func (p *Pool) checkRole(ctx context.Context) error {
 	return nil
 }
 
-// Exec runs sql in the tenant's scope, setting and statement in one round trip.
-func (p *Pool) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+// check classifies sql and refuses it, before any I/O, if it would leave
+// state on the session of a connection that other tenants reuse.
+func (p *Pool) check(sql string) (*class, error) {
+	c := p.classes.classify(sql)
+	if c.refused != "" {
+		return nil, &SessionStateError{Construct: c.refused, Instead: c.instead, SQL: sql}
+	}
+	return c, nil
+}
+
+// prepareCall does what every statement-path call does before any I/O:
+// require a tenant, apply query rewriters, classify the SQL.
+func (p *Pool) prepareCall(ctx context.Context, sql string, args []any) (scope, string, []any, []any, *class, error) {
 	sc, err := p.require(ctx)
 	if err != nil {
-		return pgconn.CommandTag{}, err
+		return sc, "", nil, nil, nil, err
 	}
 	sql, args, opts, err := splitArgs(ctx, sql, args)
+	if err != nil {
+		return sc, "", nil, nil, nil, err
+	}
+	cls, err := p.check(sql)
+	return sc, sql, args, opts, cls, err
+}
+
+// release returns c to the pool, or closes it if a statement may have left
+// session state on it.
+func (p *Pool) release(c *pgxpool.Conn, st *connState) {
+	if st != nil && st.dirty {
+		p.destroy(c)
+		return
+	}
+	c.Release()
+}
+
+// Exec runs sql in the tenant's scope, setting and statement in one round trip.
+func (p *Pool) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	sc, sql, args, opts, cls, err := p.prepareCall(ctx, sql, args)
 	if err != nil {
 		return pgconn.CommandTag{}, err
 	}
@@ -107,9 +139,10 @@ func (p *Pool) Exec(ctx context.Context, sql string, args ...any) (pgconn.Comman
 	if err != nil {
 		return pgconn.CommandTag{}, err
 	}
-	defer c.Release()
+	st := p.state(c.Conn())
+	defer p.release(c, st)
 	if len(opts) > 0 {
-		return p.execInTx(ctx, c.Conn(), sc, sql, append(opts, args...))
+		return p.execInTx(ctx, c.Conn(), st, sc, cls, sql, append(opts, args...))
 	}
 	if !p.prepared {
 		br, err := p.send(ctx, c.Conn(), sc, sql, args)
@@ -120,29 +153,79 @@ func (p *Pool) Exec(ctx context.Context, sql string, args ...any) (pgconn.Comman
 		if closeErr := br.Close(); err == nil {
 			err = closeErr
 		}
+		st.observe(cls, ct)
 		return ct, err
 	}
-	ct, err := p.execFast(ctx, c.Conn(), sc, sql, args)
-	if err != nil && isStaleStatement(err) {
+	ct, err := p.execOnce(ctx, c.Conn(), st, sc, cls, sql, args)
+	if isStaleStatement(err) {
 		// The schema's tables changed under the prepared statement; it failed
 		// before executing, so prepare it afresh and send it once more.
-		p.forget(ctx, c.Conn(), stmtKey{schema: sc.key, sql: sql})
-		ct, err = p.execFast(ctx, c.Conn(), sc, sql, args)
+		ct, err = p.execOnce(ctx, c.Conn(), st, sc, cls, sql, args)
 	}
 	return ct, err
 }
 
-func (p *Pool) execInTx(ctx context.Context, c *pgx.Conn, sc scope, sql string, args []any) (pgconn.CommandTag, error) {
+func (p *Pool) execOnce(ctx context.Context, c *pgx.Conn, st *connState, sc scope, cls *class, sql string, args []any) (pgconn.CommandTag, error) {
+	mrr, _, err := p.run(ctx, c, st, sc, sql, args, withScope, pgx.TxOptions{})
+	if err != nil {
+		return pgconn.CommandTag{}, err
+	}
+	ct, err := mrr.ResultReader().Close()
+	if closeErr := mrr.Close(); err == nil {
+		err = closeErr
+	}
+	st.observe(cls, ct)
+	if isStaleStatement(err) {
+		st.forget(stmtKey{schema: sc.key, sql: sql})
+	}
+	return ct, err
+}
+
+// execInTx runs a statement with explicit pgx options (an exec mode, result
+// formats) through pgx, in a transaction that carries the scope.
+func (p *Pool) execInTx(ctx context.Context, c *pgx.Conn, st *connState, sc scope, cls *class, sql string, args []any) (pgconn.CommandTag, error) {
 	tx, err := p.beginScoped(ctx, c, sc, pgx.TxOptions{})
 	if err != nil {
 		return pgconn.CommandTag{}, err
 	}
 	ct, err := tx.Exec(ctx, sql, args...)
+	st.observe(cls, ct)
 	if err != nil {
 		_ = tx.Rollback(context.WithoutCancel(ctx))
 		return ct, err
 	}
 	return ct, tx.Commit(ctx)
+}
+
+// beginScoped begins a transaction on c through pgx and sets the tenant's
+// scope in the same round trip, for the paths that hand statements to pgx
+// itself (explicit query options, connections that prepare nothing).
+func (p *Pool) beginScoped(ctx context.Context, c *pgx.Conn, sc scope, opts pgx.TxOptions) (pgx.Tx, error) {
+	b := &pgx.Batch{}
+	b.BeginTx(opts)
+	if p.prepared {
+		b.Queue(scopeStmt, p.args(sc)...) // prepared in AfterConnect: pgx knows it by name
+	} else {
+		p.queueScope(b, sc)
+	}
+	br := c.SendBatch(ctx, b)
+	tx := br.Tx()
+	_, err := br.Exec()
+	if err == nil {
+		if _, err = br.Exec(); err != nil {
+			err = scopeFailed(ctx, c, sc, err)
+		}
+	}
+	if closeErr := br.Close(); err == nil {
+		err = closeErr
+	}
+	if err != nil {
+		if !c.IsClosed() && c.PgConn().TxStatus() != 'I' {
+			_ = tx.Rollback(context.WithoutCancel(ctx))
+		}
+		return nil, err
+	}
+	return tx, nil
 }
 
 // send pipelines the scope statement and sql as text, for connections that
@@ -163,11 +246,7 @@ func (p *Pool) send(ctx context.Context, c *pgx.Conn, sc scope, sql string, args
 // Query runs sql in the tenant's scope, setting and statement in one round
 // trip. The connection returns to the pool when the rows are closed.
 func (p *Pool) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
-	sc, err := p.require(ctx)
-	if err != nil {
-		return errRows{err}, err
-	}
-	sql, args, opts, err := splitArgs(ctx, sql, args)
+	sc, sql, args, opts, cls, err := p.prepareCall(ctx, sql, args)
 	if err != nil {
 		return errRows{err}, err
 	}
@@ -175,76 +254,111 @@ func (p *Pool) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, er
 	if err != nil {
 		return errRows{err}, err
 	}
+	st := p.state(c.Conn())
+	rows, err := p.queryOn(ctx, c, st, sc, cls, sql, args, opts)
+	if err != nil {
+		p.release(c, st)
+		return errRows{err}, err
+	}
+	return rows, nil
+}
+
+// queryOn sends sql on c; the rows return c to the pool when closed.
+func (p *Pool) queryOn(ctx context.Context, c *pgxpool.Conn, st *connState, sc scope, cls *class, sql string, args, opts []any) (pgx.Rows, error) {
+	release := func(err error) error {
+		p.release(c, st)
+		return err
+	}
 	if len(opts) > 0 {
 		tx, err := p.beginScoped(ctx, c.Conn(), sc, pgx.TxOptions{})
 		if err != nil {
-			c.Release()
-			return errRows{err}, err
+			return nil, err
 		}
 		rows, err := tx.Query(ctx, sql, append(opts, args...)...)
 		if err != nil {
 			_ = tx.Rollback(context.WithoutCancel(ctx))
-			c.Release()
-			return errRows{err}, err
+			return nil, err
 		}
-		return &finishRows{Rows: rows, finish: func(rowsErr error) error {
-			defer c.Release()
+		return &stmtRows{Rows: rows, st: st, cls: cls, conn: c.Conn(), finish: func(rowsErr error) error {
 			if rowsErr != nil {
 				_ = tx.Rollback(context.WithoutCancel(ctx))
-				return rowsErr
+				return release(rowsErr)
 			}
-			return tx.Commit(ctx)
+			return release(tx.Commit(ctx))
 		}}, nil
 	}
-	if p.prepared {
-		rows, err := p.queryFast(ctx, c, sc, sql, args)
+	if !p.prepared {
+		br, err := p.send(ctx, c.Conn(), sc, sql, args)
 		if err != nil {
-			c.Release()
-			return errRows{err}, err
+			return nil, err
 		}
-		return rows, nil
-	}
-	br, err := p.send(ctx, c.Conn(), sc, sql, args)
-	if err != nil {
-		c.Release()
-		return errRows{err}, err
-	}
-	rows, err := br.Query()
-	r := &finishRows{Rows: rows, finish: func(rowsErr error) error {
-		defer c.Release()
-		if err := br.Close(); rowsErr == nil {
-			rowsErr = err
+		rows, err := br.Query()
+		r := &stmtRows{Rows: rows, st: st, cls: cls, conn: c.Conn(), finish: func(rowsErr error) error {
+			if err := br.Close(); rowsErr == nil {
+				rowsErr = err
+			}
+			return release(rowsErr)
+		}}
+		if err != nil {
+			// As with pgxpool, a failed Query needs no Close from the caller.
+			_ = br.Close()
+			return nil, err
 		}
-		return rowsErr
-	}}
-	if err != nil {
-		// As with pgxpool, a failed Query needs no Close from the caller.
-		r.Close()
-		return errRows{err}, err
+		return r, nil
 	}
-	return r, nil
+	key := stmtKey{schema: sc.key, sql: sql}
+	mrr, _, err := p.run(ctx, c.Conn(), st, sc, sql, args, withScope, pgx.TxOptions{})
+	if err != nil {
+		if isStaleStatement(err) {
+			st.forget(key)
+		}
+		return nil, err
+	}
+	return &stmtRows{Rows: pgx.RowsFromResultReader(c.Conn().TypeMap(), mrr.ResultReader()), mrr: mrr,
+		st: st, cls: cls, key: key, conn: c.Conn(), finish: release}, nil
 }
 
 // QueryRow runs sql in the tenant's scope like [Pool.Query]; errors are
 // deferred to Scan, which returns pgx.ErrNoRows when there is no row.
 func (p *Pool) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
-	if p.prepared {
-		sc, err := p.require(ctx)
-		if err != nil {
-			return &row{rows: errRows{err}}
-		}
-		stmt, stmtArgs, opts, err := splitArgs(ctx, sql, args)
-		if err != nil {
-			return &row{rows: errRows{err}}
-		}
-		if len(opts) == 0 {
-			r := &fastRow{p: p, ctx: ctx, sc: sc, sql: stmt, args: stmtArgs, pooled: true}
-			r.send()
-			return r
-		}
+	return p.queryRow(ctx, sql, args, true)
+}
+
+func (p *Pool) queryRow(ctx context.Context, sql string, args []any, retry bool) pgx.Row {
+	rawSQL, rawArgs := sql, args
+	sc, sql, args, opts, cls, err := p.prepareCall(ctx, sql, args)
+	if err != nil {
+		return &row{rows: errRows{err}}
 	}
-	rows, _ := p.Query(ctx, sql, args...)
-	return &row{rows: rows, retry: p, ctx: ctx, sql: sql, args: args}
+	if len(opts) > 0 || !p.prepared {
+		rows, _ := p.Query(ctx, rawSQL, rawArgs...)
+		r := &row{rows: rows}
+		if retry {
+			r.retry = func() pgx.Rows { rows, _ := p.Query(ctx, rawSQL, rawArgs...); return rows }
+		}
+		return r
+	}
+	c, err := p.pool.Acquire(ctx)
+	if err != nil {
+		return &row{rows: errRows{err}}
+	}
+	st := p.state(c.Conn())
+	key := stmtKey{schema: sc.key, sql: sql}
+	r := &stmtRow{conn: c.Conn(), st: st, cls: cls, key: key, finish: func(err error) error {
+		p.release(c, st)
+		return err
+	}}
+	if retry {
+		r.retry = func() pgx.Row { return p.queryRow(ctx, rawSQL, rawArgs, false) }
+	}
+	r.mrr, _, r.err = p.run(ctx, c.Conn(), st, sc, sql, args, withScope, pgx.TxOptions{})
+	if r.err != nil {
+		if isStaleStatement(r.err) {
+			st.forget(key)
+		}
+		r.err = r.done(r.err)
+	}
+	return r
 }
 
 // CopyFrom copies rows into tableName (resolved in the tenant's schema) in a
@@ -277,6 +391,13 @@ func (p *Pool) Begin(ctx context.Context) (pgx.Tx, error) {
 // now; BEGIN and the settings travel with the transaction's first statement,
 // in one round trip, and the settings last until the transaction ends. The
 // connection returns to the pool on Commit or Rollback.
+//
+// The transaction behaves as pgx's does: a failed statement aborts it (later
+// statements fail with SQLSTATE 25P02, Commit returns
+// pgx.ErrTxCommitRollback), nested Begin makes savepoints, and a statement
+// new on the connection is prepared inside it, never in a transaction of its
+// own. One difference: an error in BEGIN itself (an unusable
+// TxOptions.BeginQuery) is returned by the first statement, not by BeginTx.
 func (p *Pool) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) {
 	sc, err := p.require(ctx)
 	if err != nil {
@@ -286,12 +407,13 @@ func (p *Pool) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) 
 	if err != nil {
 		return nil, err
 	}
-	t := &Tx{p: p, sc: sc, conn: c.Conn(), opts: opts, release: c.Release}
+	t := &Tx{p: p, sc: sc, pc: c, conn: c.Conn(), st: p.state(c.Conn()), opts: opts}
+	t.top = t
 	if !p.prepared {
 		// Without prepared statements the first statement cannot be bound
 		// ahead of BEGIN; begin now, still with the scope in one round trip.
 		if err := t.begin(ctx); err != nil {
-			c.Release()
+			p.release(c, t.st)
 			return nil, err
 		}
 	}

@@ -3,23 +3,30 @@ package pgtenant
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
-// finishRows are rows whose statement needs finishing once they are read:
-// the rest of a batch read, or a transaction committed, and the connection
-// returned. finish gets the rows' error and returns the final one.
-type finishRows struct {
+// stmtRows are the rows of one statement. Closing them finishes what the
+// statement started: the rest of its batch is read, its command tag is
+// checked for session state, a stale statement is forgotten, and, on the
+// pool's statement path, the connection is returned.
+type stmtRows struct {
 	pgx.Rows
-	finish func(rowsErr error) error
+	mrr    *pgconn.MultiResultReader // the statement's batch; nil if the rows are all
+	st     *connState
+	cls    *class
+	key    stmtKey
+	conn   *pgx.Conn
+	finish func(err error) error // returns the connection, or ends a transaction; may be nil
 	err    error
 	closed bool
 }
 
-func (r *finishRows) Next() bool {
+func (r *stmtRows) Next() bool {
 	if r.Rows.Next() {
 		return true
 	}
@@ -27,21 +34,38 @@ func (r *finishRows) Next() bool {
 	return false
 }
 
-func (r *finishRows) Close() {
+func (r *stmtRows) Close() {
 	if r.closed {
 		return
 	}
 	r.closed = true
 	r.Rows.Close()
-	r.err = r.finish(r.Rows.Err())
+	r.err = r.Rows.Err()
+	if r.mrr != nil {
+		if err := r.mrr.Close(); r.err == nil {
+			r.err = err
+		}
+	}
+	if r.st != nil {
+		r.st.observe(r.cls, r.Rows.CommandTag())
+		if isStaleStatement(r.err) {
+			r.st.forget(r.key)
+		}
+	}
+	if r.finish != nil {
+		r.err = r.finish(r.err)
+	}
 }
 
-func (r *finishRows) Err() error {
+func (r *stmtRows) Err() error {
 	if r.closed {
 		return r.err
 	}
 	return r.Rows.Err()
 }
+
+// Conn returns the connection the rows are read from.
+func (r *stmtRows) Conn() *pgx.Conn { return r.conn }
 
 // errRows are the rows of a statement that never ran.
 type errRows struct{ err error }
@@ -57,23 +81,18 @@ func (e errRows) RawValues() [][]byte                          { return nil }
 func (e errRows) Conn() *pgx.Conn                              { return nil }
 func (e errRows) TypeMap() *pgtype.Map                         { return nil }
 
-// row is the result of QueryRow. With retry set, a statement whose plan went stale (its
-// tables changed type after it was prepared) failed before it ran, so it is
-// sent once more.
+// row is the result of QueryRow over rows. With retry set, a statement whose
+// plan went stale (its tables changed type after it was prepared) failed
+// before it ran, so it is sent once more.
 type row struct {
-	rows pgx.Rows
-	// retry, when set, sends the statement again.
-	retry *Pool
-	ctx   context.Context
-	sql   string
-	args  []any
+	rows  pgx.Rows
+	retry func() pgx.Rows
 }
 
 func (r *row) Scan(dest ...any) error {
 	err := scanOne(r.rows, dest)
 	if err != nil && r.retry != nil && isStaleStatement(err) {
-		rows, _ := r.retry.Query(r.ctx, r.sql, r.args...)
-		err = scanOne(rows, dest)
+		err = scanOne(r.retry(), dest)
 	}
 	return err
 }
@@ -90,8 +109,204 @@ func scanOne(rows pgx.Rows, dest []any) error {
 		return err
 	}
 	rows.Close()
-	if err := rows.Err(); err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return err
-	}
-	return nil
+	return rows.Err()
 }
+
+// stmtRow is QueryRow's result on the prepared path: it scans straight from
+// the result reader, with no Rows in between.
+type stmtRow struct {
+	mrr    *pgconn.MultiResultReader
+	conn   *pgx.Conn
+	st     *connState
+	cls    *class
+	key    stmtKey
+	finish func(err error) error
+	retry  func() pgx.Row // sends the statement again after a stale plan; nil in a transaction
+	err    error
+}
+
+// Scan reads the first row into dest, or returns pgx.ErrNoRows.
+func (r *stmtRow) Scan(dest ...any) error {
+	err := r.scan(dest)
+	if err != nil && r.retry != nil && isStaleStatement(err) {
+		return r.retry().Scan(dest...)
+	}
+	return err
+}
+
+func (r *stmtRow) scan(dest []any) error {
+	if r.err != nil {
+		return r.err
+	}
+	if r.mrr == nil {
+		return errRowDone
+	}
+	mrr := r.mrr
+	r.mrr = nil
+	for _, d := range dest {
+		if _, ok := d.(*pgtype.DriverBytes); ok {
+			_ = mrr.Close()
+			return r.done(errors.New("cannot scan into *pgtype.DriverBytes from QueryRow"))
+		}
+	}
+	rr := mrr.ResultReader()
+	var scanErr error
+	found := rr.NextRow()
+	if found {
+		scanErr = pgx.ScanRow(r.conn.TypeMap(), rr.FieldDescriptions(), rr.Values(), dest...)
+	}
+	tag, err := rr.Close()
+	if closeErr := mrr.Close(); err == nil {
+		err = closeErr
+	}
+	r.st.observe(r.cls, tag)
+	switch {
+	case err != nil:
+		if isStaleStatement(err) {
+			r.st.forget(r.key)
+		}
+	case scanErr != nil:
+		err = scanErr
+	case !found:
+		err = pgx.ErrNoRows
+	}
+	return r.done(err)
+}
+
+func (r *stmtRow) done(err error) error {
+	if r.finish != nil {
+		err = r.finish(err)
+		r.finish = nil
+	}
+	r.err = err
+	if err == nil {
+		r.err = errRowDone
+	}
+	return err
+}
+
+// errRowDone marks a row that was scanned: a second Scan reports it.
+var errRowDone = errors.New("pgtenant: row already scanned")
+
+// stmtBatch is the pgx.BatchResults of a batch of prepared statements, read
+// as pgx reads its own: the first error sticks, and Close runs the queued
+// callbacks of the queries not read yet.
+type stmtBatch struct {
+	ctx     context.Context
+	b       *pgx.Batch
+	mrr     *pgconn.MultiResultReader
+	conn    *pgx.Conn
+	st      *connState
+	classes []*class
+	keys    []stmtKey
+	idx     int
+	finish  func(err error) error
+	err     error
+	closed  bool
+}
+
+var _ pgx.BatchResults = (*stmtBatch)(nil)
+
+func (br *stmtBatch) next() (*pgconn.ResultReader, error) {
+	if br.err != nil {
+		return nil, br.err
+	}
+	if br.closed {
+		return nil, errors.New("pgtenant: batch already closed")
+	}
+	if br.idx >= len(br.classes) {
+		return nil, errors.New("pgtenant: no more results in batch")
+	}
+	if !br.mrr.NextResult() {
+		err := br.mrr.Close()
+		if err == nil {
+			err = errors.New("pgtenant: no more results in batch")
+		}
+		br.err = err
+		return nil, err
+	}
+	br.idx++
+	return br.mrr.ResultReader(), nil
+}
+
+// fail records err as the batch's error, forgetting a stale statement.
+func (br *stmtBatch) fail(i int, err error) {
+	if isStaleStatement(err) {
+		br.st.forget(br.keys[i])
+	}
+	br.err = err
+	_ = br.mrr.Close()
+}
+
+// Exec reads the next query's command tag.
+func (br *stmtBatch) Exec() (pgconn.CommandTag, error) {
+	rr, err := br.next()
+	if err != nil {
+		return pgconn.CommandTag{}, err
+	}
+	i := br.idx - 1
+	tag, err := rr.Close()
+	br.st.observe(br.classes[i], tag)
+	if err != nil {
+		br.fail(i, err)
+		return pgconn.CommandTag{}, err
+	}
+	return tag, nil
+}
+
+// Query reads the next query's rows.
+func (br *stmtBatch) Query() (pgx.Rows, error) {
+	rr, err := br.next()
+	if err != nil {
+		return errRows{err}, err
+	}
+	i := br.idx - 1
+	return &stmtRows{Rows: pgx.RowsFromResultReader(br.conn.TypeMap(), rr), st: br.st, cls: br.classes[i], key: br.keys[i], conn: br.conn,
+		finish: func(err error) error {
+			if err != nil {
+				br.fail(i, err)
+			}
+			return err
+		}}, nil
+}
+
+// QueryRow reads the next query's first row.
+func (br *stmtBatch) QueryRow() pgx.Row {
+	rows, _ := br.Query()
+	return &row{rows: rows}
+}
+
+// Close reads what is left of the batch, running the callbacks of the queries
+// not read yet, and returns the first error.
+func (br *stmtBatch) Close() error {
+	if br.closed {
+		return br.err
+	}
+	for br.err == nil && br.idx < len(br.classes) {
+		if fn := br.b.QueuedQueries[br.idx].Fn; fn != nil {
+			if err := fn(br); err != nil && br.err == nil {
+				br.err = err
+			}
+		} else {
+			_, _ = br.Exec()
+		}
+	}
+	br.closed = true
+	if err := br.mrr.Close(); br.err == nil {
+		br.err = err
+	}
+	if br.finish != nil {
+		br.err = br.finish(br.err)
+	}
+	return br.err
+}
+
+// failedBatch returns the results of a batch that never ran.
+func failedBatch(b *pgx.Batch, err error) pgx.BatchResults { return pgx.FailedBatchResults(b, err) }
+
+// wrapErr prefixes err with the position of the batch query it is about.
+func wrapErr(i int, err error) error { return fmt.Errorf("pgtenant: batch query %d: %w", i, err) }
+
+// Tx returns nil: a batch on the statement path or in a transaction begins
+// no transaction of its own.
+func (br *stmtBatch) Tx() pgx.Tx { return nil }

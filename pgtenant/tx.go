@@ -3,11 +3,13 @@ package pgtenant
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"strconv"
-	"strings"
+	"unsafe"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/tenancykit/tenancy/tenant"
 )
 
@@ -16,238 +18,127 @@ import (
 // connection belongs to.
 var ErrTenantMismatch = fmt.Errorf("pgtenant: context tenant differs from the transaction's tenant")
 
-// scoped runs statements on a connection whose transaction or session already
-// carries a tenant's scope. Each statement is prepared for the tenant's schema
-// on first use and run by name afterwards. Tx and Conn share it.
-type scoped struct {
-	p    *Pool
-	sc   scope
-	conn func() *pgx.Conn
-}
-
-// check refuses a context that names another tenant. A context without a
-// tenant is fine: the scope is already set.
-func (s *scoped) check(ctx context.Context) error {
-	if t, ok := tenant.FromContext(ctx); ok && t != s.sc.tenant {
-		return fmt.Errorf("%w: %s, not %s", ErrTenantMismatch, t, s.sc.tenant)
-	}
-	return nil
-}
-
-// resolve maps sql to the name of its statement prepared for the tenant, and
-// args to the arguments proper. With explicit pgx options (an exec mode,
-// result formats) sql is returned as it is, options first.
-func (s *scoped) resolve(ctx context.Context, sql string, args []any) (string, []any, error) {
-	if err := s.check(ctx); err != nil {
-		return "", nil, err
-	}
-	sql, args, opts, err := splitArgs(ctx, sql, args)
-	if err != nil {
-		return "", nil, err
-	}
-	if len(opts) > 0 || !s.p.prepared {
-		return sql, append(opts, args...), nil
-	}
-	name, err := s.p.prepareInScope(ctx, s.conn(), stmtKey{schema: s.sc.key, sql: sql})
-	return name, args, err
-}
-
-func (s *scoped) exec(ctx context.Context, run func(string, ...any) (pgconn.CommandTag, error), sql string, args []any) (pgconn.CommandTag, error) {
-	name, args, err := s.resolve(ctx, sql, args)
-	if err != nil {
-		return pgconn.CommandTag{}, err
-	}
-	return run(name, args...)
-}
-
-func (s *scoped) query(ctx context.Context, run func(string, ...any) (pgx.Rows, error), sql string, args []any) (pgx.Rows, error) {
-	name, args, err := s.resolve(ctx, sql, args)
-	if err != nil {
-		return errRows{err}, err
-	}
-	return run(name, args...)
-}
-
-// batch returns a copy of b whose queries name the tenant's statements.
-func (s *scoped) batch(ctx context.Context, b *pgx.Batch) (*pgx.Batch, error) {
-	out := &pgx.Batch{QueuedQueries: make([]*pgx.QueuedQuery, len(b.QueuedQueries))}
-	for i, q := range b.QueuedQueries {
-		name, args, err := s.resolve(ctx, q.SQL, q.Arguments)
-		if err != nil {
-			return nil, fmt.Errorf("pgtenant: batch query %d: %w", i, err)
-		}
-		out.QueuedQueries[i] = &pgx.QueuedQuery{SQL: name, Arguments: args, Fn: q.Fn}
-	}
-	return out, nil
-}
-
 // Tx is a transaction in one tenant's scope, returned by [Pool.Begin] and
 // [Pool.BeginTx] as a pgx.Tx. BEGIN and the tenant's settings are sent with
 // the transaction's first statement, all in one round trip, and the settings
 // last until Commit or Rollback, which also return the connection to the
 // pool. A transaction that ran no statement ends without a round trip.
 // Nested Begin creates a savepoint in the same scope.
+//
+// It behaves as pgx's transaction does, whether a statement is new on the
+// connection or already prepared: after a failed statement the transaction
+// is aborted (SQLSTATE 25P02) and Commit returns pgx.ErrTxCommitRollback;
+// after Commit or Rollback every method returns pgx.ErrTxClosed. Statements
+// that would leave session state behind are refused with a
+// *[SessionStateError], as on the pool's statement path.
 type Tx struct {
-	p       *Pool
-	sc      scope
-	conn    *pgx.Conn
-	opts    pgx.TxOptions
-	open    bool   // BEGIN has been sent
-	closed  bool   // Commit or Rollback was called
-	release func() // returns the connection; nil for savepoints and session transactions
-	depth   int    // savepoint number; 0 for the transaction itself
-	nested  int    // savepoints created below this one
-	pgxTx   pgx.Tx // set when begun through pgx, for LargeObjects
-	s       *scoped
+	p    *Pool
+	sc   scope
+	pc   *pgxpool.Conn // returned at the end; nil for savepoints and session transactions
+	conn *pgx.Conn
+	st   *connState
+	opts pgx.TxOptions
+	top  *Tx // the transaction itself; savepoints point to it
+	// open (top only) records that BEGIN ran on the server: from then on
+	// the transaction is open or aborted, never idle, until it ends.
+	open   bool
+	closed bool
+	depth  int // savepoint number; 0 for the transaction itself
+	nested int // (top only) savepoints created so far
 }
 
 var _ pgx.Tx = (*Tx)(nil)
 
-func (t *Tx) scoped() *scoped {
-	if t.s == nil {
-		t.s = &scoped{p: t.p, sc: t.sc, conn: func() *pgx.Conn { return t.conn }}
+// usable checks that t can run a statement for ctx.
+func (t *Tx) usable(ctx context.Context) error {
+	if t.closed || t.top.closed {
+		return pgx.ErrTxClosed
 	}
-	return t.s
+	if tn, ok := tenant.FromContext(ctx); ok && tn != t.sc.tenant {
+		return fmt.Errorf("%w: %s, not %s", ErrTenantMismatch, tn, t.sc.tenant)
+	}
+	if t.top.open && !t.conn.IsClosed() && t.conn.PgConn().TxStatus() == 'I' {
+		return ErrTxLost
+	}
+	return nil
 }
 
 // begin sends BEGIN and the scope now, in one round trip, for the calls that
 // cannot carry them along with a statement.
 func (t *Tx) begin(ctx context.Context) error {
-	if t.closed {
-		return pgx.ErrTxClosed
-	}
-	if t.open {
+	top := t.top
+	if top.open {
 		return nil
 	}
-	tx, err := t.p.beginScoped(ctx, t.conn, t.sc, t.opts)
-	if err != nil {
+	if !t.p.prepared {
+		if _, err := t.p.beginScoped(ctx, t.conn, t.sc, t.opts); err != nil {
+			return err
+		}
+		top.open = true
+		return nil
+	}
+	if err := t.p.ensureScopeSD(ctx, t.conn, t.st); err != nil {
 		return err
-	}
-	t.open, t.pgxTx = true, tx
-	return nil
-}
-
-// lazy reports whether the next statement should carry BEGIN and the scope.
-func (t *Tx) lazy() bool { return !t.open && !t.closed && t.p.prepared }
-
-// sendFirst sends BEGIN, the scope and the transaction's first statement in
-// one write and returns the reader positioned at the statement's result.
-func (t *Tx) sendFirst(ctx context.Context, sql string, args []any) (*pgconn.MultiResultReader, error) {
-	if err := t.scoped().check(ctx); err != nil {
-		return nil, err
-	}
-	c := t.conn
-	sd, err := t.p.statementSD(ctx, c, t.sc, sql)
-	if err != nil {
-		return nil, err
-	}
-	st := t.p.state(c)
-	if err := t.p.ensureScopeSD(ctx, c, st); err != nil {
-		return nil, err
-	}
-	if err := st.eqb.Build(c.TypeMap(), sd, args); err != nil {
-		return nil, fmt.Errorf("pgtenant: encode arguments: %w", err)
 	}
 	var b pgconn.Batch
-	if t.opts.BeginQuery != "" {
-		b.ExecParams(t.opts.BeginQuery, nil, nil, nil, nil)
-	} else {
-		beginSD, err := t.p.beginStatement(ctx, c, st, beginSQL(t.opts))
-		if err != nil {
-			return nil, err
-		}
-		b.ExecStatement(beginSD, nil, nil, nil)
-	}
-	b.ExecStatement(st.scopeSD, t.p.scopeValues(t.sc), nil, nil)
-	b.ExecStatement(sd, st.eqb.ParamValues, st.eqb.ParamFormats, st.eqb.ResultFormats)
-	mrr := c.PgConn().ExecBatch(ctx, &b)
-	if !mrr.NextResult() {
-		err = closeErr(mrr, t.sc.tenant)
-	} else if _, err = mrr.ResultReader().Close(); err != nil {
-		_ = mrr.Close()
-	} else {
-		err = readScope(ctx, c, mrr, t.sc)
-	}
-	t.open = !c.IsClosed() && c.PgConn().TxStatus() != 'I'
-	if err != nil {
-		return nil, err
-	}
-	if !mrr.NextResult() {
-		return nil, closeErr(mrr, t.sc.tenant)
-	}
-	return mrr, nil
-}
-
-// beginStatement returns the BEGIN statement for sql prepared on c, preparing
-// it on first use: a prepared BEGIN spares the server a parse per
-// transaction. Without BeginQuery, TxOptions make at most 16 distinct
-// statements.
-func (p *Pool) beginStatement(ctx context.Context, c *pgx.Conn, st *connState, sql string) (*pgconn.StatementDescription, error) {
-	if sd, ok := st.begins[sql]; ok {
-		return sd, nil
-	}
-	if st.begins == nil {
-		st.begins = make(map[string]*pgconn.StatementDescription)
-	}
-	sd, err := c.Prepare(ctx, "tenancy_begin_"+strconv.Itoa(len(st.begins)), sql)
-	if err != nil {
-		return nil, err
-	}
-	st.begins[sql] = sd
-	return sd, nil
-}
-
-// beginSQL is the BEGIN statement for opts, as pgx writes it.
-func beginSQL(opts pgx.TxOptions) string {
-	if opts.BeginQuery != "" {
-		return opts.BeginQuery
-	}
-	var b strings.Builder
-	b.WriteString("begin")
-	if opts.IsoLevel != "" {
-		b.WriteString(" isolation level " + string(opts.IsoLevel))
-	}
-	if opts.AccessMode != "" {
-		b.WriteString(" " + string(opts.AccessMode))
-	}
-	if opts.DeferrableMode != "" {
-		b.WriteString(" " + string(opts.DeferrableMode))
-	}
-	return b.String()
-}
-
-// first reports whether sql, with args, can be the statement that carries
-// BEGIN: explicit pgx options need the transaction open first.
-func (t *Tx) first(ctx context.Context, sql string, args []any) (string, []any, bool, error) {
-	if !t.lazy() {
-		return sql, args, false, nil
-	}
-	stmt, stmtArgs, opts, err := splitArgs(ctx, sql, args)
-	if err != nil {
-		return "", nil, false, err
-	}
-	return stmt, stmtArgs, len(opts) == 0, nil
-}
-
-// ready checks that t can run a statement now, beginning it if need be.
-func (t *Tx) ready(ctx context.Context) error {
-	if err := t.scoped().check(ctx); err != nil {
+	if err := t.p.queueBegin(ctx, t.conn, t.st, &b, t.opts); err != nil {
 		return err
 	}
-	return t.begin(ctx)
+	b.ExecStatement(t.st.scopeSD, t.p.scopeValues(t.sc), nil, nil)
+	mrr := t.conn.PgConn().ExecBatch(ctx, &b)
+	if err := readResult(mrr); err != nil {
+		return err
+	}
+	top.open = true
+	if err := readResult(mrr); err != nil {
+		return scopeFailed(ctx, t.conn, t.sc, err)
+	}
+	return mrr.Close()
+}
+
+// send sends a statement of the transaction: with BEGIN and the scope ahead
+// of it if the transaction has not begun yet.
+func (t *Tx) send(ctx context.Context, sql string, args []any) (*pgconn.MultiResultReader, error) {
+	s := inScope
+	if !t.top.open {
+		s = withBegin
+	}
+	mrr, began, err := t.p.run(ctx, t.conn, t.st, t.sc, sql, args, s, t.opts)
+	if began {
+		t.top.open = true
+	}
+	if err != nil && isStaleStatement(err) {
+		t.st.forget(stmtKey{schema: t.sc.key, sql: sql})
+	}
+	return mrr, err
+}
+
+// simple sends sql with the simple protocol and returns its command tag.
+func (t *Tx) simple(ctx context.Context, sql string) (pgconn.CommandTag, error) {
+	results, err := t.conn.PgConn().Exec(ctx, sql).ReadAll()
+	if err != nil {
+		return pgconn.CommandTag{}, err
+	}
+	if len(results) == 0 {
+		return pgconn.CommandTag{}, nil
+	}
+	return results[len(results)-1].CommandTag, results[len(results)-1].Err
 }
 
 // Begin starts a pseudo nested transaction (a savepoint) in the same scope.
 func (t *Tx) Begin(ctx context.Context) (pgx.Tx, error) {
-	if err := t.ready(ctx); err != nil {
+	if err := t.usable(ctx); err != nil {
 		return nil, err
 	}
-	t.nested++
-	n := t.depth + t.nested
-	if _, err := t.conn.Exec(ctx, "savepoint sp_"+strconv.Itoa(n)); err != nil {
+	if err := t.begin(ctx); err != nil {
 		return nil, err
 	}
-	return &Tx{p: t.p, sc: t.sc, conn: t.conn, open: true, depth: n, pgxTx: t.pgxTx}, nil
+	t.top.nested++
+	n := t.top.nested
+	if _, err := t.simple(ctx, "savepoint sp_"+strconv.Itoa(n)); err != nil {
+		return nil, err
+	}
+	return &Tx{p: t.p, sc: t.sc, conn: t.conn, st: t.st, opts: t.opts, top: t.top, depth: n}, nil
 }
 
 // Commit commits the transaction (or releases the savepoint) and returns the
@@ -255,7 +146,7 @@ func (t *Tx) Begin(ctx context.Context) (pgx.Tx, error) {
 // Commit then returns pgx.ErrTxCommitRollback, as pgx does.
 func (t *Tx) Commit(ctx context.Context) error {
 	if t.depth > 0 {
-		return t.end(ctx, "release savepoint sp_"+strconv.Itoa(t.depth))
+		return t.endSavepoint(ctx, "release savepoint sp_")
 	}
 	return t.end(ctx, "commit")
 }
@@ -265,9 +156,21 @@ func (t *Tx) Commit(ctx context.Context) error {
 // or Rollback, so it is safe to defer.
 func (t *Tx) Rollback(ctx context.Context) error {
 	if t.depth > 0 {
-		return t.end(ctx, "rollback to savepoint sp_"+strconv.Itoa(t.depth))
+		return t.endSavepoint(ctx, "rollback to savepoint sp_")
 	}
 	return t.end(ctx, "rollback")
+}
+
+func (t *Tx) endSavepoint(ctx context.Context, sql string) error {
+	if t.closed || t.top.closed {
+		return pgx.ErrTxClosed
+	}
+	t.closed = true
+	if err := t.usable(ctx); err != nil && err != pgx.ErrTxClosed {
+		return err
+	}
+	_, err := t.simple(ctx, sql+strconv.Itoa(t.depth))
+	return err
 }
 
 func (t *Tx) end(ctx context.Context, sql string) error {
@@ -277,28 +180,64 @@ func (t *Tx) end(ctx context.Context, sql string) error {
 	t.closed = true
 	var err error
 	if t.open && !t.conn.IsClosed() {
-		var ct pgconn.CommandTag
-		ct, err = t.conn.Exec(ctx, sql)
-		if err == nil && sql == "commit" && ct.String() == "ROLLBACK" {
-			err = pgx.ErrTxCommitRollback
+		if t.conn.PgConn().TxStatus() == 'I' {
+			err = ErrTxLost
+		} else {
+			var tag pgconn.CommandTag
+			tag, err = t.simple(ctx, sql)
+			switch {
+			case err != nil && t.conn.PgConn().TxStatus() != 'I':
+				_ = t.conn.Close(context.WithoutCancel(ctx))
+			case err == nil && sql == "commit" && tag.String() == "ROLLBACK":
+				err = pgx.ErrTxCommitRollback
+			}
 		}
 	}
-	// A connection left inside a transaction is destroyed by the pool on
-	// release, never handed to the next tenant.
-	if t.release != nil {
-		t.release()
-		t.release = nil
-	}
+	t.finish(ctx)
 	return err
+}
+
+// finish deallocates the statements prepared by name in the transaction and
+// returns the connection. A connection left inside a transaction, or with
+// session state a statement may have left, is destroyed by the pool on
+// release, never handed to the next tenant.
+func (t *Tx) finish(ctx context.Context) {
+	if len(t.st.named) > 0 {
+		if !t.conn.IsClosed() {
+			pl := t.conn.PgConn().StartPipeline(context.WithoutCancel(ctx))
+			for name := range t.st.named {
+				pl.SendDeallocate(name)
+			}
+			if err := pl.Sync(); err == nil {
+				for range t.st.named {
+					if _, err := pl.GetResults(); err != nil {
+						t.st.dirty = true
+						break
+					}
+				}
+			}
+			if err := pl.Close(); err != nil {
+				t.st.dirty = true
+			}
+		}
+		t.st.named = nil
+	}
+	if t.pc != nil {
+		t.p.release(t.pc, t.st)
+		t.pc = nil
+	}
 }
 
 // CopyFrom copies rows into tableName, resolved in the tenant's schema, with
 // the COPY protocol. PostgreSQL refuses COPY FROM into tables with row level
-// security, so the rows are staged in a temporary table and moved with one
-// INSERT ... SELECT that checks every row against the policy. This needs the
-// TEMPORARY privilege on the database.
+// security, so the rows are staged in a temporary table that is dropped at
+// commit and moved with one INSERT ... SELECT that checks every row against
+// the policy. This needs the TEMPORARY privilege on the database.
 func (t *Tx) CopyFrom(ctx context.Context, tableName pgx.Identifier, columnNames []string, rowSrc pgx.CopyFromSource) (int64, error) {
-	if err := t.ready(ctx); err != nil {
+	if err := t.usable(ctx); err != nil {
+		return 0, err
+	}
+	if err := t.begin(ctx); err != nil {
 		return 0, err
 	}
 	return copyStaged(ctx, t.conn, tableName, columnNames, rowSrc)
@@ -306,98 +245,162 @@ func (t *Tx) CopyFrom(ctx context.Context, tableName pgx.Identifier, columnNames
 
 // SendBatch sends b inside the transaction.
 func (t *Tx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
-	// Begin first: the batch's statements are prepared in the scope.
-	err := t.ready(ctx)
-	var mapped *pgx.Batch
-	if err == nil {
-		mapped, err = t.scoped().batch(ctx, b)
+	if err := t.usable(ctx); err != nil {
+		return failedBatch(b, err)
 	}
-	if err != nil {
-		return pgx.FailedBatchResults(b, err)
+	if err := t.begin(ctx); err != nil {
+		return failedBatch(b, err)
 	}
-	return t.conn.SendBatch(ctx, mapped)
+	return t.p.sendBatch(ctx, t.conn, t.st, t.sc, b, inScope, nil)
 }
 
-// LargeObjects returns the transaction's large object manager. Call it before
-// the transaction's first statement: it needs a transaction begun through
-// pgx, and returns a zero LargeObjects afterwards.
+// LargeObjects returns the transaction's large object manager. Its calls run
+// through the transaction's own methods, so in the tenant's scope.
 func (t *Tx) LargeObjects() pgx.LargeObjects {
-	if t.pgxTx == nil && !t.open {
-		_ = t.begin(context.Background())
+	var lo pgx.LargeObjects
+	if largeObjectsLayout {
+		*(*pgx.Tx)(unsafe.Pointer(&lo)) = t
 	}
-	if t.pgxTx == nil {
-		return pgx.LargeObjects{}
-	}
-	return t.pgxTx.LargeObjects()
+	return lo
 }
 
-// Prepare prepares a named statement on the transaction's connection, as
-// pgx.Tx does.
+// largeObjectsLayout reports whether pgx.LargeObjects is still a struct of
+// one pgx.Tx field, which LargeObjects fills in; if a pgx release changes
+// that, LargeObjects returns a zero value, whose methods fail.
+var largeObjectsLayout = func() bool {
+	typ := reflect.TypeFor[pgx.LargeObjects]()
+	return typ.NumField() == 1 && typ.Field(0).Type == reflect.TypeFor[pgx.Tx]()
+}()
+
+// Prepare prepares a named statement in the transaction, parsed in the
+// tenant's scope, as pgx.Tx does; Exec, Query and QueryRow then run it by
+// name. It is deallocated when the transaction ends, so no other tenant can
+// run it.
 func (t *Tx) Prepare(ctx context.Context, name, sql string) (*pgconn.StatementDescription, error) {
-	if err := t.ready(ctx); err != nil {
+	if err := t.usable(ctx); err != nil {
 		return nil, err
 	}
-	return t.conn.Prepare(ctx, name, sql)
+	if _, err := t.p.check(sql); err != nil {
+		return nil, err
+	}
+	if name == "" {
+		name = sql
+	}
+	if sd, ok := t.st.named[name]; ok && sd.SQL == sql {
+		return sd, nil
+	}
+	if err := t.begin(ctx); err != nil {
+		return nil, err
+	}
+	sd, err := t.conn.PgConn().Prepare(ctx, name, sql, nil)
+	if err != nil {
+		return nil, err
+	}
+	if t.st.named == nil {
+		t.st.named = make(map[string]*pgconn.StatementDescription)
+	}
+	t.st.named[name] = sd
+	return sd, nil
+}
+
+// stmt prepares a call: checks t, applies query rewriters, classifies sql.
+// viaPgx reports that the statement goes through pgx itself (explicit query
+// options, or a pool that prepares nothing): the transaction has begun then.
+func (t *Tx) stmt(ctx context.Context, sql string, args []any) (string, []any, *class, bool, error) {
+	if err := t.usable(ctx); err != nil {
+		return "", nil, nil, false, err
+	}
+	sql, args, opts, err := splitArgs(ctx, sql, args)
+	if err != nil {
+		return "", nil, nil, false, err
+	}
+	cls, err := t.p.check(sql)
+	if err != nil {
+		return "", nil, nil, false, err
+	}
+	if len(opts) == 0 && t.p.prepared {
+		return sql, args, cls, false, nil
+	}
+	if err := t.begin(ctx); err != nil {
+		return "", nil, nil, false, err
+	}
+	return sql, append(opts, args...), cls, true, nil
 }
 
 // Exec runs sql in the transaction.
 func (t *Tx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
-	if stmt, stmtArgs, ok, err := t.first(ctx, sql, args); err != nil {
+	sql, args, cls, viaPgx, err := t.stmt(ctx, sql, args)
+	if err != nil {
 		return pgconn.CommandTag{}, err
-	} else if ok {
-		mrr, err := t.sendFirst(ctx, stmt, stmtArgs)
-		if err != nil {
-			return pgconn.CommandTag{}, err
-		}
-		ct, err := mrr.ResultReader().Close()
-		if closeErr := mrr.Close(); err == nil {
-			err = closeErr
-		}
+	}
+	if viaPgx {
+		ct, err := t.conn.Exec(ctx, sql, args...)
+		t.st.observe(cls, ct)
 		return ct, err
 	}
-	if err := t.ready(ctx); err != nil {
+	mrr, err := t.send(ctx, sql, args)
+	if err != nil {
 		return pgconn.CommandTag{}, err
 	}
-	return t.scoped().exec(ctx, func(s string, a ...any) (pgconn.CommandTag, error) { return t.conn.Exec(ctx, s, a...) }, sql, args)
+	ct, err := mrr.ResultReader().Close()
+	if closeErr := mrr.Close(); err == nil {
+		err = closeErr
+	}
+	t.st.observe(cls, ct)
+	if isStaleStatement(err) {
+		t.st.forget(stmtKey{schema: t.sc.key, sql: sql})
+	}
+	return ct, err
 }
 
 // Query runs sql in the transaction.
 func (t *Tx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
-	if stmt, stmtArgs, ok, err := t.first(ctx, sql, args); err != nil {
+	sql, args, cls, viaPgx, err := t.stmt(ctx, sql, args)
+	if err != nil {
 		return errRows{err}, err
-	} else if ok {
-		mrr, err := t.sendFirst(ctx, stmt, stmtArgs)
+	}
+	if viaPgx {
+		rows, err := t.conn.Query(ctx, sql, args...)
 		if err != nil {
-			return errRows{err}, err
+			return rows, err
 		}
-		rows := pgx.RowsFromResultReader(t.conn.TypeMap(), mrr.ResultReader())
-		return &fastRows{Rows: rows, mrr: mrr, p: t.p, ctx: ctx, conn: t.conn}, nil
+		return &stmtRows{Rows: rows, st: t.st, cls: cls, conn: t.conn}, nil
 	}
-	if err := t.ready(ctx); err != nil {
+	mrr, err := t.send(ctx, sql, args)
+	if err != nil {
 		return errRows{err}, err
 	}
-	return t.scoped().query(ctx, func(s string, a ...any) (pgx.Rows, error) { return t.conn.Query(ctx, s, a...) }, sql, args)
+	return &stmtRows{Rows: pgx.RowsFromResultReader(t.conn.TypeMap(), mrr.ResultReader()), mrr: mrr,
+		st: t.st, cls: cls, key: stmtKey{schema: t.sc.key, sql: sql}, conn: t.conn}, nil
 }
 
-// QueryRow runs sql in the transaction; errors are deferred to Scan.
+// QueryRow runs sql in the transaction; errors are deferred to Scan. A
+// failed statement aborts the transaction, so nothing is retried.
 func (t *Tx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
-	if stmt, stmtArgs, ok, err := t.first(ctx, sql, args); err != nil {
+	stmt, stmtArgs, cls, viaPgx, err := t.stmt(ctx, sql, args)
+	if err != nil {
 		return &row{rows: errRows{err}}
-	} else if ok {
-		r := &fastRow{p: t.p, ctx: ctx, sc: t.sc, sql: stmt, args: stmtArgs, conn: t.conn}
-		r.mrr, r.err = t.sendFirst(ctx, stmt, stmtArgs)
-		return r
 	}
-	rows, _ := t.Query(ctx, sql, args...)
-	return &row{rows: rows} // in a transaction a failed statement aborts it: no retry
+	if viaPgx {
+		rows, _ := t.conn.Query(ctx, stmt, stmtArgs...)
+		return &row{rows: &stmtRows{Rows: rows, st: t.st, cls: cls, conn: t.conn}}
+	}
+	r := &stmtRow{conn: t.conn, st: t.st, cls: cls, key: stmtKey{schema: t.sc.key, sql: stmt}}
+	r.mrr, r.err = t.send(ctx, stmt, stmtArgs)
+	return r
 }
 
 // Conn returns the transaction's underlying connection. A transaction that
 // has not run a statement yet begins first, so that whatever is sent on the
-// connection directly (CopyTo, say) runs inside the tenant's scope.
+// connection directly (CopyTo, say) runs inside the tenant's scope; if that
+// fails, the connection is closed, so that nothing sent on it runs outside
+// the scope. Statements sent on it directly are neither classified nor
+// checked for session state: see the package documentation.
 func (t *Tx) Conn() *pgx.Conn {
-	if t.lazy() {
-		_ = t.begin(context.Background())
+	if !t.closed && !t.top.open {
+		if err := t.begin(context.Background()); err != nil {
+			_ = t.conn.Close(context.Background())
+		}
 	}
 	return t.conn
 }

@@ -1,0 +1,390 @@
+package pgtenant
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// The statement machinery for connections that prepare statements. It works
+// at the pgconn level: a statement is prepared per (tenant schema, SQL) on
+// each connection, parsed after the tenant's search_path is set, and then
+// sent by description in one pgconn.Batch after what must precede it — BEGIN
+// and the scope statement — as one write.
+
+// stmtKey identifies a statement prepared for one tenant schema. Statements
+// are prepared per schema so each is parsed and planned against that
+// schema's tables: a statement is never re-planned when tenants alternate on
+// a connection, and tenants whose tables differ in column types never share
+// a plan (SQLSTATE 0A000, "cached plan must not change result type").
+type stmtKey struct {
+	schema string // scope.key
+	sql    string
+}
+
+type stmtEntry struct {
+	key stmtKey
+	sd  *pgconn.StatementDescription
+}
+
+// connState is what the pool remembers about one connection. A connection is
+// used by one goroutine at a time, so it needs no lock.
+type connState struct {
+	stmts   map[stmtKey]*list.Element // prepared statements, least recently used last
+	lru     list.List
+	seq     uint64
+	garbage []string // statements to deallocate with the next prepare
+	scopeSD *pgconn.StatementDescription
+	begins  map[string]*pgconn.StatementDescription // BEGIN statements by SQL
+	eqb     pgx.ExtendedQueryBuilder
+	// named are the statements prepared by name in the current transaction
+	// or session ([Tx.Prepare]); they are deallocated when it ends.
+	named map[string]*pgconn.StatementDescription
+	// dirty is set when a statement's command tag says it may have left
+	// session state that the lexer did not expect: the connection is then
+	// closed instead of returned to the pool.
+	dirty bool
+}
+
+func (p *Pool) state(c *pgx.Conn) *connState {
+	if st, ok := p.conns.Load(c); ok {
+		return st.(*connState)
+	}
+	st := &connState{stmts: make(map[stmtKey]*list.Element)}
+	p.conns.Store(c, st)
+	return st
+}
+
+// observe notes the command tag of a statement of class cls: one that may
+// have left session state the lexer did not expect marks the connection.
+func (st *connState) observe(cls *class, tag pgconn.CommandTag) {
+	if cls.leaves(tag.String()) {
+		st.dirty = true
+	}
+}
+
+// lookup returns the statement prepared for key, if any.
+func (st *connState) lookup(key stmtKey) *pgconn.StatementDescription {
+	el, ok := st.stmts[key]
+	if !ok {
+		return nil
+	}
+	st.lru.MoveToFront(el)
+	return el.Value.(*stmtEntry).sd
+}
+
+// forget drops key after the server reported its statement unusable (the
+// schema's tables changed under it, or it was deallocated), so the next use
+// prepares it again; the old statement is deallocated with the next prepare.
+func (st *connState) forget(key stmtKey) {
+	el, ok := st.stmts[key]
+	if !ok {
+		return
+	}
+	st.lru.Remove(el)
+	delete(st.stmts, key)
+	st.garbage = append(st.garbage, el.Value.(*stmtEntry).sd.Name)
+}
+
+// step says what travels before a statement in its round trip.
+type step uint8
+
+const (
+	// inScope: the transaction or session already carries the scope.
+	inScope step = iota
+	// withScope: the scope statement, in the statement's implicit transaction.
+	withScope
+	// withBegin: BEGIN, then the scope statement; the transaction starts here.
+	withBegin
+)
+
+// prepare prepares the statements of keys on c in one round trip, after
+// what s says, so that each is parsed under the tenant's search_path. It
+// never sends BEGIN or ROLLBACK of its own: inside a caller's transaction the
+// scope is already set. began reports whether a BEGIN it sent ran: the
+// transaction is then open, whatever failed after it, exactly as if pgx had
+// begun it and a statement then failed.
+func (p *Pool) prepare(ctx context.Context, c *pgx.Conn, st *connState, sc scope, keys []stmtKey, s step, opts pgx.TxOptions) (sds []*pgconn.StatementDescription, began bool, err error) {
+	var beginSD *pgconn.StatementDescription
+	if s == withBegin && opts.BeginQuery == "" {
+		if beginSD, err = p.beginStatement(ctx, c, st, beginSQL(opts)); err != nil {
+			return nil, false, err
+		}
+	}
+	if s != inScope {
+		if err := p.ensureScopeSD(ctx, c, st); err != nil {
+			return nil, false, err
+		}
+	}
+	names := make([]string, len(keys))
+	for i := range keys {
+		for len(st.stmts) >= p.cfg.capacity {
+			old := st.lru.Back()
+			st.lru.Remove(old)
+			e := old.Value.(*stmtEntry)
+			delete(st.stmts, e.key)
+			st.garbage = append(st.garbage, e.sd.Name)
+		}
+		st.seq++
+		names[i] = "tenancy_" + strconv.FormatUint(st.seq, 10)
+	}
+	pl := c.PgConn().StartPipeline(ctx)
+	// Closing a statement that does not exist is no error, so the garbage
+	// goes first, in the same implicit transaction as what follows.
+	garbage := st.garbage
+	st.garbage = nil
+	for _, name := range garbage {
+		pl.SendDeallocate(name)
+	}
+	switch {
+	case s == withBegin && beginSD != nil:
+		pl.SendQueryStatement(beginSD, nil, nil, nil)
+	case s == withBegin:
+		pl.SendQueryParams(opts.BeginQuery, nil, nil, nil, nil)
+	}
+	if s != inScope {
+		pl.SendQueryStatement(st.scopeSD, p.scopeValues(sc), nil, nil)
+	}
+	for i, k := range keys {
+		pl.SendPrepare(names[i], k.sql, nil)
+	}
+	if err := pl.Sync(); err != nil {
+		_ = pl.Close()
+		return nil, false, err
+	}
+	fail := func(err error) ([]*pgconn.StatementDescription, bool, error) {
+		_ = pl.Close()
+		return nil, began, err
+	}
+	for range garbage {
+		if _, err := pl.GetResults(); err != nil {
+			return fail(err)
+		}
+	}
+	if s == withBegin {
+		if err := pipelineResult(pl); err != nil {
+			return fail(err)
+		}
+		began = true
+	}
+	if s != inScope {
+		if err := pipelineResult(pl); err != nil {
+			return fail(scopeFailed(ctx, c, sc, err))
+		}
+	}
+	sds = make([]*pgconn.StatementDescription, len(keys))
+	for i, k := range keys {
+		res, err := pl.GetResults()
+		if err != nil {
+			return fail(err)
+		}
+		sd, ok := res.(*pgconn.StatementDescription)
+		if !ok {
+			return fail(fmt.Errorf("pgtenant: prepare: unexpected pipeline result %T", res))
+		}
+		sd.Name, sd.SQL = names[i], k.sql
+		sds[i] = sd
+		st.stmts[k] = st.lru.PushFront(&stmtEntry{key: k, sd: sd})
+	}
+	if err := pl.Close(); err != nil {
+		return nil, began, err
+	}
+	return sds, began, nil
+}
+
+// pipelineResult reads one statement's result from pl and returns its error.
+func pipelineResult(pl *pgconn.Pipeline) error {
+	res, err := pl.GetResults()
+	if err != nil {
+		return err
+	}
+	rr, ok := res.(*pgconn.ResultReader)
+	if !ok {
+		return fmt.Errorf("pgtenant: unexpected pipeline result %T", res)
+	}
+	_, err = rr.Close()
+	return err
+}
+
+// run sends sql with args on c, after what s says, in one write, and returns
+// the reader positioned at the statement's result. A statement new on c for
+// the tenant's schema is prepared first, in one more round trip that carries
+// BEGIN and the scope too where s asks for them. began reports whether a
+// BEGIN sent here ran.
+func (p *Pool) run(ctx context.Context, c *pgx.Conn, st *connState, sc scope, sql string, args []any, s step, opts pgx.TxOptions) (mrr *pgconn.MultiResultReader, began bool, err error) {
+	var sd *pgconn.StatementDescription
+	if s == inScope && st.named != nil {
+		sd = st.named[sql]
+	}
+	if sd == nil {
+		key := stmtKey{schema: sc.key, sql: sql}
+		if sd = st.lookup(key); sd == nil {
+			var sds []*pgconn.StatementDescription
+			sds, began, err = p.prepare(ctx, c, st, sc, []stmtKey{key}, s, opts)
+			if err != nil {
+				return nil, began, err
+			}
+			sd = sds[0]
+			if began {
+				s = inScope // BEGIN and the scope ran with the prepare
+			}
+		}
+	}
+	if err := st.eqb.Build(c.TypeMap(), sd, args); err != nil {
+		return nil, began, fmt.Errorf("pgtenant: encode arguments: %w", err)
+	}
+	var b pgconn.Batch
+	if s == withBegin {
+		if err := p.queueBegin(ctx, c, st, &b, opts); err != nil {
+			return nil, false, err
+		}
+	}
+	if s != inScope {
+		b.ExecStatement(st.scopeSD, p.scopeValues(sc), nil, nil)
+	}
+	b.ExecStatement(sd, st.eqb.ParamValues, st.eqb.ParamFormats, st.eqb.ResultFormats)
+	mrr = c.PgConn().ExecBatch(ctx, &b)
+	if s == withBegin {
+		if err := readResult(mrr); err != nil {
+			return nil, false, err
+		}
+		began = true
+	}
+	if s != inScope {
+		if err := readResult(mrr); err != nil {
+			return nil, began, scopeFailed(ctx, c, sc, err)
+		}
+	}
+	if !mrr.NextResult() {
+		return nil, began, closeErr(mrr)
+	}
+	return mrr, began, nil
+}
+
+// queueBegin queues the BEGIN statement for opts on b.
+func (p *Pool) queueBegin(ctx context.Context, c *pgx.Conn, st *connState, b *pgconn.Batch, opts pgx.TxOptions) error {
+	if opts.BeginQuery != "" {
+		b.ExecParams(opts.BeginQuery, nil, nil, nil, nil)
+		return nil
+	}
+	sd, err := p.beginStatement(ctx, c, st, beginSQL(opts))
+	if err != nil {
+		return err
+	}
+	b.ExecStatement(sd, nil, nil, nil)
+	return nil
+}
+
+// readResult reads the next result of mrr. If it failed, the server skipped
+// the rest of the batch, and mrr is closed.
+func readResult(mrr *pgconn.MultiResultReader) error {
+	var err error
+	if mrr.NextResult() {
+		if _, err = mrr.ResultReader().Close(); err == nil {
+			return nil
+		}
+	}
+	if closeErr := mrr.Close(); err == nil {
+		err = closeErr
+	}
+	if err == nil {
+		err = errors.New("pgtenant: the server sent no result")
+	}
+	return err
+}
+
+func closeErr(mrr *pgconn.MultiResultReader) error {
+	if err := mrr.Close(); err != nil {
+		return err
+	}
+	return errors.New("pgtenant: the server sent fewer results than statements")
+}
+
+// ensureScopeSD fills in the scope statement's description. The statement
+// was prepared in AfterConnect, so pgx answers from its map without I/O.
+func (p *Pool) ensureScopeSD(ctx context.Context, c *pgx.Conn, st *connState) error {
+	if st.scopeSD != nil {
+		return nil
+	}
+	sd, err := c.Prepare(ctx, scopeStmt, p.scopeSQL())
+	st.scopeSD = sd
+	return err
+}
+
+// beginStatement returns the BEGIN statement for sql prepared on c, preparing
+// it on first use: a prepared BEGIN spares the server a parse per
+// transaction. Without BeginQuery, TxOptions make at most 16 distinct
+// statements.
+func (p *Pool) beginStatement(ctx context.Context, c *pgx.Conn, st *connState, sql string) (*pgconn.StatementDescription, error) {
+	if sd, ok := st.begins[sql]; ok {
+		return sd, nil
+	}
+	if st.begins == nil {
+		st.begins = make(map[string]*pgconn.StatementDescription)
+	}
+	sd, err := c.PgConn().Prepare(ctx, "tenancy_begin_"+strconv.Itoa(len(st.begins)), sql, nil)
+	if err != nil {
+		return nil, err
+	}
+	st.begins[sql] = sd
+	return sd, nil
+}
+
+// beginSQL is the BEGIN statement for opts, as pgx writes it.
+func beginSQL(opts pgx.TxOptions) string {
+	if opts.BeginQuery != "" {
+		return opts.BeginQuery
+	}
+	var b strings.Builder
+	b.WriteString("begin")
+	if opts.IsoLevel != "" {
+		b.WriteString(" isolation level " + string(opts.IsoLevel))
+	}
+	if opts.AccessMode != "" {
+		b.WriteString(" " + string(opts.AccessMode))
+	}
+	if opts.DeferrableMode != "" {
+		b.WriteString(" " + string(opts.DeferrableMode))
+	}
+	return b.String()
+}
+
+// isStaleStatement reports whether err says a prepared statement can no
+// longer be used as it is: its tables changed type under it (0A000) or it no
+// longer exists (26000).
+func isStaleStatement(err error) bool {
+	var pgErr *pgconn.PgError
+	var se *scopeError
+	return errors.As(err, &pgErr) && (pgErr.Code == "0A000" || pgErr.Code == "26000") && !errors.As(err, &se)
+}
+
+// splitArgs separates the pgx query options that lead args from the
+// arguments proper. A QueryRewriter (such as pgx.NamedArgs) is applied here;
+// other options (an explicit QueryExecMode, result formats) are returned so
+// the caller can take the path that honours them.
+func splitArgs(ctx context.Context, sql string, args []any) (string, []any, []any, error) {
+	var opts []any
+	for len(args) > 0 {
+		switch a := args[0].(type) {
+		case pgx.QueryRewriter:
+			var err error
+			sql, args, err = a.RewriteQuery(ctx, nil, sql, args[1:])
+			if err != nil {
+				return "", nil, nil, err
+			}
+			continue
+		case pgx.QueryExecMode, pgx.QueryResultFormats, pgx.QueryResultFormatsByOID:
+			opts = append(opts, a)
+			args = args[1:]
+			continue
+		}
+		break
+	}
+	return sql, args, opts, nil
+}
