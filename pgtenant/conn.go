@@ -33,10 +33,10 @@ const resetTimeout = 5 * time.Second
 // consecutive statements may run on different server connections. The
 // statement and transaction methods of [Pool] are.
 type Conn struct {
-	p     *Pool
-	c     *pgxpool.Conn
-	sc    scope
-	st    *connState
+	p  *Pool
+	c  *pgxpool.Conn
+	sc scope
+	st *connState
 }
 
 // Acquire takes a connection from the pool for session use by the context's
