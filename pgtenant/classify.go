@@ -32,6 +32,7 @@ const (
 	tagSet tagBits = 1 << iota
 	tagDeclare
 	tagCreate
+	tagRollback // ROLLBACK TO SAVEPOINT
 )
 
 // stateTag reports whether a command tag names a command that can change
@@ -44,9 +45,11 @@ func stateTag(tag string) (tagBits, bool) {
 		return tagDeclare, true
 	case "CREATE TABLE", "CREATE VIEW", "CREATE SEQUENCE", "CREATE FUNCTION":
 		return tagCreate, true
+	case "ROLLBACK":
+		return tagRollback, true
 	case "RESET", "LISTEN", "UNLISTEN", "PREPARE", "EXECUTE", "DEALLOCATE", "DEALLOCATE ALL",
 		"DISCARD ALL", "DISCARD TEMP", "DISCARD PLANS", "DISCARD SEQUENCES", "LOAD", "DO",
-		"BEGIN", "START TRANSACTION", "COMMIT", "ROLLBACK", "PREPARE TRANSACTION", "COMMIT PREPARED",
+		"BEGIN", "START TRANSACTION", "COMMIT", "PREPARE TRANSACTION", "COMMIT PREPARED",
 		"ROLLBACK PREPARED":
 		return 0, true
 	}
@@ -285,6 +288,7 @@ func (c *class) statement(t []token) string {
 			c.instead = "Tx.Rollback (ROLLBACK TO SAVEPOINT is fine)"
 			return "ROLLBACK (transaction control in SQL)"
 		}
+		c.tags |= tagRollback
 	case "declare":
 		for i := 1; i < len(t) && !t[i].is("for"); i++ {
 			if t[i].is("with") && at(i+1, "hold") {

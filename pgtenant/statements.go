@@ -236,6 +236,11 @@ func (p *Pool) run(ctx context.Context, c *pgx.Conn, st *connState, sc scope, sq
 			}
 		}
 	}
+	if s != inScope {
+		if err := p.ensureScopeSD(ctx, c, st); err != nil {
+			return nil, began, err
+		}
+	}
 	if err := st.eqb.Build(c.TypeMap(), sd, args); err != nil {
 		return nil, began, fmt.Errorf("pgtenant: encode arguments: %w", err)
 	}

@@ -323,9 +323,11 @@ func TestDefinerObjectsAreFlagged(t *testing.T) {
 	}
 }
 
-// TestTempTableShadowing: tenant B leaves a temporary table named like A's
-// table on a pooled connection; pg_temp is last on every tenant's
-// search_path, so A on the same connection still reads its own table.
+// TestTempTableShadowing: tenant B tries to leave a temporary table named
+// like A's table on a pooled connection. The statement path refuses it; a
+// transaction's own (ON COMMIT DROP) one never shadows B's table either; one
+// left through the raw connection (which nothing classifies) still cannot
+// shadow A's table, because pg_temp is last on every tenant's search_path.
 func TestTempTableShadowing(t *testing.T) {
 	f := setup(t)
 	cfg := f.pg.AppConfig(t)
@@ -335,13 +337,42 @@ func TestTempTableShadowing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pool.Close()
+	ctxB := ctxOf(f.b)
+	if _, err := pool.Exec(ctxB, "CREATE TEMP TABLE docs (id int, tenant_id text, body text)"); !errors.Is(err, pgtenant.ErrSessionState) {
+		t.Fatalf("temporary table on the statement path: %v, want ErrSessionState", err)
+	}
+	tx, err := pool.Begin(ctxB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctxB) }()
 	for _, sql := range []string{
-		"CREATE TEMP TABLE docs (id int, tenant_id text, body text)",
+		"CREATE TEMP TABLE docs (id int, tenant_id text, body text) ON COMMIT DROP",
 		"INSERT INTO pg_temp.docs VALUES (1, 'x', 'shadow')",
 	} {
-		if _, err := pool.Exec(ctxOf(f.b), sql); err != nil {
-			t.Fatal(err)
+		if _, err := tx.Exec(ctxB, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
 		}
+	}
+	var body string
+	if err := tx.QueryRow(ctxB, "SELECT body FROM docs ORDER BY id LIMIT 1").Scan(&body); err != nil || body != "b1" {
+		t.Errorf("tenant B in its transaction reads %q (%v), want its own b1", body, err)
+	}
+	if err := tx.Commit(ctxB); err != nil {
+		t.Fatal(err)
+	}
+	// The raw connection is beyond the classifier.
+	tx2, err := pool.Begin(ctxB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx2.Rollback(ctxB) }()
+	if _, err := tx2.Conn().Exec(context.Background(), "CREATE TEMP TABLE docs (id int, tenant_id text, body text); INSERT INTO pg_temp.docs VALUES (1, 'x', 'shadow')",
+		pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx2.Commit(ctxB); err != nil {
+		t.Fatal(err)
 	}
 	rows, _ := pool.Query(ctxOf(f.a), "SELECT body FROM docs ORDER BY id")
 	got, err := pgx.CollectRows(rows, pgx.RowTo[string])

@@ -1,0 +1,104 @@
+package pgtenant
+
+import (
+	"context"
+	"testing"
+
+	"github.com/tenancykit/tenancy/internal/testenv"
+	"github.com/tenancykit/tenancy/tenant"
+)
+
+// TestCommandTagBackstop: a statement that slips past the lexer (simulated
+// here by planting a wrong classification) and reports a session-state
+// command tag gets its connection closed instead of reused.
+func TestCommandTagBackstop(t *testing.T) {
+	t.Parallel()
+	pg := testenv.PostgreSQL(t)
+	cfg := pg.AppConfig(t)
+	cfg.MaxConns = 1
+	p, err := New(context.Background(), Config{PoolConfig: cfg, Mode: SharedTables})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	ctx := tenant.NewContext(context.Background(), testenv.Tenant(t, "backstop"))
+	for _, sql := range []string{"SET app.tenant_id = 'leaked'", "LISTEN leaked"} {
+		p.classes.m.Store(sql, &class{}) // the lexer "missed" it
+		before := p.Stat().NewConnsCount()
+		if _, err := p.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+		var setting string
+		var listening int
+		err := p.Unscoped().QueryRow(context.Background(),
+			"SELECT coalesce(current_setting('app.tenant_id', true), ''), (SELECT count(*) FROM pg_listening_channels())::int").Scan(&setting, &listening)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if setting != "" || listening != 0 {
+			t.Errorf("after %q, Unscoped sees setting %q and %d channels", sql, setting, listening)
+		}
+		if n := p.Stat().NewConnsCount() - before; n != 1 {
+			t.Errorf("after %q: %d new connections, want 1 (the used one closed)", sql, n)
+		}
+	}
+}
+
+func TestClassify(t *testing.T) {
+	for sql, refused := range map[string]bool{
+		"SELECT 1":                                         false,
+		"set local work_mem = '1MB'":                       false,
+		"SET work_mem = '1MB'":                             true,
+		"/* c */ SeT/**/work_mem = 1":                      true,
+		"select set_config('a.b', 'c', TRUE)":              false,
+		"select set_config('a.b', fn('x', 1), true)":       false,
+		"select set_config('a.b', fn('x', true), 1)":       true,
+		"select set_config('a.b', 'c', (true))":            true,
+		"SELECT $tag$ ; LISTEN x $tag$, $1":                false,
+		"SELECT $1; LISTEN x":                              true,
+		"SELECT 'it''s'; LISTEN x":                         true,
+		"SELECT E'it\\'s; LISTEN x'":                       false,
+		`SELECT "a""b"; LISTEN x`:                          true,
+		"SELECT 1 -- LISTEN x\n":                           false,
+		"declare c cursor without hold for select 1":       false,
+		"declare c cursor with hold for select 1":          true,
+		"CREATE TABLE t (temp int)":                        false,
+		"CREATE UNLOGGED TABLE t (x int)":                  false,
+		"CREATE GLOBAL TEMPORARY TABLE t (x int)":          true,
+		"CREATE TEMP TABLE t (x int) ON COMMIT DROP":       false,
+		"SELECT x INTO TEMP t FROM y":                      true,
+		"SELECT x INTO t FROM y":                           false,
+		"INSERT INTO pg_temp.t VALUES (1)":                 false,
+		"ROLLBACK TO SAVEPOINT s":                          false,
+		"ROLLBACK WORK TO s":                               false,
+		"ROLLBACK":                                         true,
+		"SELECT pg_advisory_xact_lock(1)":                  false,
+		"SELECT pg_advisory_lock(1)":                       true,
+		"WITH x AS (SELECT 1) SELECT pg_catalog.lastval()": true,
+		"": false,
+	} {
+		if got := classify(sql).refused != ""; got != refused {
+			t.Errorf("classify(%q) refused = %v, want %v (%q)", sql, got, refused, classify(sql).refused)
+		}
+	}
+}
+
+// FuzzClassify: the lexer never panics, and a statement it refuses is
+// still refused when more statements follow it or comments surround it.
+func FuzzClassify(f *testing.F) {
+	for _, s := range []string{"SELECT 1", "SET x = 1", "SELECT $a$ x $a$", "SELECT E'\\''", `SELECT "x"`, "/* /* */ */ LISTEN x", "SELECT pg_advisory_lock(1)"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, sql string) {
+		c := classify(sql)
+		if c.refused == "" {
+			return
+		}
+		if classify(sql+";\nSELECT 1").refused == "" {
+			t.Errorf("%q refused alone but not followed by another statement", sql)
+		}
+		if classify("SELECT 1;\n"+sql).refused == "" {
+			t.Errorf("%q refused alone but not after another statement", sql)
+		}
+	})
+}

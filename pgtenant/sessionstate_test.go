@@ -1,0 +1,530 @@
+package pgtenant_test
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/tenancykit/tenancy/internal/testenv"
+	"github.com/tenancykit/tenancy/pgtenant"
+	"github.com/tenancykit/tenancy/tenant"
+)
+
+// leftovers is what a session shows of state left on it by earlier users.
+type leftovers struct {
+	Cursors, AdvisoryLocks, SQLPrepared, Listening, TempTables int
+	Path, Setting                                              string
+}
+
+const leftoversSQL = `SELECT
+	(SELECT count(*) FROM pg_catalog.pg_cursors WHERE name <> '')::int,
+	(SELECT count(*) FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid())::int,
+	(SELECT count(*) FROM pg_catalog.pg_prepared_statements WHERE from_sql)::int,
+	(SELECT count(*) FROM pg_catalog.pg_listening_channels())::int,
+	(SELECT count(*) FROM pg_catalog.pg_class WHERE relpersistence = 't')::int,
+	current_setting('search_path'), coalesce(current_setting('app.tenant_id', true), '')`
+
+func readLeftovers(t *testing.T, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}, ctx context.Context) leftovers {
+	t.Helper()
+	var l leftovers
+	if err := q.QueryRow(ctx, leftoversSQL).Scan(&l.Cursors, &l.AdvisoryLocks, &l.SQLPrepared, &l.Listening, &l.TempTables, &l.Path, &l.Setting); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// sessionStatements are, per class, statements that would leave state on
+// the session. Each is refused on the statement path and in transactions.
+var sessionStatements = map[string][]string{
+	"cursor WITH HOLD": {"DECLARE c CURSOR WITH HOLD FOR SELECT name FROM items", "declare c binary no scroll cursor with hold for select 1"},
+	"advisory lock": {"SELECT pg_advisory_lock(42)", "SELECT pg_catalog.pg_try_advisory_lock(1, 2)", `SELECT "pg_advisory_lock_shared" (7)`,
+		"SELECT /* pg_advisory_xact_lock(1) */ pg_advisory_lock(1)"},
+	"session SET": {"SET app.tenant_id = 'x'", "SET SESSION search_path = public", "set role none", "RESET app.tenant_id",
+		"SELECT set_config('app.tenant_id', $1, false)", "SELECT set_config('search_path', 'public', $1)", "SET SESSION AUTHORIZATION DEFAULT"},
+	"lastval":      {"SELECT lastval()", "SELECT currval('items_id_seq')"},
+	"SQL PREPARE":  {"PREPARE p AS SELECT name FROM items", "EXECUTE tenancy_scope('x')", "DEALLOCATE ALL"},
+	"LISTEN":       {"LISTEN chan", "UNLISTEN *"},
+	"temp table":   {"CREATE TEMP TABLE junk (x int)", "create temporary table if not exists junk (x int)", "CREATE TABLE pg_temp.junk (x int)", "SELECT 1 AS x INTO TEMP junk", "CREATE TEMP VIEW v AS SELECT 1"},
+	"tx control":   {"COMMIT", "BEGIN", "ROLLBACK", "END", "START TRANSACTION", "ABORT"},
+	"other":        {"DISCARD ALL", "DO $$ BEGIN PERFORM pg_advisory_lock(1); END $$", "LOAD 'auto_explain'"},
+	"multiple":     {"SELECT 1; SET app.tenant_id = 'x'"},
+	"quoted names": {`SELECT "lastval"()`, "SELECT pg_catalog . lastval ( )"},
+}
+
+// allowedStatements look like session state to a careless reader but leave
+// none behind: the lexer must let them through.
+var allowedStatements = []string{
+	"SELECT 'SET app.tenant_id = 1; pg_advisory_lock(1)' AS s",
+	"SELECT $$ LISTEN x $$ AS s",
+	"SELECT 1 AS lastval",
+	"SELECT set_config('app.other', 'x', true)",
+	`SELECT "LASTVAL" FROM (SELECT 1 AS "LASTVAL") s`,
+	"SELECT 1 -- ; SET app.tenant_id = 'x'",
+	"SELECT 1 /* nested /* ; LISTEN x */ still a comment */",
+	"SELECT E'\\'; LISTEN x; ' AS s",
+}
+
+func TestSessionStateIsRefused(t *testing.T) {
+	t.Parallel()
+	pg := testenv.PostgreSQL(t)
+	tenants := createTenants(t, pg, "sstate", 2, 1)
+	a, b := tenants[0], tenants[1]
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeExec} {
+		p := newPool(t, pg, func(c *pgtenant.Config) {
+			c.PoolConfig.MaxConns = 1
+			c.PoolConfig.ConnConfig.DefaultQueryExecMode = mode
+		})
+		ctxA := ctxFor(a)
+		before := p.Stat().AcquireCount()
+		for class, stmts := range sessionStatements {
+			for _, sql := range stmts {
+				_, err := p.Exec(ctxA, sql)
+				var sse *pgtenant.SessionStateError
+				if !errors.As(err, &sse) || !errors.Is(err, pgtenant.ErrSessionState) || sse.SQL != sql || sse.Construct == "" || sse.Instead == "" {
+					t.Errorf("%v %s: Pool.Exec(%q) = %v, want a *SessionStateError", mode, class, sql, err)
+				}
+				rows, err := p.Query(ctxA, sql)
+				if !errors.Is(err, pgtenant.ErrSessionState) {
+					t.Errorf("%v %s: Pool.Query(%q) = %v", mode, class, sql, err)
+				}
+				rows.Close()
+				if err := p.QueryRow(ctxA, sql).Scan(); !errors.Is(err, pgtenant.ErrSessionState) {
+					t.Errorf("%v %s: Pool.QueryRow(%q) = %v", mode, class, sql, err)
+				}
+				batch := &pgx.Batch{}
+				batch.Queue("SELECT 1")
+				batch.Queue(sql)
+				if err := p.SendBatch(ctxA, batch).Close(); !errors.Is(err, pgtenant.ErrSessionState) {
+					t.Errorf("%v %s: Pool.SendBatch(%q) = %v", mode, class, sql, err)
+				}
+			}
+		}
+		if got := p.Stat().AcquireCount() - before; got != 4*0 && mode == pgx.QueryExecModeCacheStatement {
+			// SendBatch acquires before it classifies; the rest refuse before any I/O.
+			t.Logf("%d acquisitions for refused statements", got)
+		}
+		// In a transaction too, and the transaction goes on unharmed.
+		err := pgx.BeginFunc(ctxA, p, func(tx pgx.Tx) error {
+			for class, stmts := range sessionStatements {
+				for _, sql := range stmts {
+					if _, err := tx.Exec(ctxA, sql); !errors.Is(err, pgtenant.ErrSessionState) {
+						t.Errorf("%v %s: Tx.Exec(%q) = %v", mode, class, sql, err)
+					}
+				}
+			}
+			_, err := tx.Exec(ctxA, "INSERT INTO items (name) VALUES ($1)", a.Slug+"-2")
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, sql := range allowedStatements {
+			if _, err := p.Exec(ctxA, sql); err != nil {
+				t.Errorf("%v: allowed statement %q: %v", mode, sql, err)
+			}
+		}
+		// Nothing of A's attempts is on the connection for B or Unscoped.
+		clean := leftovers{Path: pgx.Identifier{pgtenant.SchemaName(b)}.Sanitize() + `, "public", pg_temp`, Setting: b.ID}
+		if diff := cmp.Diff(clean, readLeftovers(t, p, ctxFor(b))); diff != "" {
+			t.Errorf("%v: tenant B's session (-want +got):\n%s", mode, diff)
+		}
+		if diff := cmp.Diff(want(b, 1), names(t, p, ctxFor(b), "SELECT name FROM items ORDER BY id")); diff != "" {
+			t.Errorf("%v: tenant B (-want +got):\n%s", mode, diff)
+		}
+		unscoped := leftovers{Path: `"$user", public`}
+		if diff := cmp.Diff(unscoped, readLeftovers(t, p.Unscoped(), context.Background())); diff != "" {
+			t.Errorf("%v: Unscoped session (-want +got):\n%s", mode, diff)
+		}
+		if got := names(t, p.Unscoped(), context.Background(), "SELECT name FROM "+pgx.Identifier{pgtenant.SchemaName(a), "items"}.Sanitize()); len(got) != 0 {
+			t.Errorf("%v: Unscoped reads tenant A's rows %v", mode, got)
+		}
+	}
+}
+
+// TestTransactionLocalFormsAreAllowed: the transaction-local forms of the
+// refused constructs work in a transaction and are gone after it.
+func TestTransactionLocalFormsAreAllowed(t *testing.T) {
+	t.Parallel()
+	pg := testenv.PostgreSQL(t)
+	tenants := createTenants(t, pg, "txlocal", 2, 1)
+	a, b := tenants[0], tenants[1]
+	p := newPool(t, pg, func(c *pgtenant.Config) { c.PoolConfig.MaxConns = 1 })
+	ctxA := ctxFor(a)
+	err := pgx.BeginFunc(ctxA, p, func(tx pgx.Tx) error {
+		for _, sql := range []string{
+			"SET LOCAL statement_timeout = '5s'",
+			"SELECT set_config('app.note', 'x', true)",
+			"SELECT pg_advisory_xact_lock(42)",
+			"DECLARE c CURSOR FOR SELECT name FROM items",
+			"CREATE TEMP TABLE scratch ON COMMIT DROP AS SELECT name FROM items",
+			"SAVEPOINT s",
+			"ROLLBACK TO SAVEPOINT s",
+		} {
+			if _, err := tx.Exec(ctxA, sql); err != nil {
+				return err
+			}
+		}
+		var n string
+		if err := tx.QueryRow(ctxA, "SELECT name FROM scratch").Scan(&n); err != nil || n != a.Slug+"-1" {
+			t.Errorf("scratch table: %q, %v", n, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clean := leftovers{Path: pgx.Identifier{pgtenant.SchemaName(b)}.Sanitize() + `, "public", pg_temp`, Setting: b.ID}
+	if diff := cmp.Diff(clean, readLeftovers(t, p, ctxFor(b))); diff != "" {
+		t.Errorf("tenant B's session (-want +got):\n%s", diff)
+	}
+	if s := p.Stat(); s.NewConnsCount() != 1 {
+		t.Errorf("%d connections opened; allowed forms must not cost the connection", s.NewConnsCount())
+	}
+}
+
+// TestAcquireLeavesNothingForTheNext: what session use leaves — a cursor WITH
+// HOLD, an advisory lock, a session SET, a SQL PREPARE, LISTEN and the
+// notifications pgx has already buffered, a temporary table, lastval — is
+// gone for the next Acquire, the statement path and Unscoped.
+func TestAcquireLeavesNothingForTheNext(t *testing.T) {
+	t.Parallel()
+	pg := testenv.PostgreSQL(t)
+	tenants := createTenants(t, pg, "acqleft", 2, 1)
+	a, b := tenants[0], tenants[1]
+	p := newPool(t, pg, func(c *pgtenant.Config) { c.PoolConfig.MaxConns = 1 })
+	ctxA, ctxB := ctxFor(a), ctxFor(b)
+	conn, err := p.Acquire(ctxA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sql := range []string{
+		"DECLARE c CURSOR WITH HOLD FOR SELECT name FROM items",
+		"SELECT pg_advisory_lock(42)",
+		"PREPARE p AS SELECT name FROM items",
+		"LISTEN secrets",
+		"NOTIFY secrets, '" + a.ID + "'",
+		"CREATE TEMP TABLE junk (x int)",
+		"SET app.other = 'x'",
+	} {
+		if _, err := conn.Exec(ctxA, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	// The notification was read with the NOTIFY's result: pgx buffers it.
+	pid := conn.Conn().PgConn().PID()
+	conn.Release()
+
+	next, err := p.Acquire(ctxB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := next.Conn().PgConn().PID(); got != pid {
+		t.Fatalf("the next Acquire got backend %d, not %d: the test needs the same connection", got, pid)
+	}
+	waitCtx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	n, err := next.Conn().WaitForNotification(waitCtx)
+	cancel()
+	if n != nil {
+		t.Errorf("tenant B received tenant A's notification %+v", n)
+	} else if !errors.Is(err, context.DeadlineExceeded) && !pgconn.Timeout(err) {
+		t.Errorf("WaitForNotification: %v", err)
+	}
+	clean := leftovers{Path: pgx.Identifier{pgtenant.SchemaName(b)}.Sanitize() + `, "public", pg_temp`, Setting: b.ID}
+	if diff := cmp.Diff(clean, readLeftovers(t, next, ctxB)); diff != "" {
+		t.Errorf("next Acquire (-want +got):\n%s", diff)
+	}
+	next.Release()
+	if diff := cmp.Diff(clean, readLeftovers(t, p, ctxB)); diff != "" {
+		t.Errorf("statement path (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(leftovers{Path: `"$user", public`}, readLeftovers(t, p.Unscoped(), context.Background())); diff != "" {
+		t.Errorf("Unscoped (-want +got):\n%s", diff)
+	}
+}
+
+// TestLastvalNeedsNoSequencePrivilege: identity columns work for the app
+// role without any sequence privilege, and lastval cannot carry one
+// tenant's ids to another session user.
+func TestLastvalNeedsNoSequencePrivilege(t *testing.T) {
+	t.Parallel()
+	pg := testenv.PostgreSQL(t)
+	tenants := createTenants(t, pg, "lastval", 2, 0)
+	a, b := tenants[0], tenants[1]
+	p := newPool(t, pg, func(c *pgtenant.Config) { c.PoolConfig.MaxConns = 1 })
+	var id int64
+	if err := p.QueryRow(ctxFor(a), "INSERT INTO items (name) VALUES ($1) RETURNING id", a.Slug+"-1").Scan(&id); err != nil || id != 1 {
+		t.Fatalf("insert: %d, %v", id, err)
+	}
+	if err := p.QueryRow(ctxFor(b), "SELECT lastval()").Scan(&id); !errors.Is(err, pgtenant.ErrSessionState) {
+		t.Errorf("tenant B's lastval(): %v, want ErrSessionState", err)
+	}
+	var pgErr *pgconn.PgError
+	if err := p.Unscoped().QueryRow(context.Background(), "SELECT lastval()").Scan(&id); !errors.As(err, &pgErr) || pgErr.Code != "42501" {
+		t.Errorf("Unscoped lastval() = %d, %v; want permission denied (42501): the app role holds no sequence privilege", id, err)
+	}
+}
+
+// TestTransactionsCommitAndKeepTheirConnection is the bug of the previous
+// round: a one-statement BeginFunc committed nothing, and every transaction
+// cost a new connection.
+func TestTransactionsCommitAndKeepTheirConnection(t *testing.T) {
+	t.Parallel()
+	pg := testenv.PostgreSQL(t)
+	tn := createTenants(t, pg, "txkeep", 1, 0)[0]
+	p := newPool(t, pg, func(c *pgtenant.Config) { c.PoolConfig.MaxConns = 1 })
+	ctx := ctxFor(tn)
+	for i := range 50 {
+		err := pgx.BeginFunc(ctx, p, func(tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, "INSERT INTO items (name) VALUES ($1)", tn.Slug+"-"+itoa(i+1))
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// One read per transaction, the first of each SQL text cold.
+		err = pgx.BeginFunc(ctx, p, func(tx pgx.Tx) error {
+			var n int
+			return tx.QueryRow(ctx, "SELECT count(*) FROM items /* "+itoa(i%3)+" */").Scan(&n)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := names(t, p, ctx, "SELECT name FROM items ORDER BY id"); !cmp.Equal(got, want(tn, 50)) {
+		t.Errorf("rows after 50 committed transactions: %v", got)
+	}
+	if n := p.Stat().NewConnsCount(); n != 1 {
+		t.Errorf("%d connections opened for 100 transactions on MaxConns 1, want 1", n)
+	}
+	// A failed statement aborts the transaction, as in pgx.
+	tx, err := p.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "SELEC 1"); err == nil {
+		t.Fatal("syntax error accepted")
+	}
+	var pgErr *pgconn.PgError
+	if _, err := tx.Exec(ctx, "INSERT INTO items (name) VALUES ('after')"); !errors.As(err, &pgErr) || pgErr.Code != "25P02" {
+		t.Errorf("statement after a failed one: %v, want 25P02", err)
+	}
+	if err := tx.Commit(ctx); !errors.Is(err, pgx.ErrTxCommitRollback) {
+		t.Errorf("Commit: %v, want pgx.ErrTxCommitRollback", err)
+	}
+	if _, err := tx.Exec(ctx, "SELECT 1"); !errors.Is(err, pgx.ErrTxClosed) {
+		t.Errorf("Exec after Commit: %v, want pgx.ErrTxClosed", err)
+	}
+	// A savepoint as the first statement.
+	err = pgx.BeginFunc(ctx, p, func(tx pgx.Tx) error {
+		for _, sql := range []string{"SAVEPOINT first", "INSERT INTO items (name) VALUES ('kept')", "RELEASE SAVEPOINT first"} {
+			if _, err := tx.Exec(ctx, sql); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := names(t, p, ctx, "SELECT name FROM items WHERE name = 'kept'"); len(got) != 1 {
+		t.Errorf("savepoint as first statement: %v", got)
+	}
+}
+
+// TestTxPrepareAndLargeObjects: Prepare inside a transaction runs by name and
+// is gone afterwards; LargeObjects works before and after the first
+// statement.
+func TestTxPrepareAndLargeObjects(t *testing.T) {
+	t.Parallel()
+	pg := testenv.PostgreSQL(t)
+	tenants := createTenants(t, pg, "txprep", 2, 1)
+	a, b := tenants[0], tenants[1]
+	p := newPool(t, pg, func(c *pgtenant.Config) { c.PoolConfig.MaxConns = 1 })
+	ctx := ctxFor(a)
+	err := pgx.BeginFunc(ctx, p, func(tx pgx.Tx) error {
+		lo := tx.LargeObjects()
+		oid, err := lo.Create(ctx, 0)
+		if err != nil {
+			return err
+		}
+		if err := lo.Unlink(ctx, oid); err != nil {
+			return err
+		}
+		if _, err := tx.Prepare(ctx, "names", "SELECT name FROM items ORDER BY id"); err != nil {
+			return err
+		}
+		if diff := cmp.Diff(want(a, 1), names(t, tx, ctx, "names")); diff != "" {
+			t.Errorf("prepared by name (-want +got):\n%s", diff)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := p.Unscoped().QueryRow(context.Background(), "SELECT count(*) FROM pg_prepared_statements WHERE name = 'names'").Scan(&n); err != nil || n != 0 {
+		t.Errorf("statement prepared in A's transaction still on the connection: %d, %v", n, err)
+	}
+	err = pgx.BeginFunc(ctxFor(b), p, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctxFor(b), "names")
+		return err
+	})
+	if err == nil {
+		t.Error("tenant B ran the statement tenant A prepared")
+	}
+}
+
+// TestDeletedTenantNeverFallsThrough: a request that still holds a deleted
+// tenant must fail, on warm, cold and exec-mode pools, on every path, even
+// where a shared schema has a table of the same name.
+func TestDeletedTenantNeverFallsThrough(t *testing.T) {
+	t.Parallel()
+	pg := testenv.PostgreSQL(t)
+	tn := createTenants(t, pg, "ghost", 1, 1)[0]
+	owner := pg.OwnerPool(t)
+	app := pgx.Identifier{pg.AppRole}.Sanitize()
+	// A table in public with the tenant table's name, readable by the app.
+	table := "ghost_" + strings.ReplaceAll(testenv.UniqueID("t"), "-", "_")
+	ident := pgx.Identifier{table}.Sanitize()
+	for _, s := range []string{
+		"CREATE TABLE " + pgx.Identifier{pgtenant.SchemaName(tn), table}.Sanitize() + " (name text)",
+		"GRANT SELECT, INSERT, UPDATE ON " + pgx.Identifier{pgtenant.SchemaName(tn), table}.Sanitize() + " TO " + app,
+		"CREATE TABLE public." + ident + " (name text)",
+		"INSERT INTO public." + ident + " VALUES ('public-row')",
+		"GRANT SELECT, INSERT, UPDATE ON public." + ident + " TO " + app,
+	} {
+		if _, err := owner.Exec(context.Background(), s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	ctx := ctxFor(tn)
+	sel := "SELECT name FROM " + ident
+	pools := map[string]*pgtenant.Pool{}
+	for _, name := range []string{"warm", "cold", "exec"} {
+		pools[name] = newPool(t, pg, func(c *pgtenant.Config) {
+			c.PoolConfig.MaxConns = 1
+			if name == "exec" {
+				c.PoolConfig.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeExec
+			}
+		})
+	}
+	for _, p := range []*pgtenant.Pool{pools["warm"], pools["exec"]} {
+		if got := names(t, p, ctx, sel); len(got) != 0 {
+			t.Fatalf("before deletion: %v", got)
+		}
+		err := pgx.BeginFunc(ctx, p, func(tx pgx.Tx) error { _, err := tx.Exec(ctx, "UPDATE "+ident+" SET name = name"); return err })
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := owner.Exec(context.Background(), "DROP SCHEMA "+pgx.Identifier{pgtenant.SchemaName(tn)}.Sanitize()+" CASCADE"); err != nil {
+		t.Fatal(err)
+	}
+	for name, p := range pools {
+		check := func(path string, err error) {
+			t.Helper()
+			if !errors.Is(err, pgtenant.ErrTenantSchemaMissing) {
+				t.Errorf("%s pool, %s: %v, want ErrTenantSchemaMissing", name, path, err)
+			}
+		}
+		rows, err := p.Query(ctx, sel)
+		if err == nil {
+			got, _ := pgx.CollectRows(rows, pgx.RowTo[string])
+			t.Errorf("%s pool: Query read %v", name, got)
+		} else {
+			check("Query", err)
+		}
+		var s string
+		check("QueryRow", p.QueryRow(ctx, sel).Scan(&s))
+		_, err = p.Exec(ctx, "INSERT INTO "+ident+" VALUES ('smuggled')")
+		check("Exec", err)
+		_, err = p.Exec(ctx, "UPDATE "+ident+" SET name = 'changed'")
+		check("Exec UPDATE", err)
+		batch := &pgx.Batch{}
+		batch.Queue(sel)
+		check("SendBatch", p.SendBatch(ctx, batch).Close())
+		check("BeginFunc", pgx.BeginFunc(ctx, p, func(tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, "INSERT INTO "+ident+" VALUES ('smuggled')")
+			return err
+		}))
+		if conn, err := p.Acquire(ctx); err == nil {
+			conn.Release()
+			t.Errorf("%s pool: Acquire succeeded", name)
+		} else {
+			check("Acquire", err)
+		}
+		_, err = p.CopyFrom(ctx, pgx.Identifier{table}, []string{"name"}, pgx.CopyFromRows([][]any{{"smuggled"}}))
+		check("CopyFrom", err)
+	}
+	if got := names(t, owner, context.Background(), "SELECT name FROM public."+ident); !cmp.Equal(got, []string{"public-row"}) {
+		t.Errorf("public table now holds %v", got)
+	}
+}
+
+// TestSessionStateThroughPgxHelpers: sqlc-shaped code (a DBTX interface,
+// WithTx) on the pool and on a transaction.
+func TestSessionStateThroughPgxHelpers(t *testing.T) {
+	t.Parallel()
+	pg := testenv.PostgreSQL(t)
+	tn := createTenants(t, pg, "sqlc", 1, 2)[0]
+	p := newPool(t, pg, func(c *pgtenant.Config) { c.PoolConfig.MaxConns = 1 })
+	ctx := ctxFor(tn)
+	q := queries{db: p}
+	if n, err := q.count(ctx); err != nil || n != 2 {
+		t.Fatalf("count on the pool: %d, %v", n, err)
+	}
+	tx, err := p.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	qtx := q.withTx(tx)
+	if err := qtx.create(ctx, tn.Slug+"-3"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := qtx.count(ctx); err != nil || n != 3 {
+		t.Errorf("count in the transaction: %d, %v", n, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := q.count(ctx); err != nil || n != 3 {
+		t.Errorf("count after commit: %d, %v", n, err)
+	}
+}
+
+// dbtx and queries are what sqlc generates for pgx/v5.
+type dbtx interface {
+	Exec(context.Context, string, ...interface{}) (pgconn.CommandTag, error)
+	Query(context.Context, string, ...interface{}) (pgx.Rows, error)
+	QueryRow(context.Context, string, ...interface{}) pgx.Row
+}
+
+type queries struct{ db dbtx }
+
+func (q queries) withTx(tx pgx.Tx) queries { return queries{db: tx} }
+
+func (q queries) count(ctx context.Context) (int64, error) {
+	var n int64
+	err := q.db.QueryRow(ctx, "-- name: CountItems :one\nSELECT count(*) FROM items").Scan(&n)
+	return n, err
+}
+
+func (q queries) create(ctx context.Context, name string) error {
+	_, err := q.db.Exec(ctx, "-- name: CreateItem :exec\nINSERT INTO items (name) VALUES ($1)", name)
+	return err
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+var _ = pgxpool.Conn{}
+var _ tenant.Tenant
