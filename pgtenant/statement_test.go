@@ -399,6 +399,22 @@ func TestFailedScopeRunsNothing(t *testing.T) {
 	if err == nil {
 		t.Error("transaction: no error")
 	}
+	// Cold: SQL new on the connection is prepared after the scope, in the
+	// same round trip; a failed scope prepares and runs nothing.
+	for i, run := range []func(sql string) error{
+		func(sql string) error { _, err := p.Exec(ctx, sql); return err },
+		func(sql string) error {
+			return pgx.BeginFunc(ctx, p, func(tx pgx.Tx) error { _, err := tx.Exec(ctx, sql); return err })
+		},
+	} {
+		if _, err := p.Exec(ctx, "SELECT 1"); err != nil { // heal
+			t.Fatal(err)
+		}
+		breakScope()
+		if err := run(fmt.Sprintf("%s /* cold %d */", insert, i)); err == nil {
+			t.Errorf("cold path %d: no error", i)
+		}
+	}
 	if n := count(); n != 2 {
 		t.Errorf("%d rows, want the 2 inserted while the scope worked", n)
 	}
