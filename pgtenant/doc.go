@@ -34,7 +34,69 @@
 // then travel with the transaction's first statement, in one round trip, so
 // a one-statement transaction costs two round trips where plain pgx needs
 // three. The settings last until the transaction ends. The returned [Tx] is
-// a pgx.Tx, so pgx.BeginFunc and sqlc work unchanged.
+// a pgx.Tx that behaves as pgx's does — pgx.BeginFunc, sqlc's WithTx, nested
+// Begin (savepoints), Prepare, LargeObjects, SendBatch and CopyFrom work
+// unchanged — and a differential test runs random programs through both and
+// compares every result: a failed statement aborts the transaction (SQLSTATE
+// 25P02 for what follows, pgx.ErrTxCommitRollback from Commit), and a
+// statement new on the connection is prepared inside the transaction, never
+// in one of its own. One difference: an error in BEGIN itself (an unusable
+// TxOptions.BeginQuery) comes from the first statement, not from BeginTx.
+//
+// # A deleted tenant
+//
+// PostgreSQL skips a search_path entry whose schema does not exist, so a
+// request still holding a deleted tenant would otherwise resolve its tables
+// in the shared schemas. The scope statement checks the schema
+// (regnamespace, no extra round trip) and fails with an error matching
+// [ErrTenantSchemaMissing]; the statement does not run.
+//
+// # Nothing a statement leaves on a connection reaches anyone else
+//
+// On the statement path (Exec, Query, QueryRow, SendBatch, CopyFrom) and in
+// transactions, one database session serves many tenants in turn, and
+// [Pool.Unscoped] after them. Settings are transaction-local, and no state a
+// statement or transaction creates is observable afterwards by another
+// tenant's statement, by Unscoped, or by the next [Pool.Acquire]. Each SQL
+// text is classified once (cached per Pool) by a lexer that skips comments,
+// quoted identifiers, string and dollar-quoted literals; per class:
+//
+//   - session SET, RESET, SET SESSION AUTHORIZATION, set_config(..., false):
+//     refused with a *[SessionStateError] before any I/O (SET LOCAL,
+//     SET TRANSACTION and set_config(..., true) are fine);
+//   - DECLARE ... WITH HOLD: refused (a cursor without HOLD ends with its
+//     transaction);
+//   - session advisory locks (pg_advisory_lock, pg_try_advisory_lock, their
+//     _shared forms and the unlock functions): refused (use
+//     pg_advisory_xact_lock in a transaction);
+//   - lastval() and currval(): refused (use RETURNING); the app role should
+//     hold no sequence privileges (identity columns need none), which also
+//     keeps Unscoped's lastval() from reading the id a tenant's INSERT drew;
+//   - PREPARE, EXECUTE, DEALLOCATE (SQL level), LISTEN, UNLISTEN, DISCARD,
+//     LOAD, DO: refused;
+//   - temporary tables, views, sequences and functions (TEMP, TEMPORARY, or
+//     in pg_temp; SELECT ... INTO TEMP): refused unless ON COMMIT DROP;
+//   - BEGIN, COMMIT, ROLLBACK, END, ABORT, START TRANSACTION as SQL: refused
+//     (use Tx.Commit and Tx.Rollback; SAVEPOINT and ROLLBACK TO are fine).
+//
+// All of these are allowed on a connection from [Pool.Acquire], whose session
+// is reset on release. A backstop that does not depend on the lexer checks
+// the command tag of every statement sent through the pool, a Tx or a batch:
+// a connection that reports a session-state command (SET, LISTEN, PREPARE,
+// DECLARE CURSOR, CREATE TABLE, ...) that the lexer did not expect is closed
+// instead of reused. Statements prepared with [Tx.Prepare] are deallocated
+// when the transaction ends.
+//
+// Where the guarantee stops, precisely: a function or procedure runs
+// whatever its body says (a plpgsql function can take a session advisory
+// lock or call set_config(..., false) under a SELECT tag): give the app role
+// only functions you trust (the provision package's Audit lists SECURITY DEFINER
+// ones). What is sent on the raw connection of [Tx.Conn] is neither
+// classified nor checked. NOTIFY is delivered to whoever listens: it is a
+// message, not state. pg_prepared_statements shows the text (not the data)
+// of statements prepared for other tenants on the same connection. The lexer
+// assumes standard_conforming_strings is on (the default), which a refused
+// SET cannot change.
 //
 // # Behind PgBouncer
 //
@@ -46,11 +108,16 @@
 // # Session use
 //
 // [Pool.Acquire] hands out a [Conn] with the tenant set for the session, for
-// LISTEN/NOTIFY or session locks. It is reset on checkout and on release
-// (RESET ALL, RESET ROLE, DISCARD TEMP, UNLISTEN, unlock; never DISCARD ALL),
-// and closed instead of reused if the reset fails or a transaction is left
-// open. Session use is not safe behind PgBouncer in transaction pooling mode;
-// statements and transactions are.
+// LISTEN/NOTIFY, session locks, cursors WITH HOLD and the like. It is reset
+// on checkout and on release (CLOSE ALL, UNLISTEN *, advisory unlock, RESET
+// ALL, RESET ROLE, DISCARD TEMP, DISCARD SEQUENCES, SQL-level prepared
+// statements deallocated; never DISCARD ALL), and the notifications pgx has
+// already buffered for the connection are dropped, so the next holder's
+// WaitForNotification sees none of them. A connection whose reset fails or
+// that is released inside a transaction is closed instead of reused.
+// Statements you prepare by name on [Conn.Conn] yourself stay prepared (they
+// re-plan under the next user's search_path). Session use is not safe behind
+// PgBouncer in transaction pooling mode; statements and transactions are.
 //
 // # Roles
 //
@@ -65,10 +132,8 @@
 //
 // # Temporary tables
 //
-// Temporary tables belong to the database session, and on the statement path
-// one session serves many tenants in turn. pg_temp is last on the search_path
-// so a temporary table never shadows a tenant table, but one created on the
-// statement path outlives the statement: create them with ON COMMIT DROP
-// inside a transaction, or revoke TEMPORARY from the app role if you do not
-// use them ([Pool.CopyFrom] needs it).
+// pg_temp is last on the search_path, so a temporary table never shadows a
+// tenant table, even one left through a raw connection. On the statement
+// path and in transactions, create them with ON COMMIT DROP; [Tx.CopyFrom]
+// stages rows in one and needs the TEMPORARY privilege.
 package pgtenant

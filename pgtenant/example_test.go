@@ -2,6 +2,7 @@ package pgtenant_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -28,13 +29,12 @@ func exampleSetup() (appURL string, acme, globex tenant.Tenant) {
 		policy := "tenant_id = nullif(current_setting('app.tenant_id', true), '')"
 		for _, sql := range []string{
 			"CREATE SCHEMA " + s,
-			"CREATE TABLE " + s + ".notes (id serial PRIMARY KEY, tenant_id text NOT NULL DEFAULT current_setting('app.tenant_id'), body text)",
+			"CREATE TABLE " + s + ".notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, tenant_id text NOT NULL DEFAULT current_setting('app.tenant_id'), body text)",
 			"ALTER TABLE " + s + ".notes ENABLE ROW LEVEL SECURITY",
 			"ALTER TABLE " + s + ".notes FORCE ROW LEVEL SECURITY",
 			"CREATE POLICY tenant_isolation ON " + s + ".notes USING (" + policy + ") WITH CHECK (" + policy + ")",
 			"GRANT USAGE ON SCHEMA " + s + " TO " + app,
 			"GRANT SELECT, INSERT, UPDATE, DELETE ON " + s + ".notes TO " + app,
-			"GRANT USAGE ON ALL SEQUENCES IN SCHEMA " + s + " TO " + app,
 		} {
 			if _, err := owner.Exec(ctx, sql); err != nil {
 				panic(err)
@@ -123,4 +123,34 @@ func ExamplePool_BeginTx() {
 	}
 	fmt.Println(n, "notes")
 	// Output: 2 notes
+}
+
+func ExampleSessionStateError() {
+	appURL, acme, _ := exampleSetup()
+	cfg, _ := pgxpool.ParseConfig(appURL)
+	pool, err := pgtenant.New(context.Background(), pgtenant.Config{PoolConfig: cfg})
+	if err != nil {
+		panic(err)
+	}
+	defer pool.Close()
+	ctx := tenant.NewContext(context.Background(), acme)
+
+	// A session advisory lock would stay on a connection the next tenant
+	// gets: it is refused before anything is sent.
+	_, err = pool.Exec(ctx, "SELECT pg_advisory_lock(42)")
+	var sse *pgtenant.SessionStateError
+	if errors.As(err, &sse) {
+		fmt.Println("refused:", sse.Construct)
+		fmt.Println("instead:", sse.Instead)
+	}
+	// Its transaction-local form is fine.
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(42)")
+		return err
+	})
+	fmt.Println("in a transaction:", err)
+	// Output:
+	// refused: pg_advisory_lock()
+	// instead: pg_advisory_xact_lock in a transaction, or run it on a connection from Pool.Acquire, whose session is reset on release
+	// in a transaction: <nil>
 }
