@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
@@ -335,7 +336,12 @@ func TestDifferentialAgainstPgx(t *testing.T) {
 				if d := cmp.Diff(final["pgx"], final["pgtenant"]); d != "" {
 					diff += "\nfinal table (-pgx +pgtenant):\n" + d
 				}
-				if held := tp.Stat().AcquiredConns(); held != 0 {
+				held := tp.Stat().AcquiredConns()
+				for wait := 0; held != 0 && wait < 20; wait++ { // destroyed connections close asynchronously
+					time.Sleep(10 * time.Millisecond)
+					held = tp.Stat().AcquiredConns()
+				}
+				if held != 0 {
 					diff += fmt.Sprintf("\npgtenant still holds %d connections", held)
 				}
 				if diff != "" {
