@@ -344,19 +344,14 @@ func (p *Pool) queryRow(ctx context.Context, sql string, args []any, retry bool)
 	}
 	st := p.state(c.Conn())
 	key := stmtKey{schema: sc.key, sql: sql}
-	r := &stmtRow{conn: c.Conn(), st: st, cls: cls, key: key, finish: func(err error) error {
-		p.release(c, st)
-		return err
-	}}
-	if retry {
-		r.retry = func() pgx.Row { return p.queryRow(ctx, rawSQL, rawArgs, false) }
-	}
-	r.mrr, _, r.err = p.run(ctx, c.Conn(), st, sc, sql, args, withScope, pgx.TxOptions{})
-	if r.err != nil {
-		if isStaleStatement(r.err) {
+	r := &stmtRow{conn: c.Conn(), st: st, cls: cls, key: key, p: p, pc: c, ctx: ctx, sql: rawSQL, args: rawArgs, retry: retry}
+	var err2 error
+	r.mrr, _, err2 = p.run(ctx, c.Conn(), st, sc, sql, args, withScope, pgx.TxOptions{})
+	if err2 != nil {
+		if isStaleStatement(err2) {
 			st.forget(key)
 		}
-		r.err = r.done(r.err)
+		r.done(err2)
 	}
 	return r
 }
@@ -432,9 +427,11 @@ func (p *Pool) Close() { p.pool.Close() }
 // Unscoped returns the underlying pgx pool for work that belongs to no
 // tenant, such as reading shared tables. Its statements run with the
 // session's default search_path and without the tenant setting, so RLS
-// policies show them no tenant's rows. Session state set through it stays on
-// the connection; the scoped methods override search_path, role and the
-// setting for every statement.
+// policies show them no tenant's rows, and nothing the tenants' statements
+// and transactions did is left on its connections (see the package
+// documentation). Session state set through it stays on the connection; the
+// scoped methods override search_path, role and the setting for every
+// statement. Leave nothing there that a tenant must not see.
 func (p *Pool) Unscoped() *pgxpool.Pool { return p.pool }
 
 func (p *Pool) require(ctx context.Context) (scope, error) {

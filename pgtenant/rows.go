@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // stmtRows are the rows of one statement. Closing them finishes what the
@@ -113,23 +114,31 @@ func scanOne(rows pgx.Rows, dest []any) error {
 }
 
 // stmtRow is QueryRow's result on the prepared path: it scans straight from
-// the result reader, with no Rows in between.
+// the result reader, with no Rows in between. On the pool's statement path
+// (pc set) it returns the connection once scanned, and a statement whose
+// plan went stale is sent once more.
 type stmtRow struct {
-	mrr    *pgconn.MultiResultReader
-	conn   *pgx.Conn
-	st     *connState
-	cls    *class
-	key    stmtKey
-	finish func(err error) error
-	retry  func() pgx.Row // sends the statement again after a stale plan; nil in a transaction
-	err    error
+	mrr  *pgconn.MultiResultReader
+	conn *pgx.Conn
+	st   *connState
+	cls  *class
+	key  stmtKey
+	// The pool's statement path; nil and unused inside a transaction.
+	p     *Pool
+	pc    *pgxpool.Conn
+	ctx   context.Context
+	sql   string
+	args  []any
+	retry bool
+	err   error
 }
 
 // Scan reads the first row into dest, or returns pgx.ErrNoRows.
 func (r *stmtRow) Scan(dest ...any) error {
 	err := r.scan(dest)
-	if err != nil && r.retry != nil && isStaleStatement(err) {
-		return r.retry().Scan(dest...)
+	if err != nil && r.retry && isStaleStatement(err) {
+		r.retry = false
+		return r.p.queryRow(r.ctx, r.sql, r.args, false).Scan(dest...)
 	}
 	return err
 }
@@ -173,10 +182,12 @@ func (r *stmtRow) scan(dest []any) error {
 	return r.done(err)
 }
 
+// done records the row's outcome and returns the connection on the pool's
+// path.
 func (r *stmtRow) done(err error) error {
-	if r.finish != nil {
-		err = r.finish(err)
-		r.finish = nil
+	if r.pc != nil {
+		r.p.release(r.pc, r.st)
+		r.pc = nil
 	}
 	r.err = err
 	if err == nil {
