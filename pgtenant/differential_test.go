@@ -204,11 +204,11 @@ func runProgram(ctx context.Context, pool querier, ops []diffOp) []diffResult {
 				ct, err := br.Exec()
 				errs = append(errs, ct.String()+errClass(err))
 			}
-			rows, err := br.Query()
-			if err == nil {
-				res.Rows, err = collect(rows)
+			rows, qerr := br.Query()
+			if qerr == nil {
+				res.Rows, qerr = collect(rows)
 			}
-			errs = append(errs, errClass(err))
+			errs = append(errs, errClass(qerr))
 			err = br.Close()
 			res.Tag = strings.Join(errs, ",")
 		case "copy":
