@@ -262,7 +262,7 @@ func TestSharedTablesMode(t *testing.T) {
 	t.Parallel()
 	pg := testenv.PostgreSQL(t)
 	owner := pg.OwnerPool(t)
-	table := pgx.Identifier{"shared_" + testenv.UniqueID("notes")[:20]}.Sanitize()
+	table := pgx.Identifier{"shared_" + strings.ReplaceAll(testenv.UniqueID("notes"), "-", "_")}.Sanitize()
 	policy := "tenant_id = nullif(current_setting('app.tenant_id', true), '')"
 	for _, s := range []string{
 		"CREATE TABLE " + table + " (id serial PRIMARY KEY, tenant_id text NOT NULL DEFAULT current_setting('app.tenant_id'), body text)",
