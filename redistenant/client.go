@@ -35,25 +35,26 @@ type Client struct {
 	builder rueidis.Builder
 }
 
-// prefixes caches the default prefix by tenant ID, so building it costs no
-// allocation per command. It is cleared when it passes maxPrefixes entries.
-var prefixes struct {
+// prefixCache caches the default prefix by tenant ID for one Client, so
+// building it costs no allocation per command. It is cleared when it passes
+// maxPrefixes entries.
+type prefixCache struct {
 	m sync.Map
 	n atomic.Int64
 }
 
 const maxPrefixes = 8192
 
-func cachedPrefix(t tenant.Tenant) string {
-	if p, ok := prefixes.m.Load(t.ID); ok {
+func (pc *prefixCache) prefix(t tenant.Tenant) string {
+	if p, ok := pc.m.Load(t.ID); ok {
 		return p.(string)
 	}
 	p := Prefix(t)
-	if prefixes.n.Add(1) > maxPrefixes {
-		prefixes.m.Clear()
-		prefixes.n.Store(1)
+	if pc.n.Add(1) > maxPrefixes {
+		pc.m.Clear()
+		pc.n.Store(1)
 	}
-	prefixes.m.Store(t.ID, p)
+	pc.m.Store(t.ID, p)
 	return p
 }
 
@@ -63,7 +64,7 @@ var _ rueidis.Client = (*Client)(nil)
 func New(c rueidis.Client, cfg Config) *Client {
 	p := cfg.Prefix
 	if p == nil {
-		p = cachedPrefix
+		p = new(prefixCache).prefix
 	}
 	return newClient(c, p)
 }
@@ -89,7 +90,7 @@ func (c *Client) B() rueidis.Builder { return c.builder }
 
 // Do sends cmd confined to the context's tenant.
 func (c *Client) Do(ctx context.Context, cmd rueidis.Completed) rueidis.RedisResult {
-	cmd, _, err := c.confine(ctx, cmd)
+	cmd, _, err := c.confine(ctx, cmd, useShared)
 	if err != nil {
 		return rueidis.NewErrorResult(err)
 	}
@@ -98,9 +99,15 @@ func (c *Client) Do(ctx context.Context, cmd rueidis.Completed) rueidis.RedisRes
 
 // DoMulti sends the commands confined to the context's tenant, pipelined. If
 // any command is refused, none is sent and every result carries the error, so
-// a MULTI/EXEC block never runs in part.
+// a MULTI/EXEC block never runs in part. MULTI, EXEC and DISCARD are allowed
+// here, and only here on the shared client, as complete blocks: rueidis
+// writes a DoMulti to the connection with no other tenant's command in
+// between.
 func (c *Client) DoMulti(ctx context.Context, multi ...rueidis.Completed) []rueidis.RedisResult {
-	if err := c.confineAll(ctx, multi); err != nil {
+	if err := checkBlocks(multi); err != nil {
+		return errResults(len(multi), err)
+	}
+	if err := c.confineAll(ctx, multi, useMulti); err != nil {
 		return errResults(len(multi), err)
 	}
 	return c.c.DoMulti(ctx, multi...)
@@ -132,7 +139,7 @@ func (c *Client) DoMultiCache(ctx context.Context, multi ...rueidis.CacheableTTL
 
 // DoStream sends cmd confined to the context's tenant and streams its reply.
 func (c *Client) DoStream(ctx context.Context, cmd rueidis.Completed) rueidis.RedisResultStream {
-	cmd, _, err := c.confine(ctx, cmd)
+	cmd, _, err := c.confine(ctx, cmd, useShared)
 	if err != nil {
 		return rueidis.NewErrorResultStream(err)
 	}
@@ -142,7 +149,7 @@ func (c *Client) DoStream(ctx context.Context, cmd rueidis.Completed) rueidis.Re
 // DoMultiStream is DoStream for several commands; if any is refused, none is
 // sent.
 func (c *Client) DoMultiStream(ctx context.Context, multi ...rueidis.Completed) rueidis.MultiRedisResultStream {
-	if err := c.confineAll(ctx, multi); err != nil {
+	if err := c.confineAll(ctx, multi, useShared); err != nil {
 		return rueidis.NewErrorResultStream(err)
 	}
 	return c.c.DoMultiStream(ctx, multi...)
@@ -151,7 +158,7 @@ func (c *Client) DoMultiStream(ctx context.Context, multi ...rueidis.Completed) 
 // Receive subscribes confined to the context's tenant: channels and patterns
 // get the tenant's prefix, and fn sees them without it.
 func (c *Client) Receive(ctx context.Context, subscribe rueidis.Completed, fn func(msg rueidis.PubSubMessage)) error {
-	subscribe, prefix, err := c.confine(ctx, subscribe)
+	subscribe, prefix, err := c.confine(ctx, subscribe, useReceive)
 	if err != nil {
 		return err
 	}
@@ -159,17 +166,23 @@ func (c *Client) Receive(ctx context.Context, subscribe rueidis.Completed, fn fu
 }
 
 // Dedicated runs fn with a dedicated connection that is confined like c.
+// WATCH, UNWATCH, MULTI, EXEC and DISCARD are allowed there (optimistic
+// transactions); a WATCH or MULTI left open when fn returns is discarded
+// before the connection goes back to the pool.
 func (c *Client) Dedicated(fn func(rueidis.DedicatedClient) error) error {
 	return c.c.Dedicated(func(dc rueidis.DedicatedClient) error {
-		return fn(&dedicated{dc: dc, parent: c})
+		d := &dedicated{dc: dc, parent: c}
+		defer d.clean()
+		return fn(d)
 	})
 }
 
 // Dedicate returns a dedicated connection that is confined like c, and the
-// func that gives it back.
+// func that gives it back, first discarding a WATCH or MULTI left open.
 func (c *Client) Dedicate() (rueidis.DedicatedClient, func()) {
 	dc, cancel := c.c.Dedicate()
-	return &dedicated{dc: dc, parent: c}, cancel
+	d := &dedicated{dc: dc, parent: c}
+	return d, func() { d.clean(); cancel() }
 }
 
 // Nodes returns the nodes of the wrapped client, each confined like c.
@@ -208,9 +221,9 @@ func (c *Client) Strip(ctx context.Context, key string) (string, bool) {
 	return strings.CutPrefix(key, c.prefix(t))
 }
 
-func (c *Client) confineAll(ctx context.Context, multi []rueidis.Completed) error {
+func (c *Client) confineAll(ctx context.Context, multi []rueidis.Completed, use usage) error {
 	for i := range multi {
-		cmd, _, err := c.confine(ctx, multi[i])
+		cmd, _, err := c.confine(ctx, multi[i], use)
 		if err != nil {
 			return err
 		}
@@ -221,14 +234,14 @@ func (c *Client) confineAll(ctx context.Context, multi []rueidis.Completed) erro
 
 // confine rewrites cmd into the context tenant's namespace and returns it
 // with the prefix used.
-func (c *Client) confine(ctx context.Context, cmd rueidis.Completed) (rueidis.Completed, string, error) {
+func (c *Client) confine(ctx context.Context, cmd rueidis.Completed, use usage) (rueidis.Completed, string, error) {
 	t, err := tenant.Require(ctx)
 	if err != nil {
 		return cmd, "", err
 	}
 	prefix := c.prefix(t)
 	args := cmd.Commands()
-	p, err := planFor(args)
+	p, err := planFor(args, use)
 	if err != nil {
 		return cmd, "", err
 	}
@@ -263,7 +276,7 @@ func (c *Client) confineCacheable(ctx context.Context, cmd rueidis.Cacheable) (r
 		return cmd, err
 	}
 	args := cmd.Commands()
-	p, err := planFor(args)
+	p, err := planFor(args, useShared)
 	if err != nil {
 		return cmd, err
 	}
@@ -393,6 +406,9 @@ func errResults(n int, err error) []rueidis.RedisResult {
 type dedicated struct {
 	dc     rueidis.DedicatedClient
 	parent *Client
+	// inMulti and watched track the transaction state the tenant left on
+	// the connection, cleared before it is given back.
+	inMulti, watched atomic.Bool
 	// prefix is that of the last tenant that sent a command here, for the
 	// pub/sub hooks, which run on rueidis's goroutine.
 	prefix atomic.Pointer[string]
@@ -410,27 +426,64 @@ var _ rueidis.DedicatedClient = (*dedicated)(nil)
 func (d *dedicated) B() rueidis.Builder { return d.dc.B() }
 
 func (d *dedicated) Do(ctx context.Context, cmd rueidis.Completed) rueidis.RedisResult {
-	cmd, prefix, err := d.parent.confine(ctx, cmd)
+	cmd, prefix, err := d.parent.confine(ctx, cmd, useDedicated)
 	if err != nil {
 		return rueidis.NewErrorResult(err)
 	}
 	d.prefix.Store(&prefix)
+	d.track(cmd)
 	return d.dc.Do(ctx, cmd)
 }
 
+// track follows the transaction state cmd leaves on the connection.
+func (d *dedicated) track(cmd rueidis.Completed) {
+	args := cmd.Commands()
+	if len(args) == 0 {
+		return
+	}
+	switch n := args[0]; {
+	case strings.EqualFold(n, "multi"):
+		d.inMulti.Store(true)
+	case strings.EqualFold(n, "exec"), strings.EqualFold(n, "discard"):
+		d.inMulti.Store(false)
+		d.watched.Store(false)
+	case strings.EqualFold(n, "watch"):
+		d.watched.Store(true)
+	case strings.EqualFold(n, "unwatch"):
+		d.watched.Store(false)
+	}
+}
+
+// clean discards a MULTI or WATCH the tenant left open, so the connection
+// goes back to the pool as it came.
+func (d *dedicated) clean() {
+	ctx := context.Background()
+	switch {
+	case d.inMulti.Load():
+		_ = d.dc.Do(ctx, d.dc.B().Discard().Build()).Error()
+	case d.watched.Load():
+		_ = d.dc.Do(ctx, d.dc.B().Unwatch().Build()).Error()
+	}
+	d.inMulti.Store(false)
+	d.watched.Store(false)
+}
+
 func (d *dedicated) DoMulti(ctx context.Context, multi ...rueidis.Completed) []rueidis.RedisResult {
-	if err := d.parent.confineAll(ctx, multi); err != nil {
+	if err := d.parent.confineAll(ctx, multi, useDedicated); err != nil {
 		return errResults(len(multi), err)
 	}
 	if t, err := tenant.Require(ctx); err == nil {
 		p := d.parent.prefix(t)
 		d.prefix.Store(&p)
 	}
+	for _, cmd := range multi {
+		d.track(cmd)
+	}
 	return d.dc.DoMulti(ctx, multi...)
 }
 
 func (d *dedicated) Receive(ctx context.Context, subscribe rueidis.Completed, fn func(msg rueidis.PubSubMessage)) error {
-	subscribe, prefix, err := d.parent.confine(ctx, subscribe)
+	subscribe, prefix, err := d.parent.confine(ctx, subscribe, useDedicated)
 	if err != nil {
 		return err
 	}

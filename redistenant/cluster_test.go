@@ -123,3 +123,85 @@ func TestCluster(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterEveryHelper runs every exported helper on the cluster, with
+// keys whose unprefixed names hash to different slots: none panics, and each
+// answers as on a single server.
+func TestClusterEveryHelper(t *testing.T) {
+	addrs := testenv.RedisCluster(t)
+	raw, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: addrs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(raw.Close)
+	c := redistenant.New(raw, redistenant.Config{})
+	tn := testenv.Tenant(t, "clh")
+	ctx := ctxFor(tn)
+	t.Cleanup(func() { _, _ = c.Purge(context.Background(), tn) })
+	keys := []string{"a", "b", "c", "foo", "bar"} // different slots unprefixed
+	kvs := map[string]string{}
+	for _, k := range keys {
+		kvs[k] = "v-" + k
+	}
+	if err := c.MSet(ctx, kvs); err != nil {
+		t.Fatalf("MSet: %v", err)
+	}
+	got, err := c.MGet(ctx, keys)
+	if err != nil {
+		t.Fatalf("MGet: %v", err)
+	}
+	for _, k := range keys {
+		m := got[k]
+		if v, _ := m.ToString(); v != "v-"+k {
+			t.Errorf("MGet %s = %q", k, v)
+		}
+	}
+	found, err := c.Keys(ctx, "*")
+	if err != nil || len(found) != len(keys) {
+		t.Errorf("Keys = %v, %v", found, err)
+	}
+	entry, err := c.Scan(ctx, 0, "*", 100)
+	if err != nil || len(entry.Elements) != len(keys) {
+		t.Errorf("Scan = %v, %v", entry.Elements, err)
+	}
+	if n, err := c.MDel(ctx, keys[:2]); err != nil || n != 2 {
+		t.Errorf("MDel = %d, %v", n, err)
+	}
+	if k, err := c.Key(ctx, "a"); err != nil || k != redistenant.Prefix(tn)+"a" {
+		t.Errorf("Key = %q, %v", k, err)
+	}
+	if k, ok := c.Strip(ctx, redistenant.Prefix(tn)+"a"); !ok || k != "a" {
+		t.Errorf("Strip = %q, %v", k, ok)
+	}
+	for _, cmd := range []rueidis.Completed{
+		c.B().Rpush().Key("l1").Element("x", "y").Build(),
+		c.B().Zadd().Key("z1").ScoreMember().ScoreMember(1, "m").ScoreMember(2, "n").Build(),
+		c.B().Xadd().Key("s1").Id("1-1").FieldValue().FieldValue("f", "v").Build(),
+	} {
+		if err := c.Do(ctx, cmd).Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if k, e, err := c.DoPop(ctx, c.B().Blpop().Key("nothing", "l1").Timeout(1).Build()); err != nil || k != "l1" || e != "x" {
+		t.Errorf("DoPop = %q %q %v", k, e, err)
+	}
+	if k, m, err := c.DoZPop(ctx, c.B().Bzpopmin().Key("nothing", "z1").Timeout(1).Build()); err != nil || k != "z1" || m.Member != "m" {
+		t.Errorf("DoZPop = %q %v %v", k, m, err)
+	}
+	if kv, err := c.DoLMPop(ctx, c.B().Lmpop().Numkeys(2).Key("nothing", "l1").Left().Build()); err != nil || kv.Key != "l1" {
+		t.Errorf("DoLMPop = %v %v", kv, err)
+	}
+	if kz, err := c.DoZMPop(ctx, c.B().Zmpop().Numkeys(2).Key("nothing", "z1").Min().Build()); err != nil || kz.Key != "z1" {
+		t.Errorf("DoZMPop = %v %v", kz, err)
+	}
+	if streams, err := c.DoXRead(ctx, c.B().Xread().Streams().Key("s1", "s2").Id("0", "0").Build()); err != nil || len(streams["s1"]) != 1 {
+		t.Errorf("DoXRead = %v %v", streams, err)
+	}
+	res := c.DoMulti(ctx, c.B().Multi().Build(), c.B().Set().Key("a").Value("1").Build(), c.B().Incr().Key("foo").Build(), c.B().Exec().Build())
+	if _, err := res[3].ToArray(); err != nil {
+		t.Errorf("MULTI block on the cluster: %v", err)
+	}
+	if n, err := c.Purge(ctx, tn); err != nil || n == 0 {
+		t.Errorf("Purge = %d, %v", n, err)
+	}
+}

@@ -16,7 +16,7 @@
 // COMMAND reply (internal/keyspec), with hand-written handling where the
 // server's key specs cannot say: EVAL/FCALL numkeys, SORT BY/GET/STORE
 // patterns, KEYS and SCAN MATCH (the prefix is glob-escaped, and SCAN without
-// MATCH gets one), pub/sub channels and patterns, CLIENT TRACKING PREFIX.
+// MATCH gets one), pub/sub channels and patterns.
 // Every command in the table is checked against COMMAND GETKEYS in the tests.
 //
 // # Fail closed
@@ -25,8 +25,7 @@
 // command whose keys cannot be located returns [ErrUnsupportedCommand]; one
 // that reaches across the keyspace or the server (FLUSHALL, FLUSHDB, SWAPDB,
 // SELECT, RANDOMKEY, DBSIZE, CONFIG, DEBUG, MONITOR, INFO, SCRIPT/FUNCTION
-// FLUSH, CLIENT KILL/LIST, COPY ... DB, CLIENT TRACKING without PREFIX, ...)
-// returns [ErrCommandNotAllowed]. The error is the command's result, nothing
+// FLUSH, COPY ... DB, ...) returns [ErrCommandNotAllowed]. The error is the command's result, nothing
 // is sent, and in DoMulti one refused command stops the whole pipeline, so a
 // MULTI/EXEC block never runs in part.
 //
@@ -35,6 +34,32 @@
 // script that declares none is refused. Review scripts like any code that
 // builds key names. On a cluster, start scripts with "#!lua": Redis 7 then
 // refuses any key outside the declared keys' slot, which is the tenant's.
+//
+// # The shared connection
+//
+// rueidis multiplexes every tenant's commands over one pipelined connection
+// per node, so a command that changes or reads the state of that connection
+// would do so for every tenant. Each such command — every one the server
+// documents in its "connection" and "transactions" groups, the subscribe
+// family, READONLY/READWRITE/ASKING, MONITOR, SWAPDB; a test checks the table
+// against COMMAND DOCS — is decided once, and refused elsewhere with
+// [ErrConnectionState] (which also matches [ErrCommandNotAllowed]) naming the
+// safe alternative:
+//
+//   - MULTI, EXEC, DISCARD: on the shared client only inside [Client.DoMulti],
+//     as complete, unnested blocks (rueidis writes a DoMulti with nothing in
+//     between); anywhere on a dedicated connection.
+//   - WATCH, UNWATCH: only on a dedicated connection ([Client.Dedicated],
+//     [Client.Dedicate]), for optimistic transactions. A WATCH or MULTI left
+//     open there is discarded before the connection goes back to the pool.
+//   - SUBSCRIBE and the rest of the family: through [Client.Receive], or on a
+//     dedicated connection.
+//   - PING, ECHO, CLIENT ID, CLIENT GETNAME, CLIENT INFO: allowed.
+//   - Everything else — SELECT, SWAPDB, RESET, HELLO, AUTH, QUIT, MONITOR,
+//     READONLY, READWRITE, ASKING, and CLIENT REPLY, SETNAME, SETINFO,
+//     TRACKING, CACHING, TRACKINGINFO, GETREDIR, NO-EVICT, NO-TOUCH, KILL,
+//     PAUSE, UNPAUSE, UNBLOCK, LIST: refused everywhere; set what they set
+//     through rueidis.ClientOption.
 //
 // # Clusters
 //
@@ -46,11 +71,20 @@
 //
 // # Replies that hold key names
 //
-// Replies cannot be rewritten on the way back. [Client.Scan] and
-// [Client.Keys] return keys without the prefix, [Client.MGet], [Client.MSet]
-// and [Client.MDel] are tenant-safe forms of rueidis's helpers, and
-// [Client.Strip] removes the prefix from a key in any other reply (BLPOP,
-// XREAD, ...). Pub/sub messages reach Receive callbacks without the prefix.
+// Replies cannot be rewritten on the way back. These helpers return key names
+// without the prefix, and work on a cluster as on a single server:
+//
+//   - [Client.Scan], [Client.Keys]: the tenant's keys.
+//   - [Client.MGet], [Client.MSet], [Client.MDel]: tenant-safe forms of
+//     rueidis's helpers (one command each: a tenant's keys share a slot).
+//   - [Client.DoPop] (BLPOP, BRPOP), [Client.DoZPop] (BZPOPMIN, BZPOPMAX),
+//     [Client.DoLMPop] (LMPOP, BLMPOP), [Client.DoZMPop] (ZMPOP, BZMPOP),
+//     [Client.DoXRead] (XREAD, XREADGROUP): the reply with its keys stripped.
+//   - [Client.Key] and [Client.Strip]: add or remove the prefix yourself, for
+//     any other reply.
+//
+// Pub/sub messages reach Receive callbacks without the prefix. The prefix
+// cache is per Client.
 //
 // # Commands used many times
 //

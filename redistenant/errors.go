@@ -24,7 +24,8 @@ type CommandError struct {
 	Command string
 	// Reason says what was wrong and what is allowed instead.
 	Reason string
-	// Err is ErrUnsupportedCommand or ErrCommandNotAllowed.
+	// Err is ErrUnsupportedCommand, ErrCommandNotAllowed or
+	// ErrConnectionState.
 	Err error
 }
 
@@ -32,8 +33,15 @@ func (e *CommandError) Error() string {
 	return fmt.Sprintf("%v: %s: %s", e.Err, e.Command, e.Reason)
 }
 
-// Unwrap returns ErrUnsupportedCommand or ErrCommandNotAllowed.
+// Unwrap returns ErrUnsupportedCommand, ErrCommandNotAllowed or
+// ErrConnectionState.
 func (e *CommandError) Unwrap() error { return e.Err }
+
+// Is reports whether target is ErrCommandNotAllowed for a command refused
+// as connection state: such a command is not allowed either.
+func (e *CommandError) Is(target error) bool {
+	return target == ErrCommandNotAllowed && e.Err == ErrConnectionState
+}
 
 func notAllowed(cmd, reason string) error {
 	return &CommandError{Command: cmd, Reason: reason, Err: ErrCommandNotAllowed}

@@ -24,8 +24,14 @@ type builderMirror struct {
 // by its owner, possibly from many goroutines, so it is copied instead. rueidis
 // has no exported way to ask whether a command is pinned; these mirrors read
 // its pin count without an allocation. mirrorsMatch checks at start-up that
-// they still describe rueidis's types; if a rueidis upgrade changes them,
-// every command is treated as pinned (copied), which is slower but correct.
+// they still describe rueidis's types, and TestMirrorsMatchRueidis fails the
+// build's tests when they do not. If a rueidis upgrade changed them anyway:
+// every command is treated as pinned (copied), which is slower but correct;
+// and on a cluster [Client.B] falls back to rueidis's own builder, which
+// panics (in rueidis, at Build) on a multi-key command whose unprefixed keys
+// hash to different slots. The package's helpers (MSet, MGet, MDel, ...)
+// build with Arbitrary(...).Args(...), which checks no slot, so they never
+// panic.
 
 //lint:ignore U1000 the fields mirror rueidis's CommandSlice, which mirrorsMatch compares
 type commandSliceMirror struct {

@@ -94,7 +94,9 @@ func (c *Client) MGet(ctx context.Context, keys []string) (map[string]rueidis.Re
 	if len(keys) == 0 {
 		return map[string]rueidis.RedisMessage{}, nil
 	}
-	vals, err := c.Do(ctx, c.c.B().Mget().Key(keys...).Build()).ToArray()
+	// Arbitrary with Args: no builder checks that the unprefixed keys share
+	// a cluster slot (the prefixed ones do), so this works on every client.
+	vals, err := c.Do(ctx, c.c.B().Arbitrary("MGET").Args(keys...).Build()).ToArray()
 	if err != nil {
 		return nil, err
 	}
@@ -111,11 +113,11 @@ func (c *Client) MSet(ctx context.Context, kvs map[string]string) error {
 	if len(kvs) == 0 {
 		return nil
 	}
-	cmd := c.c.B().Mset().KeyValue()
+	args := make([]string, 0, 2*len(kvs))
 	for k, v := range kvs {
-		cmd = cmd.KeyValue(k, v)
+		args = append(args, k, v)
 	}
-	return c.Do(ctx, cmd.Build()).Error()
+	return c.Do(ctx, c.c.B().Arbitrary("MSET").Args(args...).Build()).Error()
 }
 
 // MDel is the tenant-confined rueidis.MDel: one DEL of the context tenant's
@@ -124,7 +126,7 @@ func (c *Client) MDel(ctx context.Context, keys []string) (int64, error) {
 	if len(keys) == 0 {
 		return 0, nil
 	}
-	return c.Do(ctx, c.c.B().Del().Key(keys...).Build()).AsInt64()
+	return c.Do(ctx, c.c.B().Arbitrary("DEL").Args(keys...).Build()).AsInt64()
 }
 
 func stripAll(keys []string, prefix string) {

@@ -64,16 +64,14 @@ func (p *plan) add(pos int, kind editKind) {
 }
 
 // keyless commands that touch no tenant data and may run as they are.
+// Connection-scoped ones among them are decided first, in connState.
 var keyless = map[string]bool{
 	"ping": true, "echo": true, "time": true, "multi": true, "exec": true, "discard": true,
-	"unwatch": true, "readonly": true, "readwrite": true, "asking": true, "wait": true,
-	"waitaof": true, "quit": true, "lolwut": true,
+	"unwatch": true, "wait": true, "waitaof": true, "lolwut": true,
 	"command": true, "command|count": true, "command|docs": true, "command|info": true,
 	"command|list": true, "command|getkeys": true, "command|getkeysandflags": true,
 	"script|load": true, "script|exists": true,
-	"client|id": true, "client|getname": true, "client|setname": true, "client|info": true,
-	"client|no-evict": true, "client|no-touch": true, "client|reply": true, "client|caching": true,
-	"client|trackinginfo": true, "client|getredir": true,
+	"client|id": true, "client|getname": true, "client|info": true, "client|help": true,
 }
 
 // denied commands reach across the keyspace, the databases or the server,
@@ -81,15 +79,14 @@ var keyless = map[string]bool{
 var denied = map[string]string{
 	"flushall": "deletes every tenant's keys; use Client.Purge for one tenant",
 	"flushdb":  "deletes every tenant's keys; use Client.Purge for one tenant",
-	"swapdb":   "swaps whole databases", "select": "switches databases", "move": "moves keys to another database",
+	"move": "moves keys to another database",
 	"randomkey": "returns a key of any tenant", "dbsize": "counts every tenant's keys",
-	"migrate": "moves keys to another server", "monitor": "streams every client's commands",
+	"migrate": "moves keys to another server",
 	"debug": "server debugging", "shutdown": "stops the server", "save": "server persistence",
 	"bgsave": "server persistence", "bgrewriteaof": "server persistence", "lastsave": "server persistence",
 	"replicaof": "server replication", "slaveof": "server replication", "sync": "server replication",
 	"psync": "server replication", "failover": "server replication", "info": "server-wide information",
-	"reset": "resets the connection state rueidis manages", "hello": "connection state rueidis manages",
-	"auth": "connection state rueidis manages", "pubsub|numpat": "counts every tenant's pattern subscriptions",
+	"pubsub|numpat": "counts every tenant's pattern subscriptions",
 	"script|flush": "the script cache is shared by every tenant", "script|kill": "kills any tenant's script",
 }
 
@@ -115,20 +112,35 @@ func display(args []string) string {
 	return name
 }
 
-// planFor works out how to confine args (argv, args[0] the command name) to
-// one tenant's namespace. It allocates only to report an error.
-func planFor(args []string) (plan, error) {
+// planFor works out how to confine args (argv, args[0] the command name),
+// sent as use says, to one tenant's namespace. It allocates only to report
+// an error.
+func planFor(args []string, use usage) (plan, error) {
 	if len(args) == 0 {
 		return plan{}, unsupported("", "empty command")
 	}
 	cmd, ok := keyspec.Lookup(args)
 	if !ok {
+		// A connection command newer than the key table (CLIENT NO-TOUCH
+		// on Redis 7.0's table) is still decided by connState.
+		name := strings.ToLower(args[0])
+		if len(args) > 1 {
+			if err := checkConnState(name+"|"+strings.ToLower(args[1]), args, use); err != nil {
+				return plan{}, err
+			}
+		}
+		if err := checkConnState(name, args, use); err != nil {
+			return plan{}, err
+		}
 		if reason, denied := deniedContainers[strings.ToLower(args[0])]; denied {
 			return plan{}, notAllowed(display(args), reason)
 		}
 		return plan{}, unsupported(display(args), "not in the key table of Redis 7")
 	}
 	name := cmd.Name
+	if err := checkConnState(name, args, use); err != nil {
+		return plan{}, err
+	}
 	if reason, ok := denied[name]; ok {
 		return plan{}, notAllowed(display(args), reason)
 	}
@@ -212,7 +224,6 @@ func init() {
 		"evalsha_ro":           script,
 		"fcall":                script,
 		"fcall_ro":             script,
-		"client|tracking":      clientTracking,
 		"copy":                 copyCmd,
 	}
 }
@@ -319,25 +330,6 @@ func script(args []string) (plan, error) {
 	}
 	if p.len() == 0 {
 		return plan{}, notAllowed(display(args), "a script must declare the keys it uses (numkeys > 0); undeclared keys cannot be confined")
-	}
-	return p, nil
-}
-
-// clientTracking allows CLIENT TRACKING only in broadcast mode confined to
-// the tenant's prefixes, or OFF.
-func clientTracking(args []string) (plan, error) {
-	var p plan
-	if len(args) >= 3 && strings.EqualFold(args[2], "OFF") {
-		return p, nil
-	}
-	for i := 3; i < len(args); i++ {
-		if strings.EqualFold(args[i], "PREFIX") && i+1 < len(args) {
-			i++
-			p.add(i, editKey)
-		}
-	}
-	if p.len() == 0 {
-		return plan{}, notAllowed(display(args), "tracking must name PREFIX arguments, which are confined to the tenant")
 	}
 	return p, nil
 }

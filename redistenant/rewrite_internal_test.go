@@ -52,7 +52,7 @@ func TestKeyPositionsMatchTheServer(t *testing.T) {
 		}
 		for extra := 0; extra < 4; extra++ {
 			args := sampleArgs(cmd, extra)
-			p, err := planFor(args)
+			p, err := planFor(args, useDedicated)
 			if err != nil {
 				continue // refused or unsupported: nothing is sent, nothing to compare
 			}
@@ -100,7 +100,7 @@ func FuzzRewrite(f *testing.F) {
 			args = args[:max(int(n), len(strings.Split(cmd.Name, "|")))]
 		}
 		orig := slices.Clone(args)
-		p, err := planFor(args)
+		p, err := planFor(args, useDedicated)
 		if err != nil {
 			return
 		}
