@@ -54,4 +54,3 @@ func TestConnStateTableCoversTheServer(t *testing.T) {
 		t.Errorf("only %d connection-scoped commands found in COMMAND DOCS: %v", len(checked), checked)
 	}
 }
-

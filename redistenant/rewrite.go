@@ -77,17 +77,17 @@ var keyless = map[string]bool{
 // denied commands reach across the keyspace, the databases or the server,
 // or touch state shared by every tenant (functions, ACLs, other clients).
 var denied = map[string]string{
-	"flushall": "deletes every tenant's keys; use Client.Purge for one tenant",
-	"flushdb":  "deletes every tenant's keys; use Client.Purge for one tenant",
-	"move": "moves keys to another database",
+	"flushall":  "deletes every tenant's keys; use Client.Purge for one tenant",
+	"flushdb":   "deletes every tenant's keys; use Client.Purge for one tenant",
+	"move":      "moves keys to another database",
 	"randomkey": "returns a key of any tenant", "dbsize": "counts every tenant's keys",
 	"migrate": "moves keys to another server",
-	"debug": "server debugging", "shutdown": "stops the server", "save": "server persistence",
+	"debug":   "server debugging", "shutdown": "stops the server", "save": "server persistence",
 	"bgsave": "server persistence", "bgrewriteaof": "server persistence", "lastsave": "server persistence",
 	"replicaof": "server replication", "slaveof": "server replication", "sync": "server replication",
 	"psync": "server replication", "failover": "server replication", "info": "server-wide information",
 	"pubsub|numpat": "counts every tenant's pattern subscriptions",
-	"script|flush": "the script cache is shared by every tenant", "script|kill": "kills any tenant's script",
+	"script|flush":  "the script cache is shared by every tenant", "script|kill": "kills any tenant's script",
 }
 
 // deniedContainers are refused with any subcommand not listed in keyless
