@@ -61,7 +61,15 @@ const versionChunk = 500
 // goose table instead makes a fresh backend open (and cache) a thousand
 // relations, about a second for 1,000 tenants. Rows are keyed by the
 // schema's OID too: a schema dropped and created again is read afresh.
-const summaryDDL = `CREATE SCHEMA IF NOT EXISTS tenancy;
+//
+// CREATE ... IF NOT EXISTS is not safe against a concurrent creator (it can
+// fail with 23505 on the catalog), so the statements take the advisory lock
+// the provision registry takes for its own tables in schema tenancy
+// (0x74656e616e6379, "tenancy"); sent as
+// one simple-protocol string, they run in one implicit transaction, which
+// holds the lock to the end.
+const summaryDDL = `SELECT pg_advisory_xact_lock(32762622053868409);
+	CREATE SCHEMA IF NOT EXISTS tenancy;
 	CREATE TABLE IF NOT EXISTS tenancy.migrate_versions (
 		schema_name text PRIMARY KEY,
 		schema_oid  oid NOT NULL,
