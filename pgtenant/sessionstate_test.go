@@ -528,3 +528,28 @@ func itoa(i int) string { return strconv.Itoa(i) }
 
 var _ = pgxpool.Conn{}
 var _ tenant.Tenant
+
+// TestCommitAfterTheConnectionDied: a transaction whose first statement was
+// cancelled while it ran does not report a successful commit.
+func TestCommitAfterTheConnectionDied(t *testing.T) {
+	t.Parallel()
+	pg := testenv.PostgreSQL(t)
+	tn := createTenants(t, pg, "txdied", 1, 0)[0]
+	p := newPool(t, pg, func(c *pgtenant.Config) { c.PoolConfig.MaxConns = 1 })
+	ctx := ctxFor(tn)
+	tx, err := p.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if _, err := tx.Exec(short, "INSERT INTO items (name) SELECT 'lost' FROM pg_sleep(2)"); err == nil {
+		t.Fatal("Exec cancelled mid-statement succeeded")
+	}
+	if err := tx.Commit(ctx); err == nil {
+		t.Error("Commit reported success for a statement that never ran")
+	}
+	if got := names(t, p, ctx, "SELECT name FROM items"); len(got) != 0 {
+		t.Errorf("rows %v", got)
+	}
+}

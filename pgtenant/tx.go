@@ -2,6 +2,7 @@ package pgtenant
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"strconv"
@@ -179,6 +180,12 @@ func (t *Tx) end(ctx context.Context, sql string) error {
 	}
 	t.closed = true
 	var err error
+	if t.conn.IsClosed() {
+		// A statement failed so badly (cancelled mid-flight, the backend
+		// terminated) that the connection is gone, and the transaction with
+		// it: as with pgx, neither Commit nor Rollback can succeed.
+		err = errors.New("pgtenant: " + sql + ": the connection is closed")
+	}
 	if t.open && !t.conn.IsClosed() {
 		if t.conn.PgConn().TxStatus() == 'I' {
 			err = ErrTxLost
