@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/redis/rueidis"
+	"github.com/tenancykit/tenancy/internal/testenv"
 	"github.com/tenancykit/tenancy/redistenant"
 	"github.com/tenancykit/tenancy/tenant"
 )
@@ -214,6 +215,28 @@ func TestOptimisticTransactionOnDedicated(t *testing.T) {
 func TestRandomCommandSequences(t *testing.T) {
 	t.Parallel()
 	c, _, a, b := setup(t)
+	randomSequences(t, c, a, b)
+}
+
+// TestRandomCommandSequencesCluster is the same on the Redis Cluster.
+func TestRandomCommandSequencesCluster(t *testing.T) {
+	t.Parallel()
+	raw, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: testenv.RedisCluster(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(raw.Close)
+	c := redistenant.New(raw, redistenant.Config{})
+	a, b := testenv.Tenant(t, "rca"), testenv.Tenant(t, "rcb")
+	t.Cleanup(func() {
+		for _, tn := range []tenant.Tenant{a, b} {
+			_, _ = c.Purge(context.Background(), tn)
+		}
+	})
+	randomSequences(t, c, a, b)
+}
+
+func randomSequences(t *testing.T, c *redistenant.Client, a, b tenant.Tenant) {
 	seed := rand.Uint64()
 	t.Logf("seed %d", seed)
 	var wg sync.WaitGroup
