@@ -67,6 +67,17 @@ func (r *Registry) Create(ctx context.Context, spec Spec) (Record, error) {
 		if ct.RowsAffected() == 0 {
 			return fmt.Errorf("%w: slug %q or ID %q", ErrTenantExists, t.Slug, t.ID)
 		}
+		// IDs and slugs share one namespace: a name taken by another live
+		// tenant, as its ID or its slug, is refused by the primary key (a
+		// concurrent Create of the other waits for this one, then finds it).
+		ct, err = tx.Exec(ctx, `INSERT INTO tenancy.tenant_names (name, tenant_id)
+			SELECT DISTINCT name, $1 FROM unnest(ARRAY[$1, $2]::text[]) AS name ON CONFLICT DO NOTHING`, t.ID, t.Slug)
+		if err != nil {
+			return step("register", err)
+		}
+		if want := map[bool]int64{true: 1, false: 2}[t.ID == t.Slug]; ct.RowsAffected() != want {
+			return fmt.Errorf("%w: slug %q or ID %q is another live tenant's slug or ID", ErrTenantExists, t.Slug, t.ID)
+		}
 		if schema == "" {
 			if err := r.secureSharedTables(ctx, tx); err != nil {
 				return step("secure shared tables", err)

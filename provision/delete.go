@@ -43,7 +43,9 @@ func (r *Registry) Delete(ctx context.Context, slug string) error {
 			return err
 		}},
 		{"mark deleted", func() error {
-			_, err := r.cfg.Owner.Exec(ctx, `UPDATE tenancy.tenants SET status = 'deleted', deleted_at = now(), updated_at = now()
+			// The names are freed with the status, in one statement.
+			_, err := r.cfg.Owner.Exec(ctx, `WITH freed AS (DELETE FROM tenancy.tenant_names WHERE tenant_id = $1)
+				UPDATE tenancy.tenants SET status = 'deleted', deleted_at = now(), updated_at = now()
 				WHERE id = $1`, t.ID)
 			return err
 		}},

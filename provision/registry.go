@@ -66,6 +66,19 @@ var registryDDL = []string{
 	CREATE UNIQUE INDEX tenants_live_slug ON tenancy.tenants (slug) WHERE status <> 'deleted';
 	CREATE UNIQUE INDEX tenants_live_schema ON tenancy.tenants (schema_name) WHERE status <> 'deleted';
 	CREATE INDEX tenants_status_slug ON tenancy.tenants (status, slug);`,
+	// One namespace of names: every live tenant's ID and slug, all distinct,
+	// enforced by the primary key, so a name reaches at most one tenant. A
+	// tenant's rows go when it is marked deleted (its names may be reused)
+	// or when its row is removed.
+	2: `CREATE TABLE tenancy.tenant_names (
+		name      text PRIMARY KEY,
+		tenant_id text NOT NULL REFERENCES tenancy.tenants (id) ON DELETE CASCADE
+	);
+	CREATE INDEX tenant_names_tenant ON tenancy.tenant_names (tenant_id);
+	INSERT INTO tenancy.tenant_names (name, tenant_id)
+		SELECT id, id FROM tenancy.tenants WHERE status <> 'deleted' ORDER BY created_at ON CONFLICT DO NOTHING;
+	INSERT INTO tenancy.tenant_names (name, tenant_id)
+		SELECT slug, id FROM tenancy.tenants WHERE status <> 'deleted' ORDER BY created_at ON CONFLICT DO NOTHING;`,
 }
 
 // registryLock serialises registry upgrades across processes.
@@ -187,14 +200,17 @@ func (r *Registry) transition(ctx context.Context, slug string, from, to Status)
 	return fmt.Errorf("%w: tenant %q is %s, not %s", ErrInvalidTransition, slug, rec.Status, from)
 }
 
-// LookupTenant implements tenant.Lookup: key is a slug or an ID. Only active
-// tenants are returned; a suspended one gives ErrTenantSuspended and any
+// LookupTenant implements tenant.Lookup: key is a slug or an ID. IDs and
+// slugs of live tenants share one namespace (no live tenant's ID is another's
+// slug), so a key names at most one tenant. Only active tenants are returned; a suspended one gives ErrTenantSuspended and any
 // other ErrTenantNotFound. Put a tenant.Cache in front of it.
 func (r *Registry) LookupTenant(ctx context.Context, key string) (tenant.Tenant, error) {
 	var t tenant.Tenant
 	var status string
-	err := r.cfg.Owner.QueryRow(ctx, `SELECT id, slug, status FROM tenancy.tenants
-		WHERE (slug = $1 OR id = $1) AND status IN ('active', 'suspended') LIMIT 1`, key).Scan(&t.ID, &t.Slug, &status)
+	// tenant_names holds each live name once: at most one row matches.
+	err := r.cfg.Owner.QueryRow(ctx, `SELECT t.id, t.slug, t.status FROM tenancy.tenant_names n
+		JOIN tenancy.tenants t ON t.id = n.tenant_id
+		WHERE n.name = $1 AND t.status IN ('active', 'suspended')`, key).Scan(&t.ID, &t.Slug, &status)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return tenant.Tenant{}, ErrTenantNotFound
