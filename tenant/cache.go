@@ -38,6 +38,7 @@ type Cache struct {
 	entries  map[string]*list.Element // of *cacheEntry
 	lru      list.List                // front = most recently used
 	inflight map[string]*lookupCall
+	gen      uint64 // bumped by Invalidate: answers of lookups begun before are not stored
 }
 
 type cacheEntry struct {
@@ -110,13 +111,14 @@ func (c *Cache) LookupTenant(ctx context.Context, key string) (Tenant, error) {
 		}
 		call := &lookupCall{done: make(chan struct{})}
 		c.inflight[key] = call
+		gen := c.gen
 		c.mu.Unlock()
 
 		call.tenant, call.err = c.next.LookupTenant(ctx, key)
 
 		c.mu.Lock()
 		delete(c.inflight, key)
-		if ttl, ok := c.ttlFor(call.err); ok {
+		if ttl, ok := c.ttlFor(call.err); ok && gen == c.gen {
 			c.storeLocked(&cacheEntry{key: key, tenant: call.tenant, err: call.err, expires: c.now().Add(ttl)})
 		}
 		c.mu.Unlock()
@@ -125,13 +127,26 @@ func (c *Cache) LookupTenant(ctx context.Context, key string) (Tenant, error) {
 	}
 }
 
-// Invalidate drops the cached answer for key, e.g. after the tenant was
-// suspended, so the next lookup asks the underlying Lookup.
+// Invalidate drops the cached answers for key and for every other name of
+// the tenant it names (a tenant cached under its slug and its ID is dropped
+// under both), e.g. after the tenant was suspended, so the next lookup of
+// any of its names asks the underlying Lookup. A lookup already under way
+// when Invalidate runs does not store its answer.
 func (c *Cache) Invalidate(key string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.gen++
+	ids := map[string]bool{key: true}
 	if el, ok := c.entries[key]; ok {
-		c.removeLocked(el)
+		if t := el.Value.(*cacheEntry).tenant; t.ID != "" {
+			ids[t.ID] = true
+		}
+	}
+	for k, el := range c.entries {
+		e := el.Value.(*cacheEntry)
+		if k == key || ids[e.tenant.ID] || e.tenant.Slug == key {
+			c.removeLocked(el)
+		}
 	}
 }
 

@@ -240,3 +240,53 @@ func TestCacheWaiterHonoursOwnContext(t *testing.T) {
 		t.Errorf("waiter: %v, want its own deadline", err)
 	}
 }
+
+// TestCacheInvalidateDropsEveryNameOfTheTenant: a tenant cached under its
+// slug and its ID is dropped under both, whichever name is invalidated, and
+// a lookup under way when Invalidate runs does not store its stale answer.
+func TestCacheInvalidateDropsEveryNameOfTheTenant(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for _, name := range []string{"acme", "id-acme"} {
+		reg := newRegistry()
+		c := tenant.NewCache(reg, tenant.CacheConfig{TTL: time.Hour})
+		for _, key := range []string{"acme", "id-acme", "globex"} {
+			if _, err := c.LookupTenant(ctx, key); err != nil {
+				t.Fatal(err)
+			}
+		}
+		reg.suspended["acme"], reg.suspended["id-acme"] = true, true
+		c.Invalidate(name)
+		for _, key := range []string{"acme", "id-acme"} {
+			if _, err := c.LookupTenant(ctx, key); !errors.Is(err, tenant.ErrSuspended) {
+				t.Errorf("Invalidate(%q), then %q: %v, want ErrSuspended", name, key, err)
+			}
+		}
+		calls := reg.calls.Load()
+		if _, err := c.LookupTenant(ctx, "globex"); err != nil || reg.calls.Load() != calls {
+			t.Errorf("another tenant's entry was dropped too (%v)", err)
+		}
+	}
+
+	// In flight: the answer read before the invalidation is not stored.
+	release := make(chan struct{})
+	var calls atomic.Int64
+	c := tenant.NewCache(tenant.LookupFunc(func(ctx context.Context, key string) (tenant.Tenant, error) {
+		if calls.Add(1) == 1 {
+			<-release
+			return tenant.Tenant{ID: "id-acme", Slug: "acme"}, nil // stale: it was suspended meanwhile
+		}
+		return tenant.Tenant{}, tenant.ErrSuspended
+	}), tenant.CacheConfig{TTL: time.Hour})
+	done := make(chan struct{})
+	go func() { _, _ = c.LookupTenant(ctx, "acme"); close(done) }()
+	for calls.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	c.Invalidate("acme")
+	close(release)
+	<-done
+	if _, err := c.LookupTenant(ctx, "acme"); !errors.Is(err, tenant.ErrSuspended) {
+		t.Errorf("after an invalidation during a lookup: %v, want ErrSuspended", err)
+	}
+}
