@@ -114,7 +114,7 @@ func (r *Registry) Create(ctx context.Context, spec Spec) (Record, error) {
 		if err != nil {
 			return step("activate", err)
 		}
-		return nil
+		return notify(ctx, tx, t)
 	})
 	if err != nil {
 		return Record{}, err
@@ -148,7 +148,10 @@ func (r *Registry) buildOutside(ctx context.Context, t tenant.Tenant, schema str
 		}
 		var err error
 		rec, err = scanRecord(tx.QueryRow(ctx, "UPDATE tenancy.tenants SET status = 'active', updated_at = now() WHERE id = $1 RETURNING "+recordColumns, t.ID))
-		return err
+		if err != nil {
+			return err
+		}
+		return notify(ctx, tx, t)
 	})
 	if err != nil {
 		return Record{}, step("secure tables", err)

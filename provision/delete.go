@@ -20,9 +20,10 @@ import (
 func (r *Registry) Delete(ctx context.Context, slug string) error {
 	var t tenant.Tenant
 	var schema string
-	err := r.cfg.Owner.QueryRow(ctx, `UPDATE tenancy.tenants SET status = 'deleting', updated_at = now()
-		WHERE slug = $1 AND status IN ('active', 'suspended', 'deleting', 'failed')
-		RETURNING id, slug, coalesce(schema_name, '')`, slug).Scan(&t.ID, &t.Slug, &schema)
+	err := r.cfg.Owner.QueryRow(ctx, `WITH u AS (UPDATE tenancy.tenants SET status = 'deleting', updated_at = now()
+			WHERE slug = $1 AND status IN ('active', 'suspended', 'deleting', 'failed')
+			RETURNING id, slug, coalesce(schema_name, '') AS schema_name)
+		SELECT id, slug, schema_name FROM u, pg_notify($2, u.id || ' ' || u.slug)`, slug, WatchChannel).Scan(&t.ID, &t.Slug, &schema)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("%w: %q", ErrTenantNotFound, slug)
 	}

@@ -33,8 +33,19 @@
 // [Registry.Get], [Registry.List] (keyset pagination by slug, filter by
 // status), [Registry.Suspend] and [Registry.Resume]. [Registry.LookupTenant]
 // implements tenant.Lookup for the middleware: active tenants only,
-// [ErrTenantNotFound] (404) and [ErrTenantSuspended] (403). The registry
-// creates and upgrades its own tables, versioned, under an advisory lock.
+// [ErrTenantNotFound] (404) and [ErrTenantSuspended] (403). IDs and slugs of
+// live tenants share one namespace, enforced by a primary key
+// (tenancy.tenant_names), so a lookup key names at most one tenant. The
+// registry creates and upgrades its own tables, versioned, under an advisory
+// lock.
+//
+// Every status change (Create, Suspend, Resume, Delete) is announced with
+// NOTIFY on [WatchChannel] in the transaction that makes it.
+// [Registry.Watch] listens on a dedicated connection, reconnecting with
+// backoff, and invalidates every name of the changed tenant in a
+// tenant.Cache: run one per cache, and a suspension is refused by every
+// instance of a service within milliseconds instead of at the end of the
+// cache's TTL.
 //
 // # Delete
 //

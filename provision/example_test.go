@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/tenancykit/tenancy/internal/testenv"
@@ -64,4 +65,43 @@ func ExampleRegistry_Create() {
 	// 1 project
 	// true
 	// true
+}
+
+func ExampleRegistry_Watch() {
+	pg := testenv.ExamplePostgreSQL()
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	owner, err := pgxpool.New(ctx, pg.OwnerURL)
+	if err != nil {
+		panic(err)
+	}
+	defer owner.Close()
+	reg, err := provision.New(ctx, provision.Config{Owner: owner, AppRole: pg.AppRole,
+		Builder: provision.DDL(`CREATE TABLE notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, tenant_id text NOT NULL)`)})
+	if err != nil {
+		panic(err)
+	}
+
+	// Each instance of the service caches lookups and watches the registry,
+	// so a change made by any instance reaches every cache at once.
+	cache := tenant.NewCache(reg, tenant.CacheConfig{})
+	go func() { _ = reg.Watch(ctx, cache) }()
+
+	slug := testenv.NewTenant("watched").Slug
+	if _, err := reg.Create(ctx, provision.Spec{Slug: slug}); err != nil {
+		panic(err)
+	}
+	_, err = cache.LookupTenant(ctx, slug)
+	fmt.Println("served:", err == nil)
+	_ = reg.Suspend(ctx, slug) // in production: another instance, or an admin tool
+	for range 100 {
+		if _, err = cache.LookupTenant(ctx, slug); err != nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	fmt.Println("suspended:", errors.Is(err, tenant.ErrSuspended))
+	// Output:
+	// served: true
+	// suspended: true
 }

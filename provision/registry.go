@@ -184,8 +184,11 @@ func (r *Registry) Resume(ctx context.Context, slug string) error {
 }
 
 func (r *Registry) transition(ctx context.Context, slug string, from, to Status) error {
-	ct, err := r.cfg.Owner.Exec(ctx, "UPDATE tenancy.tenants SET status = $3, updated_at = now() WHERE slug = $1 AND status = $2",
-		slug, string(from), string(to))
+	// The change and its notification commit together (one statement).
+	ct, err := r.cfg.Owner.Exec(ctx, `WITH u AS (
+			UPDATE tenancy.tenants SET status = $3, updated_at = now() WHERE slug = $1 AND status = $2 RETURNING id, slug)
+		SELECT pg_notify($4, u.id || ' ' || u.slug) FROM u`,
+		slug, string(from), string(to), WatchChannel)
 	if err != nil {
 		return err
 	}

@@ -150,6 +150,16 @@ func (c *Cache) Invalidate(key string) {
 	}
 }
 
+// InvalidateAll drops every cached answer, e.g. when notifications of
+// changes may have been missed; lookups under way do not store theirs.
+func (c *Cache) InvalidateAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	clear(c.entries)
+	c.lru.Init()
+}
+
 // Len returns the number of cached entries, fresh or expired.
 func (c *Cache) Len() int {
 	c.mu.Lock()
