@@ -71,6 +71,13 @@ type Config struct {
 // ErrInvalidConfig is returned by [New] for an unusable [Config].
 var ErrInvalidConfig = errors.New("migrate: invalid configuration")
 
+// ErrSequenceDefault is matched by a tenant's error when a migration made a
+// tenant table with a column whose default draws from a sequence (serial,
+// bigserial, nextval): the app role holds no sequence privileges, since
+// sequences are beyond row level security. The message names each
+// table.column; use GENERATED ALWAYS AS IDENTITY or gen_random_uuid().
+var ErrSequenceDefault = errors.New("migrate: columns with a sequence default")
+
 // MigrationError is a failed migration of one schema: the tenant (zero for
 // the shared schema), the version that failed and the cause. Earlier
 // migrations of the schema stay applied; each runs in its own transaction.
@@ -383,7 +390,12 @@ func (m *Migrator) secure(ctx context.Context, w *worker, t tenant.Tenant, schem
 		if !rls.Pending(rels) {
 			return nil // no new table: nothing to confine or grant
 		}
-		stmts, missing, foreign := rls.Plan(schema, rels, m.cfg.Setting, m.cfg.AppRole, t.ID)
+		stmts, missing, foreign, serial := rls.Plan(schema, rels, m.cfg.Setting, m.cfg.AppRole, t.ID)
+		if len(serial) > 0 {
+			// Nothing confined or granted: the new tables stay unusable for
+			// the app role, and the tenant's migration reports why.
+			return fmt.Errorf("%w: %w", ErrSequenceDefault, rls.SequenceDefaultError(serial))
+		}
 		if len(stmts) > 0 {
 			// One round trip: the statements hold only quoted identifiers and
 			// catalog types; a multi-statement query is one transaction.

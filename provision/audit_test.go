@@ -52,6 +52,9 @@ func TestAudit(t *testing.T) {
 		"DROP SCHEMA " + c + " CASCADE",
 		"CREATE SCHEMA tenant_orphan",
 		"CREATE TABLE public.shared_emails (id int PRIMARY KEY, tenant_id text, email text UNIQUE, UNIQUE (tenant_id, id))",
+		"CREATE TABLE public.shared_codes (tenant_id text NOT NULL, code text, UNIQUE (code) INCLUDE (tenant_id))",
+		"CREATE TABLE public.counters (id serial, tenant_id uuid NOT NULL)",
+		"GRANT USAGE ON SEQUENCE public.counters_id_seq TO " + app,
 	} {
 		if _, err := admin.Exec(ctx, s); err != nil {
 			t.Fatalf("%s: %v", s, err)
@@ -80,6 +83,10 @@ func TestAudit(t *testing.T) {
 		{"rls-not-forced", a + ".notes"},
 		{"schema-without-registry", "tenant_orphan"},
 		{"security-definer-function", "public.peek()"},
+		{"sequence-default", "public.counters.id"},
+		{"sequence-privilege", "public.counters_id_seq"},
+		{"sequence-privilege", b + ".notes_id_seq"}, // the app role owns notes, and so its identity sequence
+		{"unique-without-tenant", "public.shared_codes (shared_codes_code_tenant_id_key)"},
 		{"unique-without-tenant", "public.shared_emails (shared_emails_email_key)"},
 		{"unique-without-tenant", "public.shared_emails (shared_emails_pkey)"},
 		{"view-not-security-invoker", b + ".all_projects"},

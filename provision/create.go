@@ -96,7 +96,7 @@ func (r *Registry) Create(ctx context.Context, spec Spec) (Record, error) {
 			}
 			if r.cfg.SchemaBuilder != nil {
 				// Built after this transaction commits the empty schema.
-				if err := execAll(ctx, tx, grantSQL(schema, nil, nil, r.cfg.AppRole)); err != nil {
+				if err := execAll(ctx, tx, grantSQL(schema, nil, r.cfg.AppRole)); err != nil {
 					return step("grant schema", err)
 				}
 				return nil
@@ -174,9 +174,12 @@ func (r *Registry) secureSchema(ctx context.Context, tx pgx.Tx, t tenant.Tenant,
 	if err != nil {
 		return err
 	}
-	stmts, missing, foreign := rls.Plan(schema, rels, r.cfg.Setting, r.cfg.AppRole, t.ID)
+	stmts, missing, foreign, serial := rls.Plan(schema, rels, r.cfg.Setting, r.cfg.AppRole, t.ID)
 	if len(missing) > 0 {
 		return fmt.Errorf("%w: %w", ErrMissingTenantColumn, rls.MissingError(missing))
+	}
+	if len(serial) > 0 {
+		return fmt.Errorf("%w: %w", ErrSequenceDefault, rls.SequenceDefaultError(serial))
 	}
 	if len(foreign) > 0 {
 		return fmt.Errorf("provision: tables with policies of their own: %s; leave policies to provision, another permissive policy would widen access", strings.Join(foreign, ", "))

@@ -27,6 +27,12 @@ var (
 	// when the builder made tables without a tenant_id column; the message
 	// lists them.
 	ErrMissingTenantColumn = errors.New("provision: tables without a tenant_id column")
+	// ErrSequenceDefault is matched by the error of [Registry.Create] when
+	// the builder made a column whose default draws from a sequence (serial,
+	// bigserial, nextval): the app role holds no sequence privileges, since
+	// sequences are beyond row level security. The message names each
+	// table.column; use GENERATED ALWAYS AS IDENTITY or gen_random_uuid().
+	ErrSequenceDefault = errors.New("provision: columns with a sequence default")
 	// ErrInvalidConfig is returned by [New] for an unusable [Config]; the
 	// message names the field.
 	ErrInvalidConfig = errors.New("provision: invalid configuration")

@@ -38,10 +38,10 @@ func TestGoldenSecureSchema(t *testing.T) {
 	stmts = append(stmts, secureTableSQL("tenant_acme", "tags", "uuid", "app.tenant_id", "0b7f1c8e-8d5e-4c62-9a8e-2f2f0f6e4a11")...)
 	stmts = append(stmts, secureTableSQL("tenant_acme", "Mixed Case", "bigint", "myapp.tenant", "42")...)
 	stmts = append(stmts, secureTableSQL("public", "shared_notes", "text", "app.tenant_id", "")...)
-	stmts = append(stmts, grantSQL("tenant_acme", []string{"projects", "tags", "Mixed Case"}, []string{"projects_id_seq"}, "app_role")...)
+	stmts = append(stmts, grantSQL("tenant_acme", []string{"projects", "tags", "Mixed Case"}, "app_role")...)
 	golden(t, "secure_schema.golden.sql", join(stmts))
 }
 
 func TestGoldenGrantsWithoutTables(t *testing.T) {
-	golden(t, "grants_empty_schema.golden.sql", join(grantSQL("tenant_empty", nil, nil, "app")))
+	golden(t, "grants_empty_schema.golden.sql", join(grantSQL("tenant_empty", nil, "app")))
 }

@@ -49,7 +49,7 @@ func TableSQL(schema, table, colType, setting, pinnedID string) []string {
 
 // GrantSQL returns the grants of a tenant schema to the app role, naming the
 // objects (GRANT ... ON ALL TABLES IN SCHEMA scans the whole catalog).
-func GrantSQL(schema string, tables, sequences []string, appRole string) []string {
+func GrantSQL(schema string, tables []string, appRole string) []string {
 	s := pgx.Identifier{schema}.Sanitize()
 	role := pgx.Identifier{appRole}.Sanitize()
 	out := []string{
@@ -58,9 +58,6 @@ func GrantSQL(schema string, tables, sequences []string, appRole string) []strin
 	}
 	if len(tables) > 0 {
 		out = append(out, "GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE "+Qualified(schema, tables)+" TO "+role)
-	}
-	if len(sequences) > 0 {
-		out = append(out, "GRANT USAGE, SELECT ON SEQUENCE "+Qualified(schema, sequences)+" TO "+role)
 	}
 	return out
 }
@@ -81,6 +78,10 @@ type Relation struct {
 	TenantType string // format_type of tenant_id, "" when absent
 	HasPolicy  bool   // any policy
 	HasOurs    bool   // the tenant_isolation policy
+	// SequenceDefaults are the columns whose default draws from a sequence
+	// (serial, nextval): the app role holds no sequence privileges, so
+	// they cannot work for it, and sequences are beyond RLS.
+	SequenceDefaults []string
 }
 
 // Relations lists the tables and sequences of schema through pg_depend,
@@ -92,7 +93,10 @@ func Relations(ctx context.Context, q interface {
 	rows, _ := q.Query(ctx, `SELECT c.relname, c.relkind::text,
 			coalesce(format_type(a.atttypid, a.atttypmod), ''),
 			EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid),
-			EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid AND p.polname = $2)
+			EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid AND p.polname = $2),
+			ARRAY(SELECT sa.attname::text FROM pg_attrdef ad
+				JOIN pg_attribute sa ON sa.attrelid = ad.adrelid AND sa.attnum = ad.adnum AND NOT sa.attisdropped
+				WHERE ad.adrelid = c.oid AND pg_get_expr(ad.adbin, ad.adrelid) LIKE 'nextval(%' ORDER BY sa.attnum)
 		FROM pg_depend d
 		JOIN pg_class c ON c.oid = d.objid
 		LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped
@@ -119,14 +123,21 @@ func Pending(rels []Relation) bool {
 // (another permissive policy would widen access). Tables already carrying
 // the tenant policy are granted, not altered. goose's version table and its
 // sequence are left alone: they belong to the owner.
-func Plan(schema string, rels []Relation, setting, appRole, pinnedID string) (stmts, missing, foreign []string) {
-	var tables, sequences []string
+//
+// The app role gets no sequence privileges: sequences are beyond RLS (one
+// tenant could read or advance another's, and lastval() carries ids across
+// statements). serial lists "table.column" of tables being confined now whose
+// column default draws from a sequence; use GENERATED ... AS IDENTITY or
+// gen_random_uuid(), which need no privilege. Tables confined before are
+// left as they are (Audit reports them).
+func Plan(schema string, rels []Relation, setting, appRole, pinnedID string) (stmts, missing, foreign, serial []string) {
+	var tables []string
 	for _, r := range rels {
 		switch {
 		case r.Name == "goose_db_version" || r.Name == "goose_db_version_id_seq":
 			// The migration bookkeeping of migrate: the owner's, not the app's.
 		case r.Kind == "S":
-			sequences = append(sequences, r.Name)
+			// No grant: identity columns need none, and serial is refused.
 		case r.TenantType == "":
 			missing = append(missing, r.Name)
 		case r.HasOurs:
@@ -134,11 +145,23 @@ func Plan(schema string, rels []Relation, setting, appRole, pinnedID string) (st
 		case r.HasPolicy:
 			foreign = append(foreign, r.Name)
 		default:
+			for _, col := range r.SequenceDefaults {
+				serial = append(serial, r.Name+"."+col)
+			}
 			tables = append(tables, r.Name)
 			stmts = append(stmts, TableSQL(schema, r.Name, r.TenantType, setting, pinnedID)...)
 		}
 	}
-	return append(stmts, GrantSQL(schema, tables, sequences, appRole)...), missing, foreign
+	return append(stmts, GrantSQL(schema, tables, appRole)...), missing, foreign, serial
+}
+
+// ErrSequenceDefault is wrapped by SequenceDefaultError.
+var ErrSequenceDefault = errors.New("columns with a sequence default (serial)")
+
+// SequenceDefaultError reports columns whose default draws from a sequence.
+func SequenceDefaultError(cols []string) error {
+	return fmt.Errorf("%w: %s (the app role holds no sequence privileges, which RLS cannot cover; use GENERATED ALWAYS AS IDENTITY or gen_random_uuid() instead)",
+		ErrSequenceDefault, strings.Join(cols, ", "))
 }
 
 // MissingError reports tables without tenant_id.

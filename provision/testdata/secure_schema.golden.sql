@@ -17,4 +17,3 @@ ALTER TABLE "public"."shared_notes" ALTER COLUMN tenant_id SET DEFAULT nullif(cu
 REVOKE ALL ON SCHEMA "tenant_acme" FROM PUBLIC;
 GRANT USAGE ON SCHEMA "tenant_acme" TO "app_role";
 GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE "tenant_acme"."projects", "tenant_acme"."tags", "tenant_acme"."Mixed Case" TO "app_role";
-GRANT USAGE, SELECT ON SEQUENCE "tenant_acme"."projects_id_seq" TO "app_role";
