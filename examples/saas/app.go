@@ -49,6 +49,8 @@ type App struct {
 	lookup   *tenant.Cache
 	migrator *migrate.Migrator
 	log      *slog.Logger
+	// stopWatch ends the registry watch that keeps lookup fresh.
+	stopWatch context.CancelFunc
 }
 
 // NewApp connects, applies the shared and tenant migrations, and returns the
@@ -101,13 +103,19 @@ func NewApp(ctx context.Context, cfg Config) (*App, error) {
 	if a.pool, err = pgtenant.New(ctx, pgtenant.Config{PoolConfig: poolCfg}); err != nil {
 		return nil, err
 	}
-	// A short TTL, and the admin handlers invalidate on every change.
+	// A short TTL, and the admin handlers invalidate on every change; the
+	// registry watch carries changes made by any other instance (or an
+	// admin tool) to this instance's cache within milliseconds.
 	a.lookup = tenant.NewCache(a.registry, tenant.CacheConfig{TTL: 10 * time.Second, NegativeTTL: time.Second})
+	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
+	a.stopWatch = stopWatch
+	go func() { _ = a.registry.Watch(watchCtx, a.lookup) }()
 	return a, nil
 }
 
 // Close releases the pools (not the Redis client, which the caller owns).
 func (a *App) Close() {
+	a.stopWatch()
 	a.pool.Close()
 	a.owner.Close()
 }

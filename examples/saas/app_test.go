@@ -257,3 +257,34 @@ func TestRateLimitPerTenant(t *testing.T) {
 		t.Errorf("another tenant is limited too: %d", r.status)
 	}
 }
+
+// TestSuspensionReachesEveryInstance: two instances of the service on one
+// database, each with its own cache; a suspension made through one is
+// refused by the other within a second (the registry watch), not at the end
+// of the cache's TTL.
+func TestSuspensionReachesEveryInstance(t *testing.T) {
+	raw := testenv.RedisClient(t)
+	one, two := newServer(t, raw), newServer(t, raw)
+	s := testenv.NewTenant("twice").Slug
+	if r := call(t, one, "POST", "/api/v1/tenants", "", fmt.Sprintf(`{"slug":%q}`, s), true); r.status != 201 {
+		t.Fatalf("create: %d %s", r.status, r.body)
+	}
+	if r := call(t, two, "GET", "/api/v1/projects", s, "", false); r.status != 200 {
+		t.Fatalf("instance two before: %d %s", r.status, r.body)
+	}
+	if r := call(t, one, "POST", "/api/v1/tenants/"+s+"/suspend", "", "", true); r.status >= 300 {
+		t.Fatalf("suspend: %d %s", r.status, r.body)
+	}
+	start := time.Now()
+	for {
+		r := call(t, two, "GET", "/api/v1/projects", s, "", false)
+		if r.status == 403 {
+			t.Logf("instance two refused the suspended tenant after %v", time.Since(start))
+			break
+		}
+		if time.Since(start) > time.Second {
+			t.Fatalf("instance two still answers %d a second after the suspension", r.status)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
