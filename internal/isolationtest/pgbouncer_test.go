@@ -269,7 +269,7 @@ func TestPgBouncerSessionStateIsRefused(t *testing.T) {
 	var cursors, locks int
 	var setting string
 	err = other.QueryRow(ctx, `SELECT (SELECT count(*) FROM pg_cursors WHERE name <> '')::int,
-		(SELECT count(*) FROM pg_locks WHERE locktype = 'advisory')::int, coalesce(current_setting('app.tenant_id', true), '')`,
+		(SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid())::int, coalesce(current_setting('app.tenant_id', true), '')`,
 		pgx.QueryExecModeSimpleProtocol).Scan(&cursors, &locks, &setting)
 	if err != nil {
 		t.Fatal(err)
