@@ -78,6 +78,11 @@ var ErrInvalidConfig = errors.New("migrate: invalid configuration")
 // table.column; use GENERATED ALWAYS AS IDENTITY or gen_random_uuid().
 var ErrSequenceDefault = errors.New("migrate: columns with a sequence default")
 
+// ErrSharedTwin is matched by a tenant's error when a migration made a
+// tenant table named like a table or view of the shared schema public: a
+// tenant whose migration is missing would silently reach the shared one.
+var ErrSharedTwin = errors.New("migrate: tenant tables named like a shared table")
+
 // MigrationError is a failed migration of one schema: the tenant (zero for
 // the shared schema), the version that failed and the cause. Earlier
 // migrations of the schema stay applied; each runs in its own transaction.
@@ -390,11 +395,15 @@ func (m *Migrator) secure(ctx context.Context, w *worker, t tenant.Tenant, schem
 		if !rls.Pending(rels) {
 			return nil // no new table: nothing to confine or grant
 		}
-		stmts, missing, foreign, serial := rls.Plan(schema, rels, m.cfg.Setting, m.cfg.AppRole, t.ID)
-		if len(serial) > 0 {
-			// Nothing confined or granted: the new tables stay unusable for
-			// the app role, and the tenant's migration reports why.
-			return fmt.Errorf("%w: %w", ErrSequenceDefault, rls.SequenceDefaultError(serial))
+		plan := rls.Plan(schema, rels, m.cfg.Setting, m.cfg.AppRole, t.ID)
+		stmts, missing, foreign := plan.Stmts, plan.Missing, plan.Foreign
+		// Nothing confined or granted on these: the new tables stay unusable
+		// for the app role, and the tenant's migration reports why.
+		if len(plan.Serial) > 0 {
+			return fmt.Errorf("%w: %w", ErrSequenceDefault, rls.SequenceDefaultError(plan.Serial))
+		}
+		if len(plan.Twins) > 0 {
+			return fmt.Errorf("%w: %w", ErrSharedTwin, rls.SharedTwinError(plan.Twins))
 		}
 		if len(stmts) > 0 {
 			// One round trip: the statements hold only quoted identifiers and

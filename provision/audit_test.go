@@ -54,6 +54,9 @@ func TestAudit(t *testing.T) {
 		"CREATE TABLE public.shared_emails (id int PRIMARY KEY, tenant_id text, email text UNIQUE, UNIQUE (tenant_id, id))",
 		"CREATE TABLE public.shared_codes (tenant_id text NOT NULL, code text, UNIQUE (code) INCLUDE (tenant_id))",
 		"CREATE TABLE public.counters (id serial, tenant_id uuid NOT NULL)",
+		"CREATE TABLE public.orders (id int PRIMARY KEY, tenant_id text NOT NULL)",
+		"CREATE TABLE public.order_lines (tenant_id text NOT NULL, order_id int REFERENCES public.orders (id))",
+		"CREATE TABLE public.projects (id int)",
 		"GRANT USAGE ON SEQUENCE public.counters_id_seq TO " + app,
 	} {
 		if _, err := admin.Exec(ctx, s); err != nil {
@@ -83,7 +86,11 @@ func TestAudit(t *testing.T) {
 		{"rls-not-forced", a + ".notes"},
 		{"schema-without-registry", "tenant_orphan"},
 		{"security-definer-function", "public.peek()"},
+		{"foreign-key-without-tenant", "public.order_lines (order_lines_order_id_fkey -> public.orders)"},
 		{"sequence-default", "public.counters.id"},
+		{"shared-twin", a + ".projects (also public.projects)"},
+		{"shared-twin", b + ".projects (also public.projects)"},
+		{"unique-without-tenant", "public.orders (orders_pkey)"},
 		{"sequence-privilege", "public.counters_id_seq"},
 		{"sequence-privilege", b + ".notes_id_seq"}, // the app role owns notes, and so its identity sequence
 		{"unique-without-tenant", "public.shared_codes (shared_codes_code_tenant_id_key)"},
@@ -91,6 +98,7 @@ func TestAudit(t *testing.T) {
 		{"unique-without-tenant", "public.shared_emails (shared_emails_pkey)"},
 		{"view-not-security-invoker", b + ".all_projects"},
 	}
+	sort.Slice(want, func(i, j int) bool { return want[i].Check+want[i].Object < want[j].Check+want[j].Object })
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("findings (-want +got):\n%s", diff)
 	}

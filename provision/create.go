@@ -174,17 +174,20 @@ func (r *Registry) secureSchema(ctx context.Context, tx pgx.Tx, t tenant.Tenant,
 	if err != nil {
 		return err
 	}
-	stmts, missing, foreign, serial := rls.Plan(schema, rels, r.cfg.Setting, r.cfg.AppRole, t.ID)
-	if len(missing) > 0 {
-		return fmt.Errorf("%w: %w", ErrMissingTenantColumn, rls.MissingError(missing))
+	plan := rls.Plan(schema, rels, r.cfg.Setting, r.cfg.AppRole, t.ID)
+	if len(plan.Missing) > 0 {
+		return fmt.Errorf("%w: %w", ErrMissingTenantColumn, rls.MissingError(plan.Missing))
 	}
-	if len(serial) > 0 {
-		return fmt.Errorf("%w: %w", ErrSequenceDefault, rls.SequenceDefaultError(serial))
+	if len(plan.Serial) > 0 {
+		return fmt.Errorf("%w: %w", ErrSequenceDefault, rls.SequenceDefaultError(plan.Serial))
 	}
-	if len(foreign) > 0 {
-		return fmt.Errorf("provision: tables with policies of their own: %s; leave policies to provision, another permissive policy would widen access", strings.Join(foreign, ", "))
+	if len(plan.Twins) > 0 {
+		return fmt.Errorf("%w: %w", ErrSharedTwin, rls.SharedTwinError(plan.Twins))
 	}
-	return execAll(ctx, tx, stmts)
+	if len(plan.Foreign) > 0 {
+		return fmt.Errorf("provision: tables with policies of their own: %s; leave policies to provision, another permissive policy would widen access", strings.Join(plan.Foreign, ", "))
+	}
+	return execAll(ctx, tx, plan.Stmts)
 }
 
 // secureSharedTables makes sure every shared table has a tenant_id column,

@@ -33,6 +33,11 @@ var (
 	// sequences are beyond row level security. The message names each
 	// table.column; use GENERATED ALWAYS AS IDENTITY or gen_random_uuid().
 	ErrSequenceDefault = errors.New("provision: columns with a sequence default")
+	// ErrSharedTwin is matched by the error of [Registry.Create] when the
+	// builder made a table named like a table or view of the shared schema
+	// public: a tenant whose table went missing would silently reach the
+	// shared one. The message names both.
+	ErrSharedTwin = errors.New("provision: tenant tables named like a shared table")
 	// ErrInvalidConfig is returned by [New] for an unusable [Config]; the
 	// message names the field.
 	ErrInvalidConfig = errors.New("provision: invalid configuration")

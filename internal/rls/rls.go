@@ -82,6 +82,10 @@ type Relation struct {
 	// (serial, nextval): the app role holds no sequence privileges, so
 	// they cannot work for it, and sequences are beyond RLS.
 	SequenceDefaults []string
+	// SharedTwin is the relation of the same name in the shared schema
+	// public ("public.users"), "" when there is none: a statement of a tenant
+	// whose table is missing would resolve to it.
+	SharedTwin string
 }
 
 // Relations lists the tables and sequences of schema through pg_depend,
@@ -96,7 +100,10 @@ func Relations(ctx context.Context, q interface {
 			EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid AND p.polname = $2),
 			ARRAY(SELECT sa.attname::text FROM pg_attrdef ad
 				JOIN pg_attribute sa ON sa.attrelid = ad.adrelid AND sa.attnum = ad.adnum AND NOT sa.attisdropped
-				WHERE ad.adrelid = c.oid AND pg_get_expr(ad.adbin, ad.adrelid) LIKE 'nextval(%' ORDER BY sa.attnum)
+				WHERE ad.adrelid = c.oid AND pg_get_expr(ad.adbin, ad.adrelid) LIKE 'nextval(%' ORDER BY sa.attnum),
+			coalesce((SELECT format('%I.%I', 'public', s.relname) FROM pg_class s
+				WHERE s.relname = c.relname AND s.relnamespace = 'public'::regnamespace
+					AND s.relkind IN ('r', 'p', 'v', 'm', 'f') LIMIT 1), '')
 		FROM pg_depend d
 		JOIN pg_class c ON c.oid = d.objid
 		LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped
@@ -130,8 +137,8 @@ func Pending(rels []Relation) bool {
 // column default draws from a sequence; use GENERATED ... AS IDENTITY or
 // gen_random_uuid(), which need no privilege. Tables confined before are
 // left as they are (Audit reports them).
-func Plan(schema string, rels []Relation, setting, appRole, pinnedID string) (stmts, missing, foreign, serial []string) {
-	var tables []string
+func Plan(schema string, rels []Relation, setting, appRole, pinnedID string) PlanResult {
+	var stmts, missing, foreign, serial, twins, tables []string
 	for _, r := range rels {
 		switch {
 		case r.Name == "goose_db_version" || r.Name == "goose_db_version_id_seq":
@@ -148,11 +155,34 @@ func Plan(schema string, rels []Relation, setting, appRole, pinnedID string) (st
 			for _, col := range r.SequenceDefaults {
 				serial = append(serial, r.Name+"."+col)
 			}
+			if r.SharedTwin != "" {
+				twins = append(twins, pgx.Identifier{schema, r.Name}.Sanitize()+" (also "+r.SharedTwin+")")
+			}
 			tables = append(tables, r.Name)
 			stmts = append(stmts, TableSQL(schema, r.Name, r.TenantType, setting, pinnedID)...)
 		}
 	}
-	return append(stmts, GrantSQL(schema, tables, appRole)...), missing, foreign, serial
+	return PlanResult{Stmts: append(stmts, GrantSQL(schema, tables, appRole)...), Missing: missing, Foreign: foreign, Serial: serial, Twins: twins}
+}
+
+// PlanResult is what Plan found and would run.
+type PlanResult struct {
+	// Stmts confine the new tables and grant the app role.
+	Stmts []string
+	// Missing are tables without tenant_id; Foreign, tables with policies
+	// of their own; Serial, "table.column" with a sequence default; Twins,
+	// new tables named like a relation of the shared schema public.
+	Missing, Foreign, Serial, Twins []string
+}
+
+// ErrSharedTwin is wrapped by SharedTwinError.
+var ErrSharedTwin = errors.New("tenant tables named like a shared table")
+
+// SharedTwinError reports new tenant tables named like a relation of the
+// shared schema: one missing migration, and a tenant's statement reaches the
+// shared relation instead.
+func SharedTwinError(twins []string) error {
+	return fmt.Errorf("%w: %s (a tenant whose table is missing would reach the shared one; rename one of them)", ErrSharedTwin, strings.Join(twins, ", "))
 }
 
 // ErrSequenceDefault is wrapped by SequenceDefaultError.
