@@ -292,8 +292,12 @@ func TestDifferentialAgainstPgx(t *testing.T) {
 	ctx := ctxFor(tn)
 	bg := context.Background()
 
-	for _, maxConns := range []int32{1, 4} {
-		t.Run(fmt.Sprintf("MaxConns=%d", maxConns), func(t *testing.T) {
+	for _, variant := range []struct {
+		maxConns int32
+		mode     pgx.QueryExecMode
+	}{{1, pgx.QueryExecModeCacheStatement}, {4, pgx.QueryExecModeCacheStatement}, {1, pgx.QueryExecModeExec}} {
+		maxConns, mode := variant.maxConns, variant.mode
+		t.Run(fmt.Sprintf("MaxConns=%d/mode=%v", maxConns, mode), func(t *testing.T) {
 			var tp *pgtenant.Pool
 			var op *pgxpool.Pool
 			fresh := func() {
@@ -301,9 +305,13 @@ func TestDifferentialAgainstPgx(t *testing.T) {
 					tp.Close()
 					op.Close()
 				}
-				tp = newPool(t, pg, func(c *pgtenant.Config) { c.PoolConfig.MaxConns = maxConns })
+				tp = newPool(t, pg, func(c *pgtenant.Config) {
+					c.PoolConfig.MaxConns = maxConns
+					c.PoolConfig.ConnConfig.DefaultQueryExecMode = mode
+				})
 				cfg := pg.AppConfig(t)
 				cfg.MaxConns = maxConns
+				cfg.ConnConfig.DefaultQueryExecMode = mode
 				cfg.ConnConfig.RuntimeParams["search_path"] = oracleSchema
 				var err error
 				if op, err = pgxpool.NewWithConfig(bg, cfg); err != nil {
@@ -312,7 +320,7 @@ func TestDifferentialAgainstPgx(t *testing.T) {
 			}
 			defer func() { op.Close() }()
 			for i := range *diffPrograms {
-				seed := uint64(maxConns)*1_000_000 + uint64(i) + 1
+				seed := uint64(maxConns)*1_000_000 + uint64(mode)*100_000 + uint64(i) + 1
 				if *diffSeed != 0 && seed != *diffSeed {
 					continue
 				}
