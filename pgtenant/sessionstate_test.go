@@ -359,6 +359,9 @@ func TestTxPrepareAndLargeObjects(t *testing.T) {
 		if err := lo.Unlink(ctx, oid); err != nil {
 			return err
 		}
+		if _, err := tx.Prepare(ctx, "tenancy_1", "SELECT 1"); err == nil {
+			t.Error("Prepare took a name of the pool's own statements")
+		}
 		if _, err := tx.Prepare(ctx, "names", "SELECT name FROM items ORDER BY id"); err != nil {
 			return err
 		}

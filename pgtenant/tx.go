@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"strconv"
+	"strings"
 	"unsafe"
 
 	"github.com/jackc/pgx/v5"
@@ -292,6 +293,9 @@ func (t *Tx) Prepare(ctx context.Context, name, sql string) (*pgconn.StatementDe
 	}
 	if name == "" {
 		name = sql
+	}
+	if strings.HasPrefix(name, "tenancy_") {
+		return nil, fmt.Errorf("pgtenant: Prepare: statement names starting with \"tenancy_\" are the pool's own; choose another name than %q", name)
 	}
 	if sd, ok := t.st.named[name]; ok && sd.SQL == sql {
 		return sd, nil
