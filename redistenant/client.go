@@ -423,7 +423,10 @@ func (d *dedicated) lastPrefix() string {
 
 var _ rueidis.DedicatedClient = (*dedicated)(nil)
 
-func (d *dedicated) B() rueidis.Builder { return d.dc.B() }
+// B returns the parent's builder: on a cluster it lets a tenant's
+// multi-key command name unprefixed keys of different slots, as Client.B
+// does (prefixed, they share the tenant's slot).
+func (d *dedicated) B() rueidis.Builder { return d.parent.B() }
 
 func (d *dedicated) Do(ctx context.Context, cmd rueidis.Completed) rueidis.RedisResult {
 	cmd, prefix, err := d.parent.confine(ctx, cmd, useDedicated)

@@ -201,6 +201,14 @@ func TestClusterEveryHelper(t *testing.T) {
 	if _, err := res[3].ToArray(); err != nil {
 		t.Errorf("MULTI block on the cluster: %v", err)
 	}
+	err = c.Dedicated(func(d rueidis.DedicatedClient) error {
+		res := d.DoMulti(ctx, d.B().Watch().Key("a", "foo").Build(), d.B().Multi().Build(),
+			d.B().Mset().KeyValue().KeyValue("a", "2").KeyValue("foo", "3").Build(), d.B().Exec().Build())
+		return res[3].Error()
+	})
+	if err != nil {
+		t.Errorf("optimistic MSET on a dedicated cluster connection: %v", err)
+	}
 	if n, err := c.Purge(ctx, tn); err != nil || n == 0 {
 		t.Errorf("Purge = %d, %v", n, err)
 	}
