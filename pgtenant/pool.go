@@ -25,6 +25,10 @@ type Pool struct {
 	conns    sync.Map // *pgx.Conn -> *connState
 	scopes   scopeCache
 	classes  classCache
+	// The tracers of the pool's ConnConfig, called with the caller's SQL on
+	// the paths that bypass pgx's own calls (nil when not implemented).
+	qt pgx.QueryTracer
+	pt pgx.PrepareTracer
 }
 
 // New creates a Pool from cfg and checks that its role cannot bypass row
@@ -37,6 +41,8 @@ func New(ctx context.Context, cfg Config) (*Pool, error) {
 	}
 	p := &Pool{cfg: s}
 	pc := cfg.PoolConfig.Copy()
+	p.qt = pc.ConnConfig.Tracer
+	p.pt, _ = pc.ConnConfig.Tracer.(pgx.PrepareTracer)
 	switch pc.ConnConfig.DefaultQueryExecMode {
 	case pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol:
 	default:
@@ -165,12 +171,14 @@ func (p *Pool) Exec(ctx context.Context, sql string, args ...any) (pgconn.Comman
 	return ct, err
 }
 
-func (p *Pool) execOnce(ctx context.Context, c *pgx.Conn, st *connState, sc scope, cls *class, sql string, args []any) (pgconn.CommandTag, error) {
+func (p *Pool) execOnce(ctx context.Context, c *pgx.Conn, st *connState, sc scope, cls *class, sql string, args []any) (ct pgconn.CommandTag, err error) {
+	ctx = p.traceStart(ctx, c, sql, args)
+	defer func() { p.traceEnd(ctx, c, ct, err) }()
 	mrr, _, err := p.run(ctx, c, st, sc, sql, args, withScope, pgx.TxOptions{})
 	if err != nil {
 		return pgconn.CommandTag{}, err
 	}
-	ct, err := mrr.ResultReader().Close()
+	ct, err = mrr.ResultReader().Close()
 	if closeErr := mrr.Close(); err == nil {
 		err = closeErr
 	}
@@ -179,6 +187,21 @@ func (p *Pool) execOnce(ctx context.Context, c *pgx.Conn, st *connState, sc scop
 		st.forget(stmtKey{schema: sc.key, sql: sql})
 	}
 	return ct, err
+}
+
+// traceStart calls the pool's QueryTracer, if any, with the caller's SQL.
+func (p *Pool) traceStart(ctx context.Context, c *pgx.Conn, sql string, args []any) context.Context {
+	if p.qt == nil {
+		return ctx
+	}
+	return p.qt.TraceQueryStart(ctx, c, pgx.TraceQueryStartData{SQL: sql, Args: args})
+}
+
+// traceEnd ends what traceStart began.
+func (p *Pool) traceEnd(ctx context.Context, c *pgx.Conn, tag pgconn.CommandTag, err error) {
+	if p.qt != nil {
+		p.qt.TraceQueryEnd(ctx, c, pgx.TraceQueryEndData{CommandTag: tag, Err: err})
+	}
 }
 
 // execInTx runs a statement with explicit pgx options (an exec mode, result
@@ -307,15 +330,17 @@ func (p *Pool) queryOn(ctx context.Context, c *pgxpool.Conn, st *connState, sc s
 		return r, nil
 	}
 	key := stmtKey{schema: sc.key, sql: sql}
-	mrr, _, err := p.run(ctx, c.Conn(), st, sc, sql, args, withScope, pgx.TxOptions{})
+	tctx := p.traceStart(ctx, c.Conn(), sql, args) // not ctx: the closures above capture it
+	mrr, _, err := p.run(tctx, c.Conn(), st, sc, sql, args, withScope, pgx.TxOptions{})
 	if err != nil {
 		if isStaleStatement(err) {
 			st.forget(key)
 		}
+		p.traceEnd(tctx, c.Conn(), pgconn.CommandTag{}, err)
 		return nil, err
 	}
 	return &stmtRows{Rows: pgx.RowsFromResultReader(c.Conn().TypeMap(), mrr.ResultReader()), mrr: mrr,
-		st: st, cls: cls, key: key, conn: c.Conn(), finish: release}, nil
+		st: st, cls: cls, key: key, conn: c.Conn(), finish: release, p: p, tctx: tctx}, nil
 }
 
 // QueryRow runs sql in the tenant's scope like [Pool.Query]; errors are
@@ -344,13 +369,17 @@ func (p *Pool) queryRow(ctx context.Context, sql string, args []any, retry bool)
 	}
 	st := p.state(c.Conn())
 	key := stmtKey{schema: sc.key, sql: sql}
-	r := &stmtRow{conn: c.Conn(), st: st, cls: cls, key: key, p: p, pc: c, ctx: ctx, sql: rawSQL, args: rawArgs, retry: retry}
+	// A new variable: ctx is captured above, and reassigning it would move
+	// it to the heap on every call.
+	tctx := p.traceStart(ctx, c.Conn(), sql, args)
+	r := &stmtRow{conn: c.Conn(), st: st, cls: cls, key: key, p: p, pc: c, ctx: tctx, sql: rawSQL, args: rawArgs, retry: retry}
 	var err2 error
-	r.mrr, _, err2 = p.run(ctx, c.Conn(), st, sc, sql, args, withScope, pgx.TxOptions{})
+	r.mrr, _, err2 = p.run(tctx, c.Conn(), st, sc, sql, args, withScope, pgx.TxOptions{})
 	if err2 != nil {
 		if isStaleStatement(err2) {
 			st.forget(key)
 		}
+		p.traceEnd(tctx, c.Conn(), pgconn.CommandTag{}, err2)
 		r.done(err2)
 	}
 	return r

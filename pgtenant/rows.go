@@ -23,6 +23,8 @@ type stmtRows struct {
 	key    stmtKey
 	conn   *pgx.Conn
 	finish func(err error) error // returns the connection, or ends a transaction; may be nil
+	p      *Pool                 // set to trace the end of the statement, with tctx
+	tctx   context.Context
 	err    error
 	closed bool
 }
@@ -52,6 +54,9 @@ func (r *stmtRows) Close() {
 		if isStaleStatement(r.err) {
 			r.st.forget(r.key)
 		}
+	}
+	if r.p != nil {
+		r.p.traceEnd(r.tctx, r.conn, r.Rows.CommandTag(), r.err)
 	}
 	if r.finish != nil {
 		r.err = r.finish(r.err)
@@ -123,7 +128,8 @@ type stmtRow struct {
 	st   *connState
 	cls  *class
 	key  stmtKey
-	// The pool's statement path; nil and unused inside a transaction.
+	// p traces the statement; with pc set, this is the pool's statement
+	// path, which returns the connection and retries a stale statement.
 	p     *Pool
 	pc    *pgxpool.Conn
 	ctx   context.Context
@@ -169,11 +175,12 @@ func (r *stmtRow) scan(dest []any) error {
 		err = closeErr
 	}
 	r.st.observe(r.cls, tag)
+	if err != nil && isStaleStatement(err) {
+		r.st.forget(r.key)
+	}
+	r.p.traceEnd(r.ctx, r.conn, tag, err)
 	switch {
 	case err != nil:
-		if isStaleStatement(err) {
-			r.st.forget(r.key)
-		}
 	case scanErr != nil:
 		err = scanErr
 	case !found:

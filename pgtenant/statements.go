@@ -134,6 +134,16 @@ func (p *Pool) prepare(ctx context.Context, c *pgx.Conn, st *connState, sc scope
 		st.seq++
 		names[i] = "tenancy_" + strconv.FormatUint(st.seq, 10)
 	}
+	if p.pt != nil {
+		for i, k := range keys {
+			p.pt.TracePrepareStart(ctx, c, pgx.TracePrepareStartData{Name: names[i], SQL: k.sql})
+		}
+		defer func() {
+			for range keys {
+				p.pt.TracePrepareEnd(ctx, c, pgx.TracePrepareEndData{Err: err})
+			}
+		}()
+	}
 	pl := c.PgConn().StartPipeline(ctx)
 	// Closing a statement that does not exist is no error, so the garbage
 	// goes first, in the same implicit transaction as what follows.

@@ -349,14 +349,17 @@ func (t *Tx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandT
 		t.st.observe(cls, ct)
 		return ct, err
 	}
+	ctx = t.p.traceStart(ctx, t.conn, sql, args)
 	mrr, err := t.send(ctx, sql, args)
 	if err != nil {
+		t.p.traceEnd(ctx, t.conn, pgconn.CommandTag{}, err)
 		return pgconn.CommandTag{}, err
 	}
 	ct, err := mrr.ResultReader().Close()
 	if closeErr := mrr.Close(); err == nil {
 		err = closeErr
 	}
+	t.p.traceEnd(ctx, t.conn, ct, err)
 	t.st.observe(cls, ct)
 	if isStaleStatement(err) {
 		t.st.forget(stmtKey{schema: t.sc.key, sql: sql})
@@ -377,12 +380,14 @@ func (t *Tx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, erro
 		}
 		return &stmtRows{Rows: rows, st: t.st, cls: cls, conn: t.conn}, nil
 	}
+	ctx = t.p.traceStart(ctx, t.conn, sql, args)
 	mrr, err := t.send(ctx, sql, args)
 	if err != nil {
+		t.p.traceEnd(ctx, t.conn, pgconn.CommandTag{}, err)
 		return errRows{err}, err
 	}
 	return &stmtRows{Rows: pgx.RowsFromResultReader(t.conn.TypeMap(), mrr.ResultReader()), mrr: mrr,
-		st: t.st, cls: cls, key: stmtKey{schema: t.sc.key, sql: sql}, conn: t.conn}, nil
+		st: t.st, cls: cls, key: stmtKey{schema: t.sc.key, sql: sql}, conn: t.conn, p: t.p, tctx: ctx}, nil
 }
 
 // QueryRow runs sql in the transaction; errors are deferred to Scan. A
@@ -396,8 +401,12 @@ func (t *Tx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
 		rows, _ := t.conn.Query(ctx, stmt, stmtArgs...)
 		return &row{rows: &stmtRows{Rows: rows, st: t.st, cls: cls, conn: t.conn}}
 	}
-	r := &stmtRow{conn: t.conn, st: t.st, cls: cls, key: stmtKey{schema: t.sc.key, sql: stmt}}
+	ctx = t.p.traceStart(ctx, t.conn, stmt, stmtArgs)
+	r := &stmtRow{conn: t.conn, st: t.st, cls: cls, key: stmtKey{schema: t.sc.key, sql: stmt}, p: t.p, ctx: ctx}
 	r.mrr, r.err = t.send(ctx, stmt, stmtArgs)
+	if r.err != nil {
+		t.p.traceEnd(ctx, t.conn, pgconn.CommandTag{}, r.err)
+	}
 	return r
 }
 

@@ -1,0 +1,127 @@
+package pgtenant_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgx/v5"
+	"github.com/tenancykit/tenancy/internal/testenv"
+	"github.com/tenancykit/tenancy/pgtenant"
+	"github.com/tenancykit/tenancy/tenant"
+)
+
+// recorder is a pgx.QueryTracer and PrepareTracer that records what it sees.
+type recorder struct {
+	mu       sync.Mutex
+	queries  []string // "<tenant slug>|<sql>|<n> args" at the start
+	ends     int
+	prepared []string
+}
+
+type spanKey struct{}
+
+func (r *recorder) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	slug := ""
+	if t, ok := tenant.FromContext(ctx); ok {
+		slug = t.Slug
+	}
+	r.queries = append(r.queries, fmt.Sprintf("%s|%s|%d args", slug, d.SQL, len(d.Args)))
+	return context.WithValue(ctx, spanKey{}, len(r.queries))
+}
+
+func (r *recorder) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryEndData) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if ctx.Value(spanKey{}) != nil {
+		r.ends++
+	}
+}
+
+func (r *recorder) TracePrepareStart(ctx context.Context, _ *pgx.Conn, d pgx.TracePrepareStartData) context.Context {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.prepared = append(r.prepared, d.SQL)
+	return ctx
+}
+
+func (r *recorder) TracePrepareEnd(context.Context, *pgx.Conn, pgx.TracePrepareEndData) {}
+
+// TestTracersSeeTheCallersSQL: a tracer on the pool's ConnConfig sees every
+// statement of the prepared path with the caller's SQL (never the pool's
+// statement names), with the tenant in its context, and each start is ended
+// with the context it returned.
+func TestTracersSeeTheCallersSQL(t *testing.T) {
+	t.Parallel()
+	pg := testenv.PostgreSQL(t)
+	tn := createTenants(t, pg, "trace", 1, 2)[0]
+	rec := &recorder{}
+	p := newPool(t, pg, func(c *pgtenant.Config) { c.PoolConfig.ConnConfig.Tracer = rec })
+	ctx := ctxFor(tn)
+	const sel = "SELECT name FROM items WHERE id = $1"
+	if _, err := p.Exec(ctx, "UPDATE items SET name = name WHERE id = $1", 1); err != nil {
+		t.Fatal(err)
+	}
+	names(t, p, ctx, "SELECT name FROM items ORDER BY id")
+	var s string
+	if err := p.QueryRow(ctx, sel, 1).Scan(&s); err != nil {
+		t.Fatal(err)
+	}
+	err := pgx.BeginFunc(ctx, p, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "UPDATE items SET name = name WHERE id = $1", 2); err != nil {
+			return err
+		}
+		names(t, tx, ctx, "SELECT name FROM items ORDER BY id")
+		return tx.QueryRow(ctx, sel, 2).Scan(&s)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := p.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.QueryRow(ctx, sel, 1).Scan(&s); err != nil {
+		t.Fatal(err)
+	}
+	conn.Release()
+
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	var want []string
+	for range 2 { // the pool, then a transaction
+		want = append(want,
+			tn.Slug+"|UPDATE items SET name = name WHERE id = $1|1 args",
+			tn.Slug+"|SELECT name FROM items ORDER BY id|0 args",
+			tn.Slug+"|"+sel+"|1 args")
+	}
+	want = append(want, tn.Slug+"|"+sel+"|1 args") // Acquire
+	// The pool's own statements that go through pgx (the role check, the
+	// session reset and settings of Acquire) are traced too: keep the
+	// caller's.
+	var got []string
+	for _, q := range rec.queries {
+		if !strings.Contains(q, "pg_roles") && !strings.Contains(q, "CLOSE ALL") && !strings.Contains(q, "set_config(") {
+			got = append(got, q)
+		}
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("traced statements (-want +got):\n%s", diff)
+	}
+	if rec.ends != len(rec.queries) {
+		t.Errorf("%d ends with the start's context for %d starts", rec.ends, len(rec.queries))
+	}
+	if len(rec.prepared) == 0 {
+		t.Error("no prepare was traced")
+	}
+	for _, sql := range rec.prepared {
+		if strings.HasPrefix(sql, "tenancy_") {
+			t.Errorf("prepare traced the pool's statement name %q", sql)
+		}
+	}
+}
