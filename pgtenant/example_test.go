@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/tracelog"
 	"github.com/tenancykit/tenancy/internal/testenv"
 	"github.com/tenancykit/tenancy/pgtenant"
 	"github.com/tenancykit/tenancy/tenant"
@@ -153,4 +154,35 @@ func ExampleSessionStateError() {
 	// refused: pg_advisory_lock()
 	// instead: pg_advisory_xact_lock in a transaction, or run it on a connection from Pool.Acquire, whose session is reset on release
 	// in a transaction: <nil>
+}
+
+// A pgx tracer on the pool's ConnConfig, here pgx's tracelog, logs every
+// tenant statement with the caller's SQL.
+func ExamplePool_tracelog() {
+	appURL, acme, _ := exampleSetup()
+	cfg, _ := pgxpool.ParseConfig(appURL)
+	cfg.ConnConfig.Tracer = &tracelog.TraceLog{
+		LogLevel: tracelog.LogLevelInfo,
+		Logger: tracelog.LoggerFunc(func(ctx context.Context, _ tracelog.LogLevel, msg string, data map[string]any) {
+			if t, ok := tenant.FromContext(ctx); ok && msg == "Query" {
+				fmt.Printf("%s: %s %v\n", t.Slug[:4], data["sql"], data["commandTag"])
+			}
+		}),
+	}
+	pool, err := pgtenant.New(context.Background(), pgtenant.Config{PoolConfig: cfg})
+	if err != nil {
+		panic(err)
+	}
+	defer pool.Close()
+	ctx := tenant.NewContext(context.Background(), acme)
+	if _, err := pool.Exec(ctx, "INSERT INTO notes (body) VALUES ($1)", "traced"); err != nil {
+		panic(err)
+	}
+	var n int
+	if err := pool.QueryRow(ctx, "SELECT count(*) FROM notes").Scan(&n); err != nil {
+		panic(err)
+	}
+	// Output:
+	// acme: INSERT INTO notes (body) VALUES ($1) INSERT 0 1
+	// acme: SELECT count(*) FROM notes SELECT 1
 }

@@ -135,12 +135,15 @@ func (p *Pool) prepare(ctx context.Context, c *pgx.Conn, st *connState, sc scope
 		names[i] = "tenancy_" + strconv.FormatUint(st.seq, 10)
 	}
 	if p.pt != nil {
+		// Each end gets the context its start returned (tracelog, for one,
+		// reads its data from it).
+		tctxs := make([]context.Context, len(keys))
 		for i, k := range keys {
-			p.pt.TracePrepareStart(ctx, c, pgx.TracePrepareStartData{Name: names[i], SQL: k.sql})
+			tctxs[i] = p.pt.TracePrepareStart(ctx, c, pgx.TracePrepareStartData{Name: names[i], SQL: k.sql})
 		}
 		defer func() {
-			for range keys {
-				p.pt.TracePrepareEnd(ctx, c, pgx.TracePrepareEndData{Err: err})
+			for _, tctx := range tctxs {
+				p.pt.TracePrepareEnd(tctx, c, pgx.TracePrepareEndData{Err: err})
 			}
 		}()
 	}
