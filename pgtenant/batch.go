@@ -67,16 +67,22 @@ func (p *Pool) batchQuery(ctx context.Context, q *pgx.QueuedQuery) (string, []an
 // (withScope on the pool's path, inScope in a transaction or session),
 // preparing the ones new on c together in one round trip first.
 func (p *Pool) sendBatch(ctx context.Context, c *pgx.Conn, st *connState, sc scope, b *pgx.Batch, s step, finish func(error) error) pgx.BatchResults {
-	fail := func(err error) pgx.BatchResults {
-		if finish != nil {
-			err = finish(err)
-		}
-		return failedBatch(b, err)
+	if p.bt != nil {
+		ctx = p.bt.TraceBatchStart(ctx, c, pgx.TraceBatchStartData{Batch: b})
 	}
 	n := len(b.QueuedQueries)
 	classes := make([]*class, n)
 	keys := make([]stmtKey, n)
 	args := make([][]any, n)
+	fail := func(err error) pgx.BatchResults {
+		if p.bt != nil {
+			p.bt.TraceBatchEnd(ctx, c, pgx.TraceBatchEndData{Err: err})
+		}
+		if finish != nil {
+			err = finish(err)
+		}
+		return failedBatch(b, err)
+	}
 	var cold []stmtKey
 	for i, q := range b.QueuedQueries {
 		sql, a, cls, err := p.batchQuery(ctx, q)
@@ -124,7 +130,7 @@ func (p *Pool) sendBatch(ctx context.Context, c *pgx.Conn, st *connState, sc sco
 			return fail(scopeFailed(ctx, c, sc, err))
 		}
 	}
-	return &stmtBatch{ctx: ctx, b: b, mrr: mrr, conn: c, st: st, classes: classes, keys: keys, finish: finish}
+	return &stmtBatch{ctx: ctx, b: b, mrr: mrr, conn: c, st: st, classes: classes, keys: keys, args: args, bt: p.bt, finish: finish}
 }
 
 func containsKey(keys []stmtKey, k stmtKey) bool {

@@ -100,15 +100,16 @@
 //
 // # Tracing
 //
-// A pgx.QueryTracer or pgx.PrepareTracer set as the pool's
-// ConnConfig.Tracer (tracelog, otelpgx) sees every statement of the Pool,
-// Tx and Conn methods with the caller's SQL and arguments, the tenant in its
-// context, and the context it returned carried to the end of the statement.
+// A pgx.QueryTracer, pgx.BatchTracer or pgx.PrepareTracer set as the pool's
+// ConnConfig.Tracer (tracelog, otelpgx) sees every statement and batch of
+// the Pool, Tx and Conn methods with the caller's SQL and arguments, the
+// tenant in its context, and the context it returned carried to the end.
 // Statements sent as text (QueryExecModeExec, the simple protocol, explicit
 // query options) are traced by pgx itself, as a batch with the scope
 // statement first. The pool's own statements that go through pgx (the role
-// check, the session reset of Acquire) are traced too. Batches sent as
-// prepared statements are not traced yet (pgx.BatchTracer).
+// check, the session reset of Acquire) are traced too. Not traced: CopyFrom
+// (pgx.CopyFromTracer) and the COMMIT, ROLLBACK and SAVEPOINT statements of
+// a Tx.
 //
 // # Behind PgBouncer
 //

@@ -29,6 +29,7 @@ type Pool struct {
 	// the paths that bypass pgx's own calls (nil when not implemented).
 	qt pgx.QueryTracer
 	pt pgx.PrepareTracer
+	bt pgx.BatchTracer
 }
 
 // New creates a Pool from cfg and checks that its role cannot bypass row
@@ -43,6 +44,7 @@ func New(ctx context.Context, cfg Config) (*Pool, error) {
 	pc := cfg.PoolConfig.Copy()
 	p.qt = pc.ConnConfig.Tracer
 	p.pt, _ = pc.ConnConfig.Tracer.(pgx.PrepareTracer)
+	p.bt, _ = pc.ConnConfig.Tracer.(pgx.BatchTracer)
 	switch pc.ConnConfig.DefaultQueryExecMode {
 	case pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol:
 	default:

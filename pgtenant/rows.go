@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -217,6 +218,8 @@ type stmtBatch struct {
 	st      *connState
 	classes []*class
 	keys    []stmtKey
+	args    [][]any
+	bt      pgx.BatchTracer // nil when not tracing
 	idx     int
 	finish  func(err error) error
 	err     error
@@ -256,14 +259,23 @@ func (br *stmtBatch) fail(i int, err error) {
 	_ = br.mrr.Close()
 }
 
+// traceQuery reports query i's outcome to the batch tracer.
+func (br *stmtBatch) traceQuery(i int, tag pgconn.CommandTag, err error, start time.Time) {
+	if br.bt != nil {
+		br.bt.TraceBatchQuery(br.ctx, br.conn, pgx.TraceBatchQueryData{SQL: br.keys[i].sql, Args: br.args[i], CommandTag: tag, Err: err, ReadStartTime: start})
+	}
+}
+
 // Exec reads the next query's command tag.
 func (br *stmtBatch) Exec() (pgconn.CommandTag, error) {
+	start := time.Now()
 	rr, err := br.next()
 	if err != nil {
 		return pgconn.CommandTag{}, err
 	}
 	i := br.idx - 1
 	tag, err := rr.Close()
+	br.traceQuery(i, tag, err, start)
 	br.st.observe(br.classes[i], tag)
 	if err != nil {
 		br.fail(i, err)
@@ -274,18 +286,22 @@ func (br *stmtBatch) Exec() (pgconn.CommandTag, error) {
 
 // Query reads the next query's rows.
 func (br *stmtBatch) Query() (pgx.Rows, error) {
+	start := time.Now()
 	rr, err := br.next()
 	if err != nil {
 		return errRows{err}, err
 	}
 	i := br.idx - 1
-	return &stmtRows{Rows: pgx.RowsFromResultReader(br.conn.TypeMap(), rr), st: br.st, cls: br.classes[i], key: br.keys[i], conn: br.conn,
+	var rows *stmtRows
+	rows = &stmtRows{Rows: pgx.RowsFromResultReader(br.conn.TypeMap(), rr), st: br.st, cls: br.classes[i], key: br.keys[i], conn: br.conn,
 		finish: func(err error) error {
+			br.traceQuery(i, rows.Rows.CommandTag(), err, start)
 			if err != nil {
 				br.fail(i, err)
 			}
 			return err
-		}}, nil
+		}}
+	return rows, nil
 }
 
 // QueryRow reads the next query's first row.
@@ -312,6 +328,9 @@ func (br *stmtBatch) Close() error {
 	br.closed = true
 	if err := br.mrr.Close(); br.err == nil {
 		br.err = err
+	}
+	if br.bt != nil {
+		br.bt.TraceBatchEnd(br.ctx, br.conn, pgx.TraceBatchEndData{Err: br.err})
 	}
 	if br.finish != nil {
 		br.err = br.finish(br.err)

@@ -20,6 +20,30 @@ type recorder struct {
 	queries  []string // "<tenant slug>|<sql>|<n> args" at the start
 	ends     int
 	prepared []string
+	batch    []string // "start", the SQL of each query, "end"
+}
+
+func (r *recorder) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.batch = append(r.batch, "start")
+	return context.WithValue(ctx, spanKey{}, -1)
+}
+
+func (r *recorder) TraceBatchQuery(ctx context.Context, _ *pgx.Conn, d pgx.TraceBatchQueryData) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if ctx.Value(spanKey{}) == -1 {
+		r.batch = append(r.batch, fmt.Sprintf("%s|%d args|%s", d.SQL, len(d.Args), d.CommandTag))
+	}
+}
+
+func (r *recorder) TraceBatchEnd(ctx context.Context, _ *pgx.Conn, d pgx.TraceBatchEndData) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if ctx.Value(spanKey{}) == -1 {
+		r.batch = append(r.batch, fmt.Sprintf("end %v", d.Err))
+	}
 }
 
 type spanKey struct{}
@@ -82,6 +106,12 @@ func TestTracersSeeTheCallersSQL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	b := &pgx.Batch{}
+	b.Queue("UPDATE items SET name = name WHERE id = $1", 1)
+	b.Queue("SELECT name FROM items ORDER BY id")
+	if err := p.SendBatch(ctx, b).Close(); err != nil {
+		t.Fatal(err)
+	}
 	conn, err := p.Acquire(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -115,6 +145,10 @@ func TestTracersSeeTheCallersSQL(t *testing.T) {
 	}
 	if rec.ends != len(rec.queries) {
 		t.Errorf("%d ends with the start's context for %d starts", rec.ends, len(rec.queries))
+	}
+	wantBatch := []string{"start", "UPDATE items SET name = name WHERE id = $1|1 args|UPDATE 1", "SELECT name FROM items ORDER BY id|0 args|SELECT 2", "end <nil>"}
+	if diff := cmp.Diff(wantBatch, rec.batch); diff != "" {
+		t.Errorf("traced batch (-want +got):\n%s", diff)
 	}
 	if len(rec.prepared) == 0 {
 		t.Error("no prepare was traced")
