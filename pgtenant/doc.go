@@ -107,9 +107,10 @@
 // Statements sent as text (QueryExecModeExec, the simple protocol, explicit
 // query options) are traced by pgx itself, as a batch with the scope
 // statement first. The pool's own statements that go through pgx (the role
-// check, the session reset of Acquire) are traced too. Not traced: CopyFrom
-// (pgx.CopyFromTracer) and the COMMIT, ROLLBACK and SAVEPOINT statements of
-// a Tx.
+// check, the session reset of Acquire) are traced too. CopyFrom is traced by
+// pgx as what it runs: the COPY into its staging table and the INSERT that
+// moves the rows. The COMMIT, ROLLBACK and SAVEPOINT statements of a Tx are
+// not traced.
 //
 // # Behind PgBouncer
 //
