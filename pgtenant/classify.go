@@ -24,7 +24,14 @@ type class struct {
 	// without leaving state behind (SET LOCAL, a cursor without HOLD, a
 	// table that is not temporary).
 	tags tagBits
+	// session marks statements of an Acquired Conn: session state is
+	// allowed there (its reset on release clears it), so no tag marks the
+	// connection.
+	session bool
 }
+
+// sessionClass is the class of every statement on an Acquired Conn.
+var sessionClass = &class{session: true}
 
 type tagBits uint8
 
@@ -59,6 +66,9 @@ func stateTag(tag string) (tagBits, bool) {
 // leaves reports whether a statement of class c that completed with tag may
 // have left state on its session that c did not account for.
 func (c *class) leaves(tag string) bool {
+	if c.session {
+		return false
+	}
 	if len(tag) == 0 || tag[0] < 'A' || tag[0] == 'I' || tag[0] == 'U' || tag[0] == 'M' || tag[0] == 'F' {
 		// INSERT, UPDATE, MERGE, FETCH, and SELECT below: the common tags,
 		// answered without a map or switch on the whole string.

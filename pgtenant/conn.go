@@ -125,26 +125,8 @@ func (c *Conn) Exec(ctx context.Context, sql string, args ...any) (pgconn.Comman
 	if viaPgx {
 		return c.c.Conn().Exec(ctx, sql, args...)
 	}
-	ctx = c.p.traceStart(ctx, c.c.Conn(), sql, args)
-	mrr, _, err := c.p.run(ctx, c.c.Conn(), c.st, c.sc, sql, args, inScope, pgx.TxOptions{})
-	if err != nil {
-		c.forgetIfStale(sql, err)
-		c.p.traceEnd(ctx, c.c.Conn(), pgconn.CommandTag{}, err)
-		return pgconn.CommandTag{}, err
-	}
-	ct, err := mrr.ResultReader().Close()
-	if closeErr := mrr.Close(); err == nil {
-		err = closeErr
-	}
-	c.p.traceEnd(ctx, c.c.Conn(), ct, err)
-	c.forgetIfStale(sql, err)
+	ct, _, err := c.p.execStmt(ctx, c.c.Conn(), c.st, c.sc, sessionClass, sql, args, inScope, pgx.TxOptions{})
 	return ct, err
-}
-
-func (c *Conn) forgetIfStale(sql string, err error) {
-	if isStaleStatement(err) {
-		c.st.forget(stmtKey{schema: c.sc.key, sql: sql})
-	}
 }
 
 // stmt prepares a call: checks the tenant of ctx and applies query
@@ -174,15 +156,11 @@ func (c *Conn) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, er
 	if viaPgx {
 		return pc.Query(ctx, sql, args...)
 	}
-	ctx = c.p.traceStart(ctx, pc, sql, args)
-	mrr, _, err := c.p.run(ctx, pc, c.st, c.sc, sql, args, inScope, pgx.TxOptions{})
+	rows, _, err := c.p.queryStmt(ctx, pc, c.st, c.sc, sessionClass, sql, args, inScope, pgx.TxOptions{}, nil)
 	if err != nil {
-		c.forgetIfStale(sql, err)
-		c.p.traceEnd(ctx, pc, pgconn.CommandTag{}, err)
 		return errRows{err}, err
 	}
-	return &stmtRows{Rows: pgx.RowsFromResultReader(pc.TypeMap(), mrr.ResultReader()), mrr: mrr,
-		st: c.st, cls: &class{tags: ^tagBits(0)}, key: stmtKey{schema: c.sc.key, sql: sql}, conn: pc, p: c.p, tctx: ctx}, nil
+	return rows, nil
 }
 
 // QueryRow runs sql on the connection; errors are deferred to Scan.

@@ -164,29 +164,11 @@ func (p *Pool) Exec(ctx context.Context, sql string, args ...any) (pgconn.Comman
 		st.observe(cls, ct)
 		return ct, err
 	}
-	ct, err := p.execOnce(ctx, c.Conn(), st, sc, cls, sql, args)
+	ct, _, err := p.execStmt(ctx, c.Conn(), st, sc, cls, sql, args, withScope, pgx.TxOptions{})
 	if isStaleStatement(err) {
 		// The schema's tables changed under the prepared statement; it failed
 		// before executing, so prepare it afresh and send it once more.
-		ct, err = p.execOnce(ctx, c.Conn(), st, sc, cls, sql, args)
-	}
-	return ct, err
-}
-
-func (p *Pool) execOnce(ctx context.Context, c *pgx.Conn, st *connState, sc scope, cls *class, sql string, args []any) (ct pgconn.CommandTag, err error) {
-	ctx = p.traceStart(ctx, c, sql, args)
-	defer func() { p.traceEnd(ctx, c, ct, err) }()
-	mrr, _, err := p.run(ctx, c, st, sc, sql, args, withScope, pgx.TxOptions{})
-	if err != nil {
-		return pgconn.CommandTag{}, err
-	}
-	ct, err = mrr.ResultReader().Close()
-	if closeErr := mrr.Close(); err == nil {
-		err = closeErr
-	}
-	st.observe(cls, ct)
-	if isStaleStatement(err) {
-		st.forget(stmtKey{schema: sc.key, sql: sql})
+		ct, _, err = p.execStmt(ctx, c.Conn(), st, sc, cls, sql, args, withScope, pgx.TxOptions{})
 	}
 	return ct, err
 }
@@ -275,6 +257,11 @@ func (p *Pool) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, er
 	if err != nil {
 		return errRows{err}, err
 	}
+	return p.query(ctx, sc, cls, sql, args, opts)
+}
+
+// query is Query after prepareCall.
+func (p *Pool) query(ctx context.Context, sc scope, cls *class, sql string, args, opts []any) (pgx.Rows, error) {
 	c, err := p.pool.Acquire(ctx)
 	if err != nil {
 		return errRows{err}, err
@@ -331,18 +318,11 @@ func (p *Pool) queryOn(ctx context.Context, c *pgxpool.Conn, st *connState, sc s
 		}
 		return r, nil
 	}
-	key := stmtKey{schema: sc.key, sql: sql}
-	tctx := p.traceStart(ctx, c.Conn(), sql, args) // not ctx: the closures above capture it
-	mrr, _, err := p.run(tctx, c.Conn(), st, sc, sql, args, withScope, pgx.TxOptions{})
+	rows, _, err := p.queryStmt(ctx, c.Conn(), st, sc, cls, sql, args, withScope, pgx.TxOptions{}, release)
 	if err != nil {
-		if isStaleStatement(err) {
-			st.forget(key)
-		}
-		p.traceEnd(tctx, c.Conn(), pgconn.CommandTag{}, err)
 		return nil, err
 	}
-	return &stmtRows{Rows: pgx.RowsFromResultReader(c.Conn().TypeMap(), mrr.ResultReader()), mrr: mrr,
-		st: st, cls: cls, key: key, conn: c.Conn(), finish: release, p: p, tctx: tctx}, nil
+	return rows, nil
 }
 
 // QueryRow runs sql in the tenant's scope like [Pool.Query]; errors are
@@ -358,10 +338,10 @@ func (p *Pool) queryRow(ctx context.Context, sql string, args []any, retry bool)
 		return &row{rows: errRows{err}}
 	}
 	if len(opts) > 0 || !p.prepared {
-		rows, _ := p.Query(ctx, rawSQL, rawArgs...)
+		rows, _ := p.query(ctx, sc, cls, sql, args, opts)
 		r := &row{rows: rows}
 		if retry {
-			r.retry = func() pgx.Rows { rows, _ := p.Query(ctx, rawSQL, rawArgs...); return rows }
+			r.retry = func() pgx.Rows { rows, _ := p.query(ctx, sc, cls, sql, args, opts); return rows }
 		}
 		return r
 	}
@@ -370,19 +350,12 @@ func (p *Pool) queryRow(ctx context.Context, sql string, args []any, retry bool)
 		return &row{rows: errRows{err}}
 	}
 	st := p.state(c.Conn())
-	key := stmtKey{schema: sc.key, sql: sql}
-	// A new variable: ctx is captured above, and reassigning it would move
-	// it to the heap on every call.
-	tctx := p.traceStart(ctx, c.Conn(), sql, args)
-	r := &stmtRow{conn: c.Conn(), st: st, cls: cls, key: key, p: p, pc: c, ctx: tctx, sql: rawSQL, args: rawArgs, retry: retry}
-	var err2 error
-	r.mrr, _, err2 = p.run(tctx, c.Conn(), st, sc, sql, args, withScope, pgx.TxOptions{})
-	if err2 != nil {
-		if isStaleStatement(err2) {
-			st.forget(key)
-		}
-		p.traceEnd(tctx, c.Conn(), pgconn.CommandTag{}, err2)
-		r.done(err2)
+	r, _ := p.rowStmt(ctx, c.Conn(), st, sc, cls, sql, args, withScope, pgx.TxOptions{})
+	// The pool's path: the row returns the connection, and a stale statement
+	// is sent once more (from the caller's SQL, through prepareCall again).
+	r.pc, r.sql, r.args, r.retry = c, rawSQL, rawArgs, retry
+	if r.err != nil {
+		r.done(r.err)
 	}
 	return r
 }

@@ -285,6 +285,62 @@ func (p *Pool) run(ctx context.Context, c *pgx.Conn, st *connState, sc scope, sq
 	return mrr, began, nil
 }
 
+// execStmt runs one statement on c after what s says (see run), traced, and
+// returns its command tag, having checked the tag for session state and
+// forgotten a stale statement. began reports whether a BEGIN sent with it
+// ran. Pool, Tx and Conn share it.
+func (p *Pool) execStmt(ctx context.Context, c *pgx.Conn, st *connState, sc scope, cls *class, sql string, args []any, s step, opts pgx.TxOptions) (ct pgconn.CommandTag, began bool, err error) {
+	ctx = p.traceStart(ctx, c, sql, args)
+	var mrr *pgconn.MultiResultReader
+	mrr, began, err = p.run(ctx, c, st, sc, sql, args, s, opts)
+	if err == nil {
+		ct, err = mrr.ResultReader().Close()
+		if closeErr := mrr.Close(); err == nil {
+			err = closeErr
+		}
+		st.observe(cls, ct)
+	}
+	p.traceEnd(ctx, c, ct, err)
+	if isStaleStatement(err) {
+		st.forget(stmtKey{schema: sc.key, sql: sql})
+	}
+	return ct, began, err
+}
+
+// queryStmt sends one statement like execStmt and returns its rows, which
+// end the trace and call finish (may be nil) when closed.
+func (p *Pool) queryStmt(ctx context.Context, c *pgx.Conn, st *connState, sc scope, cls *class, sql string, args []any, s step, opts pgx.TxOptions, finish func(error) error) (*stmtRows, bool, error) {
+	key := stmtKey{schema: sc.key, sql: sql}
+	ctx = p.traceStart(ctx, c, sql, args)
+	mrr, began, err := p.run(ctx, c, st, sc, sql, args, s, opts)
+	if err != nil {
+		if isStaleStatement(err) {
+			st.forget(key)
+		}
+		p.traceEnd(ctx, c, pgconn.CommandTag{}, err)
+		return nil, began, err
+	}
+	return &stmtRows{Rows: pgx.RowsFromResultReader(c.TypeMap(), mrr.ResultReader()), mrr: mrr,
+		st: st, cls: cls, key: key, conn: c, finish: finish, p: p, tctx: ctx}, began, nil
+}
+
+// rowStmt sends one statement like execStmt for QueryRow: the row scans
+// straight from the result and ends the trace.
+func (p *Pool) rowStmt(ctx context.Context, c *pgx.Conn, st *connState, sc scope, cls *class, sql string, args []any, s step, opts pgx.TxOptions) (*stmtRow, bool) {
+	key := stmtKey{schema: sc.key, sql: sql}
+	ctx = p.traceStart(ctx, c, sql, args)
+	r := &stmtRow{conn: c, st: st, cls: cls, key: key, p: p, ctx: ctx}
+	var began bool
+	r.mrr, began, r.err = p.run(ctx, c, st, sc, sql, args, s, opts)
+	if r.err != nil {
+		if isStaleStatement(r.err) {
+			st.forget(key)
+		}
+		p.traceEnd(ctx, c, pgconn.CommandTag{}, r.err)
+	}
+	return r, began
+}
+
 // queueBegin queues the BEGIN statement for opts on b.
 func (p *Pool) queueBegin(ctx context.Context, c *pgx.Conn, st *connState, b *pgconn.Batch, opts pgx.TxOptions) error {
 	if opts.BeginQuery != "" {

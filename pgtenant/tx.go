@@ -98,21 +98,20 @@ func (t *Tx) begin(ctx context.Context) error {
 	return mrr.Close()
 }
 
-// send sends a statement of the transaction: with BEGIN and the scope ahead
-// of it if the transaction has not begun yet.
-func (t *Tx) send(ctx context.Context, sql string, args []any) (*pgconn.MultiResultReader, error) {
-	s := inScope
-	if !t.top.open {
-		s = withBegin
+// step says what the next statement carries: BEGIN and the scope if the
+// transaction has not begun yet.
+func (t *Tx) step() step {
+	if t.top.open {
+		return inScope
 	}
-	mrr, began, err := t.p.run(ctx, t.conn, t.st, t.sc, sql, args, s, t.opts)
+	return withBegin
+}
+
+// began records that a BEGIN sent with a statement ran.
+func (t *Tx) began(began bool) {
 	if began {
 		t.top.open = true
 	}
-	if err != nil && isStaleStatement(err) {
-		t.st.forget(stmtKey{schema: t.sc.key, sql: sql})
-	}
-	return mrr, err
 }
 
 // simple sends sql with the simple protocol and returns its command tag.
@@ -349,21 +348,8 @@ func (t *Tx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandT
 		t.st.observe(cls, ct)
 		return ct, err
 	}
-	ctx = t.p.traceStart(ctx, t.conn, sql, args)
-	mrr, err := t.send(ctx, sql, args)
-	if err != nil {
-		t.p.traceEnd(ctx, t.conn, pgconn.CommandTag{}, err)
-		return pgconn.CommandTag{}, err
-	}
-	ct, err := mrr.ResultReader().Close()
-	if closeErr := mrr.Close(); err == nil {
-		err = closeErr
-	}
-	t.p.traceEnd(ctx, t.conn, ct, err)
-	t.st.observe(cls, ct)
-	if isStaleStatement(err) {
-		t.st.forget(stmtKey{schema: t.sc.key, sql: sql})
-	}
+	ct, began, err := t.p.execStmt(ctx, t.conn, t.st, t.sc, cls, sql, args, t.step(), t.opts)
+	t.began(began)
 	return ct, err
 }
 
@@ -380,14 +366,12 @@ func (t *Tx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, erro
 		}
 		return &stmtRows{Rows: rows, st: t.st, cls: cls, conn: t.conn}, nil
 	}
-	ctx = t.p.traceStart(ctx, t.conn, sql, args)
-	mrr, err := t.send(ctx, sql, args)
+	rows, began, err := t.p.queryStmt(ctx, t.conn, t.st, t.sc, cls, sql, args, t.step(), t.opts, nil)
+	t.began(began)
 	if err != nil {
-		t.p.traceEnd(ctx, t.conn, pgconn.CommandTag{}, err)
 		return errRows{err}, err
 	}
-	return &stmtRows{Rows: pgx.RowsFromResultReader(t.conn.TypeMap(), mrr.ResultReader()), mrr: mrr,
-		st: t.st, cls: cls, key: stmtKey{schema: t.sc.key, sql: sql}, conn: t.conn, p: t.p, tctx: ctx}, nil
+	return rows, nil
 }
 
 // QueryRow runs sql in the transaction; errors are deferred to Scan. A
@@ -401,12 +385,8 @@ func (t *Tx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
 		rows, _ := t.conn.Query(ctx, stmt, stmtArgs...)
 		return &row{rows: &stmtRows{Rows: rows, st: t.st, cls: cls, conn: t.conn}}
 	}
-	ctx = t.p.traceStart(ctx, t.conn, stmt, stmtArgs)
-	r := &stmtRow{conn: t.conn, st: t.st, cls: cls, key: stmtKey{schema: t.sc.key, sql: stmt}, p: t.p, ctx: ctx}
-	r.mrr, r.err = t.send(ctx, stmt, stmtArgs)
-	if r.err != nil {
-		t.p.traceEnd(ctx, t.conn, pgconn.CommandTag{}, r.err)
-	}
+	r, began := t.p.rowStmt(ctx, t.conn, t.st, t.sc, cls, stmt, stmtArgs, t.step(), t.opts)
+	t.began(began)
 	return r
 }
 
