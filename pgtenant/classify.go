@@ -189,11 +189,7 @@ func lex(sql string) [][]token {
 			for j < n && (isIdentChar(sql[j]) || sql[j] == '$') {
 				j++
 			}
-			word := strings.ToLower(sql[i:j])
-			if (word == "u&" || word == "u") && j < n && sql[j] == '&' {
-				j++
-			}
-			cur = append(cur, token{text: word, word: true})
+			cur = append(cur, token{text: strings.ToLower(sql[i:j]), word: true})
 			i = j
 		case ch == ';':
 			if len(cur) > 0 {

@@ -556,3 +556,40 @@ func TestCommitAfterTheConnectionDied(t *testing.T) {
 		t.Errorf("rows %v", got)
 	}
 }
+
+// TestTransactionEndedOutsideCommit: a COMMIT sent on the raw connection
+// (which nothing classifies) ends the server's transaction; from then on the
+// Tx, and its savepoints, refuse to run statements outside the scope.
+func TestTransactionEndedOutsideCommit(t *testing.T) {
+	t.Parallel()
+	pg := testenv.PostgreSQL(t)
+	tn := createTenants(t, pg, "txlost", 1, 1)[0]
+	p := newPool(t, pg, func(c *pgtenant.Config) { c.PoolConfig.MaxConns = 1 })
+	ctx := ctxFor(tn)
+	tx, err := p.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Conn().Exec(ctx, "COMMIT", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sp.Exec(ctx, "SELECT name FROM items"); !errors.Is(err, pgtenant.ErrTxLost) {
+		t.Errorf("savepoint Exec: %v, want ErrTxLost", err)
+	}
+	if err := sp.Commit(ctx); !errors.Is(err, pgtenant.ErrTxLost) {
+		t.Errorf("savepoint Commit: %v, want ErrTxLost", err)
+	}
+	if _, err := tx.Exec(ctx, "SELECT name FROM items"); !errors.Is(err, pgtenant.ErrTxLost) {
+		t.Errorf("Exec: %v, want ErrTxLost", err)
+	}
+	if err := tx.Commit(ctx); !errors.Is(err, pgtenant.ErrTxLost) {
+		t.Errorf("Commit: %v, want ErrTxLost", err)
+	}
+	if got := names(t, p, ctx, "SELECT name FROM items"); !cmp.Equal(got, want(tn, 1)) {
+		t.Errorf("after the lost transaction: %v", got)
+	}
+}

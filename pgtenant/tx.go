@@ -167,8 +167,8 @@ func (t *Tx) endSavepoint(ctx context.Context, sql string) error {
 		return pgx.ErrTxClosed
 	}
 	t.closed = true
-	if err := t.usable(ctx); err != nil && err != pgx.ErrTxClosed {
-		return err
+	if !t.conn.IsClosed() && t.conn.PgConn().TxStatus() == 'I' {
+		return ErrTxLost // the transaction, and the savepoint with it, ended outside Commit/Rollback
 	}
 	_, err := t.simple(ctx, sql+strconv.Itoa(t.depth))
 	return err
