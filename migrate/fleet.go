@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/pressly/goose/v3"
+	"github.com/tenancykit/tenancy/internal/rls"
 	"github.com/tenancykit/tenancy/pgtenant"
 	"github.com/tenancykit/tenancy/tenant"
 )
@@ -63,12 +65,11 @@ const versionChunk = 500
 // schema's OID too: a schema dropped and created again is read afresh.
 //
 // CREATE ... IF NOT EXISTS is not safe against a concurrent creator (it can
-// fail with 23505 on the catalog), so the statements take the advisory lock
-// the provision registry takes for its own tables in schema tenancy
-// (0x74656e616e6379, "tenancy"); sent as
+// fail with 23505 on the catalog), so the statements take rls.SchemaLock, as
+// the provision registry does for its own tables in schema tenancy; sent as
 // one simple-protocol string, they run in one implicit transaction, which
 // holds the lock to the end.
-const summaryDDL = `SELECT pg_advisory_xact_lock(32762622053868409);
+var summaryDDL = "SELECT pg_advisory_xact_lock(" + strconv.FormatInt(rls.SchemaLock, 10) + `);
 	CREATE SCHEMA IF NOT EXISTS tenancy;
 	CREATE TABLE IF NOT EXISTS tenancy.migrate_versions (
 		schema_name text PRIMARY KEY,

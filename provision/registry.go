@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/tenancykit/tenancy/internal/rls"
 	"github.com/tenancykit/tenancy/tenant"
 )
 
@@ -82,7 +83,7 @@ var registryDDL = []string{
 }
 
 // registryLock serialises registry upgrades across processes.
-const registryLock = int64(0x74656e616e6379) // "tenancy"
+const registryLock = rls.SchemaLock
 
 // New returns a Registry, creating or upgrading its tables in schema tenancy
 // if needed.

@@ -15,6 +15,11 @@ import (
 // PolicyName is the name of the policy on every tenant table.
 const PolicyName = "tenant_isolation"
 
+// SchemaLock is the advisory lock under which provision's registry and
+// migrate's version summary create and upgrade their objects in schema
+// tenancy: CREATE ... IF NOT EXISTS is not safe against a concurrent creator.
+const SchemaLock = int64(0x74656e616e6379) // "tenancy"
+
 // ErrMissingTenantColumn is wrapped by MissingError.
 var ErrMissingTenantColumn = errors.New("tables without a tenant_id column")
 
