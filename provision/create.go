@@ -75,7 +75,11 @@ func (r *Registry) Create(ctx context.Context, spec Spec) (Record, error) {
 		if err != nil {
 			return step("register", err)
 		}
-		if want := map[bool]int64{true: 1, false: 2}[t.ID == t.Slug]; ct.RowsAffected() != want {
+		want := int64(2)
+		if t.ID == t.Slug {
+			want = 1
+		}
+		if ct.RowsAffected() != want {
 			return fmt.Errorf("%w: slug %q or ID %q is another live tenant's slug or ID", ErrTenantExists, t.Slug, t.ID)
 		}
 		if schema == "" {
