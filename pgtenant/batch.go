@@ -19,6 +19,12 @@ func (p *Pool) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 	if err != nil {
 		return failedBatch(b, err)
 	}
+	// Rewritten and classified before a connection is taken: a refused
+	// query costs no I/O.
+	items, err := p.batchItems(ctx, b, false)
+	if err != nil {
+		return failedBatch(b, err)
+	}
 	c, err := p.pool.Acquire(ctx)
 	if err != nil {
 		return failedBatch(b, err)
@@ -29,51 +35,72 @@ func (p *Pool) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 		return err
 	}
 	if p.prepared {
-		return p.sendBatch(ctx, c.Conn(), st, sc, b, withScope, finish)
+		return p.sendBatch(ctx, c.Conn(), st, sc, b, items, withScope, finish)
 	}
-	mapped := &pgx.Batch{QueuedQueries: make([]*pgx.QueuedQuery, 0, len(b.QueuedQueries)+1)}
-	p.queueScope(mapped, sc)
-	classes := make([]*class, len(b.QueuedQueries))
-	for i, q := range b.QueuedQueries {
-		sql, args, cls, err := p.batchQuery(ctx, q)
-		if err != nil {
-			return failedBatch(b, finish(wrapErr(i, err)))
-		}
-		classes[i] = cls
-		mapped.QueuedQueries = append(mapped.QueuedQueries, &pgx.QueuedQuery{SQL: sql, Arguments: args, Fn: q.Fn})
-	}
-	br := c.Conn().SendBatch(ctx, mapped)
-	if _, err := br.Exec(); err != nil {
-		_ = br.Close()
-		return failedBatch(b, finish(scopeFailed(ctx, c.Conn(), sc, err)))
-	}
-	return &textBatch{BatchResults: br, st: st, classes: classes, finish: finish}
+	return p.sendText(ctx, c.Conn(), st, sc, b, items, withScope, finish)
 }
 
-// batchQuery applies q's query rewriter and classifies its SQL.
-func (p *Pool) batchQuery(ctx context.Context, q *pgx.QueuedQuery) (string, []any, *class, error) {
-	sql, args, opts, err := splitArgs(ctx, q.SQL, q.Arguments)
-	if err != nil {
-		return "", nil, nil, err
+// batchItems are a batch's queries after their query rewriters, with their
+// classes.
+type batchItems struct {
+	sql     []string
+	args    [][]any
+	classes []*class
+}
+
+// batchItems rewrites and classifies b's queries; with session set (an
+// Acquired Conn) nothing is refused.
+func (p *Pool) batchItems(ctx context.Context, b *pgx.Batch, session bool) (batchItems, error) {
+	n := len(b.QueuedQueries)
+	items := batchItems{sql: make([]string, n), args: make([][]any, n), classes: make([]*class, n)}
+	for i, q := range b.QueuedQueries {
+		sql, args, opts, err := splitArgs(ctx, q.SQL, q.Arguments)
+		if err == nil && len(opts) > 0 {
+			err = errors.New("pgtenant: query options other than pgx.QueryRewriter are not supported in a batch")
+		}
+		cls := sessionClass
+		if err == nil && !session {
+			cls, err = p.check(sql)
+		}
+		if err != nil {
+			return items, wrapErr(i, err)
+		}
+		items.sql[i], items.args[i], items.classes[i] = sql, args, cls
 	}
-	if len(opts) > 0 {
-		return "", nil, nil, errors.New("pgtenant: query options other than pgx.QueryRewriter are not supported in a batch")
+	return items, nil
+}
+
+// sendText sends the items as text through pgx, for connections that
+// prepare nothing (behind a pooler), after the scope statement on the pool's
+// path (s withScope).
+func (p *Pool) sendText(ctx context.Context, c *pgx.Conn, st *connState, sc scope, b *pgx.Batch, items batchItems, s step, finish func(error) error) pgx.BatchResults {
+	mapped := &pgx.Batch{QueuedQueries: make([]*pgx.QueuedQuery, 0, len(items.sql)+1)}
+	if s == withScope {
+		p.queueScope(mapped, sc)
 	}
-	cls, err := p.check(sql)
-	return sql, args, cls, err
+	for i, q := range b.QueuedQueries {
+		mapped.QueuedQueries = append(mapped.QueuedQueries, &pgx.QueuedQuery{SQL: items.sql[i], Arguments: items.args[i], Fn: q.Fn})
+	}
+	if finish == nil {
+		finish = func(err error) error { return err }
+	}
+	br := c.SendBatch(ctx, mapped)
+	if s == withScope {
+		if _, err := br.Exec(); err != nil {
+			_ = br.Close()
+			return failedBatch(b, finish(scopeFailed(ctx, c, sc, err)))
+		}
+	}
+	return &textBatch{BatchResults: br, st: st, classes: items.classes, finish: finish}
 }
 
 // sendBatch sends b's queries as prepared statements on c after what s says
 // (withScope on the pool's path, inScope in a transaction or session),
 // preparing the ones new on c together in one round trip first.
-func (p *Pool) sendBatch(ctx context.Context, c *pgx.Conn, st *connState, sc scope, b *pgx.Batch, s step, finish func(error) error) pgx.BatchResults {
+func (p *Pool) sendBatch(ctx context.Context, c *pgx.Conn, st *connState, sc scope, b *pgx.Batch, items batchItems, s step, finish func(error) error) pgx.BatchResults {
 	if p.bt != nil {
 		ctx = p.bt.TraceBatchStart(ctx, c, pgx.TraceBatchStartData{Batch: b})
 	}
-	n := len(b.QueuedQueries)
-	classes := make([]*class, n)
-	keys := make([]stmtKey, n)
-	args := make([][]any, n)
 	fail := func(err error) pgx.BatchResults {
 		if p.bt != nil {
 			p.bt.TraceBatchEnd(ctx, c, pgx.TraceBatchEndData{Err: err})
@@ -83,13 +110,10 @@ func (p *Pool) sendBatch(ctx context.Context, c *pgx.Conn, st *connState, sc sco
 		}
 		return failedBatch(b, err)
 	}
+	keys := make([]stmtKey, len(items.sql))
 	var cold []stmtKey
-	for i, q := range b.QueuedQueries {
-		sql, a, cls, err := p.batchQuery(ctx, q)
-		if err != nil {
-			return fail(wrapErr(i, err))
-		}
-		classes[i], keys[i], args[i] = cls, stmtKey{schema: sc.key, sql: sql}, a
+	for i, sql := range items.sql {
+		keys[i] = stmtKey{schema: sc.key, sql: sql}
 		if s == inScope && st.named[sql] != nil {
 			continue
 		}
@@ -119,7 +143,7 @@ func (p *Pool) sendBatch(ctx context.Context, c *pgx.Conn, st *connState, sc sco
 		if sd == nil {
 			return fail(wrapErr(i, errors.New("the batch has more distinct statements than Config.StatementCacheCapacity")))
 		}
-		if err := st.eqb.Build(c.TypeMap(), sd, args[i]); err != nil {
+		if err := st.eqb.Build(c.TypeMap(), sd, items.args[i]); err != nil {
 			return fail(wrapErr(i, err))
 		}
 		pb.ExecStatement(sd, st.eqb.ParamValues, st.eqb.ParamFormats, st.eqb.ResultFormats)
@@ -130,7 +154,7 @@ func (p *Pool) sendBatch(ctx context.Context, c *pgx.Conn, st *connState, sc sco
 			return fail(scopeFailed(ctx, c, sc, err))
 		}
 	}
-	return &stmtBatch{ctx: ctx, b: b, mrr: mrr, conn: c, st: st, classes: classes, keys: keys, args: args, bt: p.bt, finish: finish}
+	return &stmtBatch{ctx: ctx, b: b, mrr: mrr, conn: c, st: st, classes: items.classes, keys: keys, args: items.args, bt: p.bt, finish: finish}
 }
 
 func containsKey(keys []stmtKey, k stmtKey) bool {

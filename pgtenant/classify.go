@@ -239,7 +239,7 @@ func isIdentChar(c byte) bool { return isIdentStart(c) || isDigit(c) }
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
-const useAcquire = "run it on a connection from Pool.Acquire, whose session is reset on release"
+const useAcquire = "a connection from Pool.Acquire (its session is reset on release)"
 
 // sessionFuncs are functions whose effect or answer belongs to the session.
 var sessionFuncs = map[string]string{

@@ -177,7 +177,11 @@ func (c *Conn) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 	if !c.p.prepared {
 		return c.c.Conn().SendBatch(ctx, b)
 	}
-	return c.p.sendBatch(ctx, c.c.Conn(), c.st, c.sc, b, inScope, nil)
+	items, err := c.p.batchItems(ctx, b, true)
+	if err != nil {
+		return failedBatch(b, err)
+	}
+	return c.p.sendBatch(ctx, c.c.Conn(), c.st, c.sc, b, items, inScope, nil)
 }
 
 // CopyFrom copies rows into tableName, resolved in the tenant's schema, in a

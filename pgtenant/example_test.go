@@ -152,7 +152,7 @@ func ExampleSessionStateError() {
 	fmt.Println("in a transaction:", err)
 	// Output:
 	// refused: pg_advisory_lock()
-	// instead: pg_advisory_xact_lock in a transaction, or run it on a connection from Pool.Acquire, whose session is reset on release
+	// instead: pg_advisory_xact_lock in a transaction, or a connection from Pool.Acquire (its session is reset on release)
 	// in a transaction: <nil>
 }
 

@@ -108,9 +108,8 @@ func TestSessionStateIsRefused(t *testing.T) {
 				}
 			}
 		}
-		if got := p.Stat().AcquireCount() - before; got != 4*0 && mode == pgx.QueryExecModeCacheStatement {
-			// SendBatch acquires before it classifies; the rest refuse before any I/O.
-			t.Logf("%d acquisitions for refused statements", got)
+		if got := p.Stat().AcquireCount() - before; got != 0 {
+			t.Errorf("%v: %d connections acquired for refused statements; they must be refused before any I/O", mode, got)
 		}
 		// In a transaction too, and the transaction goes on unharmed.
 		err := pgx.BeginFunc(ctxA, p, func(tx pgx.Tx) error {
@@ -591,5 +590,59 @@ func TestTransactionEndedOutsideCommit(t *testing.T) {
 	}
 	if got := names(t, p, ctx, "SELECT name FROM items"); !cmp.Equal(got, want(tn, 1)) {
 		t.Errorf("after the lost transaction: %v", got)
+	}
+}
+
+// TestBatchesOnTransactionsAndSessions: behind a pooler (exec mode) a
+// transaction's batch prepares nothing; on an Acquired Conn a batch may hold
+// session statements, which the release resets.
+func TestBatchesOnTransactionsAndSessions(t *testing.T) {
+	t.Parallel()
+	pg := testenv.PostgreSQL(t)
+	tenants := createTenants(t, pg, "tbatch", 2, 1)
+	a, b := tenants[0], tenants[1]
+	ctx := ctxFor(a)
+	exec := newPool(t, pg, func(c *pgtenant.Config) {
+		c.PoolConfig.MaxConns = 1
+		c.PoolConfig.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeExec
+	})
+	var got []string
+	err := pgx.BeginFunc(ctx, exec, func(tx pgx.Tx) error {
+		batch := &pgx.Batch{}
+		batch.Queue("INSERT INTO items (name) VALUES ($1)", a.Slug+"-2")
+		batch.Queue("SELECT name FROM items ORDER BY id").Query(func(rows pgx.Rows) error {
+			var err error
+			got, err = pgx.CollectRows(rows, pgx.RowTo[string])
+			return err
+		})
+		return tx.SendBatch(ctx, batch).Close()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want(a, 2), got); diff != "" {
+		t.Errorf("batch in the transaction (-want +got):\n%s", diff)
+	}
+	var prepared int
+	if err := exec.Unscoped().QueryRow(context.Background(), "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'tenancy%'",
+		pgx.QueryExecModeSimpleProtocol).Scan(&prepared); err != nil || prepared != 0 {
+		t.Errorf("exec mode: %d statements prepared by the pool (%v), want none", prepared, err)
+	}
+
+	p := newPool(t, pg, func(c *pgtenant.Config) { c.PoolConfig.MaxConns = 1 })
+	conn, err := p.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch := &pgx.Batch{}
+	batch.Queue("LISTEN tbatch")
+	batch.Queue("SELECT pg_advisory_lock(7)")
+	if err := conn.SendBatch(ctx, batch).Close(); err != nil {
+		t.Errorf("session statements in a batch on an Acquired Conn: %v", err)
+	}
+	conn.Release()
+	clean := leftovers{Path: pgx.Identifier{pgtenant.SchemaName(b)}.Sanitize() + `, "public", pg_temp`, Setting: b.ID}
+	if diff := cmp.Diff(clean, readLeftovers(t, p, ctxFor(b))); diff != "" {
+		t.Errorf("after the Conn's release (-want +got):\n%s", diff)
 	}
 }

@@ -255,10 +255,18 @@ func (t *Tx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 	if err := t.usable(ctx); err != nil {
 		return failedBatch(b, err)
 	}
+	items, err := t.p.batchItems(ctx, b, false)
+	if err != nil {
+		return failedBatch(b, err)
+	}
 	if err := t.begin(ctx); err != nil {
 		return failedBatch(b, err)
 	}
-	return t.p.sendBatch(ctx, t.conn, t.st, t.sc, b, inScope, nil)
+	if !t.p.prepared {
+		// Behind a pooler nothing may be prepared: the batch goes as text.
+		return t.p.sendText(ctx, t.conn, t.st, t.sc, b, items, inScope, nil)
+	}
+	return t.p.sendBatch(ctx, t.conn, t.st, t.sc, b, items, inScope, nil)
 }
 
 // LargeObjects returns the transaction's large object manager. Its calls run
