@@ -4,6 +4,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/tenancykit/tenancy/internal/sqllex"
 )
 
 // The statement path and transactions share connections between tenants, so
@@ -104,141 +106,6 @@ func (cc *classCache) classify(sql string) *class {
 	return c
 }
 
-// token is one lexical token: a word (keyword or identifier, lowercased
-// unless quoted), or a single punctuation character.
-type token struct {
-	text   string
-	word   bool
-	quoted bool
-}
-
-func (t token) is(word string) bool { return t.word && !t.quoted && t.text == word }
-
-// lex splits sql into statements of tokens. Comments, string constants,
-// dollar-quoted constants and positional parameters produce no tokens.
-// standard_conforming_strings is assumed on (the default since PostgreSQL
-// 9.1; a SET that turns it off is refused on the statement path).
-func lex(sql string) [][]token {
-	var stmts [][]token
-	var cur []token
-	i, n := 0, len(sql)
-	for i < n {
-		ch := sql[i]
-		switch {
-		case ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '\f' || ch == '\v':
-			i++
-		case ch == '-' && i+1 < n && sql[i+1] == '-':
-			for i < n && sql[i] != '\n' {
-				i++
-			}
-		case ch == '/' && i+1 < n && sql[i+1] == '*':
-			depth := 0
-			for i < n {
-				if sql[i] == '/' && i+1 < n && sql[i+1] == '*' {
-					depth++
-					i += 2
-				} else if sql[i] == '*' && i+1 < n && sql[i+1] == '/' {
-					depth--
-					i += 2
-					if depth == 0 {
-						break
-					}
-				} else {
-					i++
-				}
-			}
-		case ch == '\'':
-			i = skipString(sql, i, false)
-		case (ch == 'e' || ch == 'E') && i+1 < n && sql[i+1] == '\'':
-			i = skipString(sql, i+1, true)
-		case ch == '"':
-			j := i + 1
-			var b strings.Builder
-			for j < n {
-				if sql[j] == '"' {
-					if j+1 < n && sql[j+1] == '"' {
-						b.WriteByte('"')
-						j += 2
-						continue
-					}
-					break
-				}
-				b.WriteByte(sql[j])
-				j++
-			}
-			cur = append(cur, token{text: b.String(), word: true, quoted: true})
-			i = j + 1
-		case ch == '$':
-			j := i + 1
-			for j < n && isIdentChar(sql[j]) {
-				j++
-			}
-			if j < n && sql[j] == '$' && (j == i+1 || !isDigit(sql[i+1])) {
-				tag := sql[i : j+1]
-				end := strings.Index(sql[j+1:], tag)
-				if end < 0 {
-					i = n
-				} else {
-					i = j + 1 + end + len(tag)
-				}
-			} else {
-				i = j // a positional parameter
-			}
-		case isIdentStart(ch):
-			j := i + 1
-			for j < n && (isIdentChar(sql[j]) || sql[j] == '$') {
-				j++
-			}
-			cur = append(cur, token{text: strings.ToLower(sql[i:j]), word: true})
-			i = j
-		case ch == ';':
-			if len(cur) > 0 {
-				stmts = append(stmts, cur)
-				cur = nil
-			}
-			i++
-		default:
-			cur = append(cur, token{text: sql[i : i+1]})
-			i++
-		}
-	}
-	if len(cur) > 0 {
-		stmts = append(stmts, cur)
-	}
-	return stmts
-}
-
-// skipString returns the index after the string constant whose opening quote
-// is at i; with backslash set, a backslash escapes the next byte (E'...').
-func skipString(sql string, i int, backslash bool) int {
-	i++
-	for i < len(sql) {
-		switch sql[i] {
-		case '\\':
-			if backslash {
-				i += 2
-				continue
-			}
-		case '\'':
-			if i+1 < len(sql) && sql[i+1] == '\'' {
-				i += 2
-				continue
-			}
-			return i + 1
-		}
-		i++
-	}
-	return i
-}
-
-func isIdentStart(c byte) bool {
-	return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= 0x80
-}
-
-func isIdentChar(c byte) bool { return isIdentStart(c) || isDigit(c) }
-
-func isDigit(c byte) bool { return c >= '0' && c <= '9' }
-
 const useAcquire = "a connection from Pool.Acquire (its session is reset on release)"
 
 // sessionFuncs are functions whose effect or answer belongs to the session.
@@ -259,7 +126,7 @@ var sessionFuncs = map[string]string{
 // classify finds what in sql would leave state on the session.
 func classify(sql string) *class {
 	c := &class{}
-	for _, st := range lex(sql) {
+	for _, st := range sqllex.Split(sql) {
 		if c.refused = c.statement(st); c.refused != "" {
 			return c
 		}
@@ -268,12 +135,12 @@ func classify(sql string) *class {
 }
 
 // statement classifies one statement and returns the construct it refuses.
-func (c *class) statement(t []token) string {
-	first := t[0].text
-	if !t[0].word || t[0].quoted {
+func (c *class) statement(t []sqllex.Token) string {
+	first := t[0].Text
+	if !t[0].Word || t[0].Quoted {
 		first = ""
 	}
-	at := func(i int, w string) bool { return i < len(t) && t[i].is(w) }
+	at := func(i int, w string) bool { return i < len(t) && t[i].Is(w) }
 	switch first {
 	case "set":
 		switch {
@@ -296,8 +163,8 @@ func (c *class) statement(t []token) string {
 		}
 		c.tags |= tagRollback
 	case "declare":
-		for i := 1; i < len(t) && !t[i].is("for"); i++ {
-			if t[i].is("with") && at(i+1, "hold") {
+		for i := 1; i < len(t) && !t[i].Is("for"); i++ {
+			if t[i].Is("with") && at(i+1, "hold") {
 				c.instead = "a cursor without HOLD inside a transaction, or " + useAcquire
 				return "DECLARE ... WITH HOLD"
 			}
@@ -317,21 +184,21 @@ func (c *class) statement(t []token) string {
 		i := 1
 		for ; i < len(t); i++ {
 			switch {
-			case t[i].is("temp"), t[i].is("temporary"):
+			case t[i].Is("temp"), t[i].Is("temporary"):
 				temp = true
-			case t[i].is("or"), t[i].is("replace"), t[i].is("global"), t[i].is("local"), t[i].is("unlogged"), t[i].is("recursive"):
+			case t[i].Is("or"), t[i].Is("replace"), t[i].Is("global"), t[i].Is("local"), t[i].Is("unlogged"), t[i].Is("recursive"):
 			default:
 				goto kind
 			}
 		}
 	kind:
-		if !temp && i+2 < len(t) && t[i].word && (t[i].is("table") || t[i].is("view") || t[i].is("sequence") || t[i].is("function")) {
+		if !temp && i+2 < len(t) && t[i].Word && (t[i].Is("table") || t[i].Is("view") || t[i].Is("sequence") || t[i].Is("function")) {
 			// CREATE TABLE [IF NOT EXISTS] pg_temp.name
 			j := i + 1
 			if at(j, "if") {
 				j += 3
 			}
-			temp = j+1 < len(t) && t[j].word && t[j].text == "pg_temp" && t[j+1].text == "."
+			temp = j+1 < len(t) && t[j].Word && t[j].Text == "pg_temp" && t[j+1].Text == "."
 		}
 		if temp && !onCommitDrop(t) {
 			c.instead = "CREATE TEMPORARY TABLE ... ON COMMIT DROP inside a transaction, or " + useAcquire
@@ -340,26 +207,26 @@ func (c *class) statement(t []token) string {
 		c.tags |= tagCreate
 	case "select", "with":
 		for i := 1; i+1 < len(t); i++ {
-			if t[i].is("into") && (t[i+1].is("temp") || t[i+1].is("temporary") ||
-				(t[i+1].is("local") || t[i+1].is("global")) && at(i+2, "temp") ||
-				t[i+1].text == "pg_temp" && at(i+2, ".")) {
+			if t[i].Is("into") && (t[i+1].Is("temp") || t[i+1].Is("temporary") ||
+				(t[i+1].Is("local") || t[i+1].Is("global")) && at(i+2, "temp") ||
+				t[i+1].Text == "pg_temp" && at(i+2, ".")) {
 				c.instead = "CREATE TEMPORARY TABLE ... ON COMMIT DROP AS inside a transaction, or " + useAcquire
 				return "SELECT ... INTO TEMPORARY"
 			}
 		}
 	}
 	for i := 0; i+1 < len(t); i++ {
-		if !t[i].word || t[i+1].text != "(" {
+		if !t[i].Word || t[i+1].Text != "(" {
 			continue
 		}
-		if t[i].quoted && t[i].text != strings.ToLower(t[i].text) {
+		if t[i].Quoted && t[i].Text != strings.ToLower(t[i].Text) {
 			continue
 		}
-		if instead, ok := sessionFuncs[t[i].text]; ok {
+		if instead, ok := sessionFuncs[t[i].Text]; ok {
 			c.instead = instead
-			return t[i].text + "()"
+			return t[i].Text + "()"
 		}
-		if t[i].text == "set_config" && !localSetConfig(t[i+1:]) {
+		if t[i].Text == "set_config" && !localSetConfig(t[i+1:]) {
 			c.instead = "set_config(name, value, true) inside a transaction, or " + useAcquire
 			return "set_config(..., false)"
 		}
@@ -368,9 +235,9 @@ func (c *class) statement(t []token) string {
 }
 
 // onCommitDrop reports whether the statement says ON COMMIT DROP.
-func onCommitDrop(t []token) bool {
+func onCommitDrop(t []sqllex.Token) bool {
 	for i := 0; i+2 < len(t); i++ {
-		if t[i].is("on") && t[i+1].is("commit") && t[i+2].is("drop") {
+		if t[i].Is("on") && t[i+1].Is("commit") && t[i+2].Is("drop") {
 			return true
 		}
 	}
@@ -379,27 +246,27 @@ func onCommitDrop(t []token) bool {
 
 // localSetConfig reports whether the argument list that t opens (t[0] is
 // "(") has a third argument that is the literal true.
-func localSetConfig(t []token) bool {
+func localSetConfig(t []sqllex.Token) bool {
 	depth, arg := 0, 0
-	var third []token
+	var third []sqllex.Token
 	for _, tk := range t {
-		switch tk.text {
+		switch tk.Text {
 		case "(", "[":
-			if !tk.word {
+			if !tk.Word {
 				depth++
 				if depth == 1 {
 					continue
 				}
 			}
 		case ")", "]":
-			if !tk.word {
+			if !tk.Word {
 				depth--
 				if depth == 0 {
-					return arg == 2 && len(third) == 1 && third[0].is("true")
+					return arg == 2 && len(third) == 1 && third[0].Is("true")
 				}
 			}
 		case ",":
-			if !tk.word && depth == 1 {
+			if !tk.Word && depth == 1 {
 				arg++
 				continue
 			}

@@ -28,7 +28,7 @@ const leftoversSQL = `SELECT
 	(SELECT count(*) FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid())::int,
 	(SELECT count(*) FROM pg_catalog.pg_prepared_statements WHERE from_sql)::int,
 	(SELECT count(*) FROM pg_catalog.pg_listening_channels())::int,
-	(SELECT count(*) FROM pg_catalog.pg_class WHERE relpersistence = 't')::int,
+	(SELECT count(*) FROM pg_catalog.pg_class WHERE relpersistence = 't' AND relnamespace = pg_catalog.pg_my_temp_schema())::int,
 	current_setting('search_path'), coalesce(current_setting('app.tenant_id', true), '')`
 
 func readLeftovers(t *testing.T, q interface {
