@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"slices"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/tenancykit/tenancy/internal/sqllex"
 	"github.com/tenancykit/tenancy/pgtenant"
 	"github.com/tenancykit/tenancy/tenant"
 )
@@ -41,15 +44,44 @@ func (f BuilderFunc) BuildTenant(ctx context.Context, tx pgx.Tx, t tenant.Tenant
 // DDL returns a Builder that runs statements, in order, in the tenant's
 // schema. Every table they create needs a tenant_id column; Create adds row
 // level security, its default and the grants.
+//
+// With a DDL builder, [Registry.Create] sends everything — registry rows,
+// CREATE SCHEMA, the statements, the securing step — in one round trip, each
+// statement as a query of its own in one transaction. A string that holds
+// more than one statement still works (Create then falls back to one round
+// trip per statement); one statement per string is faster.
 func DDL(statements ...string) Builder {
-	return BuilderFunc(func(ctx context.Context, tx pgx.Tx, _ tenant.Tenant, _ string) error {
-		for i, s := range statements {
-			if _, err := tx.Exec(ctx, s, pgx.QueryExecModeSimpleProtocol); err != nil {
-				return fmt.Errorf("statement %d: %w", i+1, err)
+	return ddl(slices.Clone(statements))
+}
+
+// ddl is the Builder of DDL; Create recognises it and pipelines it.
+type ddl []string
+
+// check refuses transaction control: Create runs the DDL inside its own
+// transaction, and a COMMIT there would make the tenant's first half
+// permanent before its tables are confined.
+func (d ddl) check() error {
+	for i, s := range d {
+		for _, st := range sqllex.Split(s) {
+			at := func(i int, w string) bool { return i < len(st) && st[i].Is(w) }
+			switch {
+			case at(0, "begin"), at(0, "start"), at(0, "commit"), at(0, "end"), at(0, "abort"),
+				at(0, "rollback"), at(0, "savepoint"), at(0, "release"), at(0, "prepare") && at(1, "transaction"):
+				return fmt.Errorf("DDL statement %d: %s: transaction control is not allowed; Create runs the DDL in its own transaction", i+1, strings.ToUpper(st[0].Text))
 			}
 		}
-		return nil
-	})
+	}
+	return nil
+}
+
+// BuildTenant runs the statements on tx, one round trip each.
+func (d ddl) BuildTenant(ctx context.Context, tx pgx.Tx, _ tenant.Tenant, _ string) error {
+	for i, s := range d {
+		if _, err := tx.Exec(ctx, s, pgx.QueryExecModeSimpleProtocol); err != nil {
+			return fmt.Errorf("statement %d: %w", i+1, err)
+		}
+	}
+	return nil
 }
 
 // Config configures [New]. Zero fields mean their documented defaults.
@@ -58,7 +90,7 @@ type Config struct {
 	// tenant schemas and owns their tables. Required.
 	Owner *pgxpool.Pool
 	// AppRole is the role the application's pgtenant pool connects as. It
-	// gets USAGE on each tenant schema and DML on its tables and sequences,
+	// gets USAGE on each tenant schema and DML on its tables (no sequence privileges),
 	// nothing more. Required.
 	AppRole string
 	// Mode is SchemaPerTenant (a schema per tenant) or SharedTables (tenants
@@ -119,6 +151,11 @@ func (c *Config) defaults() error {
 	}
 	if c.Builder != nil && c.SchemaBuilder != nil {
 		return fmt.Errorf("%w: set Config.Builder or Config.SchemaBuilder, not both", ErrInvalidConfig)
+	}
+	if d, ok := c.Builder.(ddl); ok {
+		if err := d.check(); err != nil {
+			return fmt.Errorf("%w: Config.Builder: %w", ErrInvalidConfig, err)
+		}
 	}
 	if c.Setting == "" {
 		c.Setting = pgtenant.DefaultSetting

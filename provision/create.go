@@ -8,7 +8,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/tenancykit/tenancy/internal/rls"
 	"github.com/tenancykit/tenancy/pgtenant"
 	"github.com/tenancykit/tenancy/tenant"
 )
@@ -31,6 +30,9 @@ type Spec struct {
 // row — and the *StepError says which step failed. Concurrent creates of one
 // slug are serialised: one succeeds, the others get ErrTenantExists.
 //
+// With a DDL builder (or none), everything above travels in one round trip
+// and runs as one implicit transaction; see the package documentation.
+//
 // In SharedTables mode Create registers the tenant and makes sure the shared
 // tables carry row level security; it creates no schema.
 func (r *Registry) Create(ctx context.Context, spec Spec) (Record, error) {
@@ -45,6 +47,20 @@ func (r *Registry) Create(ctx context.Context, spec Spec) (Record, error) {
 	schema := ""
 	if r.cfg.Mode == pgtenant.SchemaPerTenant {
 		schema = pgtenant.SchemaName(t)
+	}
+	if schema != "" && r.cfg.SchemaBuilder == nil {
+		stmts, ok := r.cfg.Builder.(ddl)
+		if ok || r.cfg.Builder == nil {
+			rec, err := r.createPipelined(ctx, t, schema, spec.Name, stmts)
+			if !errors.Is(err, errMultiStatement) {
+				if err == nil {
+					r.cfg.Logger.InfoContext(ctx, "tenant created", "tenant_id", t.ID, "tenant_slug", t.Slug, "schema", schema)
+				}
+				return rec, err
+			}
+			// A string of several statements cannot go as one extended
+			// query: nothing was committed; run them one by one below.
+		}
 	}
 	step := func(name string, err error) error {
 		return &StepError{Op: "create", Slug: t.Slug, Step: name, Err: err}
@@ -70,8 +86,7 @@ func (r *Registry) Create(ctx context.Context, spec Spec) (Record, error) {
 		// IDs and slugs share one namespace: a name taken by another live
 		// tenant, as its ID or its slug, is refused by the primary key (a
 		// concurrent Create of the other waits for this one, then finds it).
-		ct, err = tx.Exec(ctx, `INSERT INTO tenancy.tenant_names (name, tenant_id)
-			SELECT DISTINCT name, $1 FROM unnest(ARRAY[$1, $2]::text[]) AS name ON CONFLICT DO NOTHING`, t.ID, t.Slug)
+		ct, err = tx.Exec(ctx, namesSQL+" ON CONFLICT DO NOTHING", t.ID, t.Slug)
 		if err != nil {
 			return step("register", err)
 		}
@@ -109,6 +124,19 @@ func (r *Registry) Create(ctx context.Context, spec Spec) (Record, error) {
 				if err := r.cfg.Builder.BuildTenant(ctx, tx, t, schema); err != nil {
 					return step("build schema", err)
 				}
+				switch tx.Conn().PgConn().TxStatus() {
+				case 'T':
+				case 'E':
+					return step("build schema", errors.New("a statement of the builder failed and the builder returned no error"))
+				default:
+					// The builder committed or rolled back Create's
+					// transaction: what it committed must go.
+					err := errors.New("the builder ended Create's transaction (COMMIT or ROLLBACK); a Builder must leave it open")
+					if cleanupErr := undoCreate(ctx, tx.Conn(), t, schema); cleanupErr != nil {
+						err = errors.Join(err, fmt.Errorf("clean up: %w", cleanupErr))
+					}
+					return step("build schema", err)
+				}
 			}
 			if err := r.secureSchema(ctx, tx, t, schema); err != nil {
 				return step("secure tables", err)
@@ -137,7 +165,7 @@ func (r *Registry) Create(ctx context.Context, spec Spec) (Record, error) {
 // the tenant active. On failure it removes the schema and the row.
 func (r *Registry) buildOutside(ctx context.Context, t tenant.Tenant, schema string) (Record, error) {
 	step := func(name string, err error) error {
-		if cleanupErr := r.undoCreate(ctx, t, schema); cleanupErr != nil {
+		if cleanupErr := undoCreate(ctx, r.cfg.Owner, t, schema); cleanupErr != nil {
 			err = errors.Join(err, fmt.Errorf("clean up: %w", cleanupErr))
 		}
 		return &StepError{Op: "create", Slug: t.Slug, Step: name, Err: err}
@@ -163,35 +191,24 @@ func (r *Registry) buildOutside(ctx context.Context, t tenant.Tenant, schema str
 	return rec, nil
 }
 
-func (r *Registry) undoCreate(ctx context.Context, t tenant.Tenant, schema string) error {
+// undoCreate removes what a failed Create committed: the schema and the
+// registry row (and with it the names), on q.
+func undoCreate(ctx context.Context, q interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}, t tenant.Tenant, schema string) error {
 	ctx = context.WithoutCancel(ctx)
-	if err := r.dropSchema(ctx, schema); err != nil {
+	if _, err := q.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
 		return err
 	}
-	_, err := r.cfg.Owner.Exec(ctx, "DELETE FROM tenancy.tenants WHERE id = $1 AND status = 'provisioning'", t.ID)
+	_, err := q.Exec(ctx, "DELETE FROM tenancy.tenants WHERE id = $1 AND status = 'provisioning'", t.ID)
 	return err
 }
 
-// secureSchema confines every table of schema and grants the app role.
+// secureSchema confines every table of schema and grants the app role, in
+// the server (tenancy.secure_schema), in one round trip.
 func (r *Registry) secureSchema(ctx context.Context, tx pgx.Tx, t tenant.Tenant, schema string) error {
-	rels, err := rls.Relations(ctx, tx, schema)
-	if err != nil {
-		return err
-	}
-	plan := rls.Plan(schema, rels, r.cfg.Setting, r.cfg.AppRole, t.ID)
-	if len(plan.Missing) > 0 {
-		return fmt.Errorf("%w: %w", ErrMissingTenantColumn, rls.MissingError(plan.Missing))
-	}
-	if len(plan.Serial) > 0 {
-		return fmt.Errorf("%w: %w", ErrSequenceDefault, rls.SequenceDefaultError(plan.Serial))
-	}
-	if len(plan.Twins) > 0 {
-		return fmt.Errorf("%w: %w", ErrSharedTwin, rls.SharedTwinError(plan.Twins))
-	}
-	if len(plan.Foreign) > 0 {
-		return fmt.Errorf("provision: tables with policies of their own: %s; leave policies to provision, another permissive policy would widen access", strings.Join(plan.Foreign, ", "))
-	}
-	return execAll(ctx, tx, plan.Stmts)
+	_, err := tx.Exec(ctx, secureSQL, schema, r.cfg.Setting, r.cfg.AppRole, t.ID)
+	return secureError(err)
 }
 
 // secureSharedTables makes sure every shared table has a tenant_id column,

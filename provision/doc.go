@@ -3,7 +3,9 @@
 // would weaken isolation.
 //
 // It runs as the owner role. The app role, the one pgtenant connects as,
-// gets only USAGE on each tenant schema and DML on its tables and sequences.
+// gets only USAGE on each tenant schema and DML on its tables: no sequence
+// privileges (sequences are beyond row level security), so tenant tables use
+// identity columns or gen_random_uuid(), and serial is refused.
 //
 //	reg, err := provision.New(ctx, provision.Config{
 //		Owner:   ownerPool,           // a *pgxpool.Pool connected as the owner role
@@ -27,6 +29,16 @@
 // current tenant so inserts need not name it, and grants the app role. The
 // generated SQL is checked by golden files in testdata. A failure returns a
 // *[StepError] naming the step.
+//
+// With a [DDL] builder (or none), Create is one round trip: the registry
+// rows, CREATE SCHEMA, each DDL statement, the securing step and the
+// notification go as queries of their own (one statement per query string,
+// which Citus needs to forward DDL) before a single Sync, so the server runs
+// them as one implicit transaction. The securing step runs in the server,
+// as tenancy.secure_schema (installed with the registry), because the tables
+// to confine exist only once the DDL has run; its plan is compared with the
+// Go one that migrate uses. A custom [Builder] runs in an explicit
+// transaction, a round trip per statement.
 //
 // # The registry
 //

@@ -2,9 +2,12 @@ package provision_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/tenancykit/tenancy/internal/testenv"
 	"github.com/tenancykit/tenancy/pgtenant"
@@ -54,3 +57,22 @@ func ctxFor(t tenant.Tenant) context.Context { return tenant.NewContext(context.
 
 // slug returns a unique valid slug starting with prefix.
 func slug(prefix string) string { return testenv.NewTenant(prefix).Slug }
+
+// builders returns three builders of the same statements, one per path of
+// Create: DDL (pipelined, one round trip), a BuilderFunc (step by step in a
+// transaction) and DDL of one string holding them all (pipelined, refused
+// by the server as several commands, then step by step).
+func builders(stmts ...string) map[string]provision.Builder {
+	return map[string]provision.Builder{
+		"pipelined": provision.DDL(stmts...),
+		"step by step": provision.BuilderFunc(func(ctx context.Context, tx pgx.Tx, _ tenant.Tenant, _ string) error {
+			for i, s := range stmts {
+				if _, err := tx.Exec(ctx, s); err != nil {
+					return fmt.Errorf("statement %d: %w", i+1, err)
+				}
+			}
+			return nil
+		}),
+		"one string": provision.DDL(strings.Join(stmts, ";\n")),
+	}
+}

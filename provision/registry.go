@@ -80,6 +80,8 @@ var registryDDL = []string{
 		SELECT id, id FROM tenancy.tenants WHERE status <> 'deleted' ORDER BY created_at ON CONFLICT DO NOTHING;
 	INSERT INTO tenancy.tenant_names (name, tenant_id)
 		SELECT slug, id FROM tenancy.tenants WHERE status <> 'deleted' ORDER BY created_at ON CONFLICT DO NOTHING;`,
+	// The securing step as functions in the server (secure.go).
+	3: secureFunctions,
 }
 
 // registryLock serialises registry upgrades across processes.
