@@ -16,7 +16,8 @@ import (
 type Spec struct {
 	// Slug names the tenant and its schema; see tenant.ValidateSlug. Required.
 	Slug string
-	// Name is a display name. Optional.
+	// Name is a display name: at most MaxNameLen bytes of UTF-8, no NUL.
+	// Optional.
 	Name string
 	// ID is the tenant's ID; see tenant.ValidateID. Defaults to a new UUID.
 	ID string
@@ -42,6 +43,9 @@ func (r *Registry) Create(ctx context.Context, spec Spec) (Record, error) {
 	}
 	t, err := tenant.New(id, spec.Slug)
 	if err != nil {
+		return Record{}, fmt.Errorf("provision: create tenant: %w", err)
+	}
+	if err := validateName(spec.Name); err != nil {
 		return Record{}, fmt.Errorf("provision: create tenant: %w", err)
 	}
 	schema := ""

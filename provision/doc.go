@@ -43,7 +43,8 @@
 // # The registry
 //
 // [Registry.Get], [Registry.List] (keyset pagination by slug, filter by
-// status), [Registry.Suspend] and [Registry.Resume]. [Registry.LookupTenant]
+// status), [Registry.Update] (the display name), [Registry.Suspend] and
+// [Registry.Resume]. [Registry.LookupTenant]
 // implements tenant.Lookup for the middleware: active tenants only,
 // [ErrTenantNotFound] (404) and [ErrTenantSuspended] (403). IDs and slugs of
 // live tenants share one namespace, enforced by a primary key
@@ -51,7 +52,7 @@
 // registry creates and upgrades its own tables, versioned, under an advisory
 // lock.
 //
-// Every status change (Create, Suspend, Resume, Delete) is announced with
+// Every change (Create, Update, Suspend, Resume, Delete) is announced with
 // NOTIFY on [WatchChannel] in the transaction that makes it.
 // [Registry.Watch] listens on a dedicated connection, reconnecting with
 // backoff, and invalidates every name of the changed tenant in a

@@ -38,6 +38,10 @@ var (
 	// public: a tenant whose table went missing would silently reach the
 	// shared one. The message names both.
 	ErrSharedTwin = errors.New("provision: tenant tables named like a shared table")
+	// ErrInvalidName is matched by the error of [Registry.Create] and
+	// [Registry.Update] for a display name longer than [MaxNameLen] bytes,
+	// not valid UTF-8, or holding a NUL character.
+	ErrInvalidName = errors.New("provision: invalid tenant name")
 	// ErrInvalidConfig is returned by [New] for an unusable [Config]; the
 	// message names the field.
 	ErrInvalidConfig = errors.New("provision: invalid configuration")

@@ -105,3 +105,26 @@ func ExampleRegistry_Watch() {
 	// served: true
 	// suspended: true
 }
+
+func ExampleRegistry_Update() {
+	pg := testenv.ExamplePostgreSQL()
+	ctx := context.Background()
+	owner, err := pgxpool.New(ctx, pg.OwnerURL)
+	if err != nil {
+		panic(err)
+	}
+	defer owner.Close()
+	reg, err := provision.New(ctx, provision.Config{Owner: owner, AppRole: pg.AppRole})
+	if err != nil {
+		panic(err)
+	}
+	rec, err := reg.Create(ctx, provision.Spec{Slug: testenv.NewTenant("renamed").Slug, Name: "Acme"})
+	if err != nil {
+		panic(err)
+	}
+	name := "Acme Europe"
+	rec, err = reg.Update(ctx, rec.Slug, provision.Update{Name: &name})
+	fmt.Println(rec.Name, err)
+	// Output:
+	// Acme Europe <nil>
+}

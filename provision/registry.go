@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/tenancykit/tenancy/internal/rls"
@@ -184,6 +186,53 @@ func (r *Registry) Suspend(ctx context.Context, slug string) error {
 // Resume serves a suspended tenant again.
 func (r *Registry) Resume(ctx context.Context, slug string) error {
 	return r.transition(ctx, slug, StatusSuspended, StatusActive)
+}
+
+// Update changes what may change of a live tenant: its display name. The
+// slug names the tenant's schema and the ID is in its rows, so neither
+// changes. The change is announced on [WatchChannel] in the statement that
+// makes it, like every status change, so caches that hold the tenant drop it.
+type Update struct {
+	// Name, if not nil, is the new display name; see [Spec.Name].
+	Name *string
+}
+
+// Update applies u to the live tenant with slug and returns its record.
+func (r *Registry) Update(ctx context.Context, slug string, u Update) (Record, error) {
+	if u.Name == nil {
+		return r.Get(ctx, slug)
+	}
+	if err := validateName(*u.Name); err != nil {
+		return Record{}, err
+	}
+	rec, err := scanRecord(r.cfg.Owner.QueryRow(ctx, `WITH u AS (
+			UPDATE tenancy.tenants SET name = $2, updated_at = now() WHERE slug = $1 AND status <> 'deleted' RETURNING *),
+		n AS (SELECT pg_notify($3, u.id || ' ' || u.slug) FROM u)
+		SELECT `+recordColumns+` FROM u, (SELECT count(*) FROM n) AS sent`, slug, *u.Name, WatchChannel))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Record{}, fmt.Errorf("%w: %q", ErrTenantNotFound, slug)
+	}
+	if err != nil {
+		return Record{}, err
+	}
+	r.cfg.Logger.InfoContext(ctx, "tenant updated", "tenant_id", rec.ID, "tenant_slug", slug)
+	return rec, nil
+}
+
+// MaxNameLen is the longest display name, in bytes.
+const MaxNameLen = 200
+
+// validateName accepts a display name PostgreSQL can store as text.
+func validateName(name string) error {
+	switch {
+	case len(name) > MaxNameLen:
+		return fmt.Errorf("%w: %d bytes, at most %d", ErrInvalidName, len(name), MaxNameLen)
+	case !utf8.ValidString(name):
+		return fmt.Errorf("%w: not valid UTF-8", ErrInvalidName)
+	case strings.ContainsRune(name, 0):
+		return fmt.Errorf("%w: holds a NUL character, which text cannot store", ErrInvalidName)
+	}
+	return nil
 }
 
 func (r *Registry) transition(ctx context.Context, slug string, from, to Status) error {

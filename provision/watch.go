@@ -10,7 +10,7 @@ import (
 )
 
 // WatchChannel is the PostgreSQL notification channel on which the registry
-// announces every change of a tenant's status (Create, Suspend, Resume,
+// announces every change of a tenant (Create, Update, Suspend, Resume,
 // Delete), in the transaction that makes the change. The payload is
 // "<id> <slug>".
 const WatchChannel = "tenancy_registry"

@@ -3,9 +3,11 @@ package provision_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/tenancykit/tenancy/internal/testenv"
 	"github.com/tenancykit/tenancy/provision"
 	"github.com/tenancykit/tenancy/tenant"
@@ -88,5 +90,54 @@ func TestWatchInvalidatesEveryInstance(t *testing.T) {
 		if err := <-done; !errors.Is(err, context.Canceled) {
 			t.Errorf("Watch returned %v, want context.Canceled", err)
 		}
+	}
+}
+
+// TestUpdate: the display name changes, validated, and the change is
+// announced on WatchChannel in the same statement.
+func TestUpdate(t *testing.T) {
+	t.Parallel()
+	pg := testenv.PostgreSQL(t)
+	r := newRegistry(t, pg, nil)
+	ctx := context.Background()
+	rec, err := r.Create(ctx, provision.Spec{Slug: slug("update"), Name: "Before"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	listener, err := pgx.Connect(ctx, pg.OwnerURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer listener.Close(ctx)
+	if _, err := listener.Exec(ctx, "LISTEN "+provision.WatchChannel); err != nil {
+		t.Fatal(err)
+	}
+	name := "After ✓"
+	got, err := r.Update(ctx, rec.Slug, provision.Update{Name: &name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Name != name || got.ID != rec.ID || !got.UpdatedAt.After(rec.UpdatedAt) {
+		t.Errorf("Update returned %+v", got)
+	}
+	if again, err := r.Get(ctx, rec.Slug); err != nil || again.Name != name {
+		t.Errorf("Get after Update: %+v, %v", again, err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	n, err := listener.WaitForNotification(wctx)
+	if err != nil || n.Payload != rec.ID+" "+rec.Slug {
+		t.Errorf("notification %+v, %v; want payload %q", n, err, rec.ID+" "+rec.Slug)
+	}
+	for _, bad := range []string{strings.Repeat("x", provision.MaxNameLen+1), "nul\x00", "\xff"} {
+		if _, err := r.Update(ctx, rec.Slug, provision.Update{Name: &bad}); !errors.Is(err, provision.ErrInvalidName) {
+			t.Errorf("Update name %q: %v, want ErrInvalidName", bad, err)
+		}
+		if _, err := r.Create(ctx, provision.Spec{Slug: slug("badname"), Name: bad}); !errors.Is(err, provision.ErrInvalidName) {
+			t.Errorf("Create name %q: %v, want ErrInvalidName", bad, err)
+		}
+	}
+	if _, err := r.Update(ctx, "no_such_tenant", provision.Update{Name: &name}); !errors.Is(err, provision.ErrTenantNotFound) {
+		t.Errorf("Update of an unknown slug: %v", err)
 	}
 }
