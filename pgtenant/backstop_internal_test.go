@@ -2,8 +2,10 @@ package pgtenant
 
 import (
 	"context"
+	"reflect"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/tenancykit/tenancy/internal/testenv"
 	"github.com/tenancykit/tenancy/tenant"
 )
@@ -101,4 +103,16 @@ func FuzzClassify(f *testing.F) {
 			t.Errorf("%q refused alone but not after another statement", sql)
 		}
 	})
+}
+
+// TestBatchLayoutMatchesPgconn: the mirror of pgconn.Batch that lets a
+// connection reuse its Batch matches the pinned pgx; if pgx changes the
+// struct, this fails (and the pool falls back to a Batch per statement).
+func TestBatchLayoutMatchesPgconn(t *testing.T) {
+	if !batchReusable {
+		t.Fatal("pgconn.Batch no longer matches batchLayout: update the mirror in wirebuf.go")
+	}
+	if sameLayout(reflect.TypeFor[pgconn.Batch](), reflect.TypeFor[pgconn.StatementDescription]()) {
+		t.Fatal("sameLayout accepts a different struct")
+	}
 }

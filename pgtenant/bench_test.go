@@ -94,6 +94,8 @@ func run(b *testing.B, parallel bool, op func(i int) error) {
 	}
 	wg.Wait()
 	b.ReportAllocs()
+	cpu := readCPU()
+	defer cpu.report(b)
 	b.ResetTimer()
 	if !parallel {
 		for i := 0; i < b.N; i++ {
@@ -193,6 +195,41 @@ func BenchmarkTx(b *testing.B) {
 					var name string
 					return tx.QueryRow(ctx, "SELECT name FROM items WHERE id = $1", 1+i%benchRows).Scan(&name)
 				})
+			})
+		})
+	}
+}
+
+// BenchmarkQueryRowExecMode is BenchmarkQueryRow behind a pooler: both
+// pools in QueryExecModeExec, which prepares nothing (PgBouncer's
+// transaction mode), so raw and scoped statements are parsed and planned
+// by the server every time.
+func BenchmarkQueryRowExecMode(b *testing.B) {
+	env := setupBench(b)
+	pg := testenv.PostgreSQL(b)
+	for _, mode := range []string{"serial", "parallel"} {
+		parallel := mode == "parallel"
+		b.Run("mode="+mode+"/impl=raw", func(b *testing.B) {
+			cfg, err := pgxpool.ParseConfig(env.rawURL)
+			if err != nil {
+				b.Fatal(err)
+			}
+			cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeExec
+			p, err := pgxpool.NewWithConfig(context.Background(), cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(p.Close)
+			run(b, parallel, func(i int) error {
+				var name string
+				return p.QueryRow(context.Background(), env.rawSQL[i%benchTenants], 1+i%benchRows).Scan(&name)
+			})
+		})
+		b.Run("mode="+mode+"/impl=scoped", func(b *testing.B) {
+			p := newPool(b, pg, func(c *pgtenant.Config) { c.PoolConfig.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeExec })
+			run(b, parallel, func(i int) error {
+				var name string
+				return p.QueryRow(env.ctxs[i%benchTenants], "SELECT name FROM items WHERE id = $1", 1+i%benchRows).Scan(&name)
 			})
 		})
 	}

@@ -109,8 +109,11 @@
 // statement first. The pool's own statements that go through pgx (the role
 // check, the session reset of Acquire) are traced too. CopyFrom is traced by
 // pgx as what it runs: the COPY into its staging table and the INSERT that
-// moves the rows. The COMMIT, ROLLBACK and SAVEPOINT statements of a Tx are
-// not traced.
+// moves the rows. A transaction is traced as pgx traces its own: "begin"
+// (with its options) before the first statement although it travels with
+// it, then the statements, savepoints and "commit" or "rollback" — a test
+// runs one program through pgtenant and plain pgx with a recording tracer
+// and compares what each traced.
 //
 // # Behind PgBouncer
 //
@@ -137,7 +140,14 @@
 //
 // [New] refuses a superuser or BYPASSRLS role ([ErrPrivilegedRole]): such a
 // role ignores every policy. Connect as a NOSUPERUSER NOBYPASSRLS role that
-// owns no tenant table; provisioning and migrations run as the owner.
+// owns no tenant table and is a member of no other role; provisioning and
+// migrations run as the owner (provision's Audit reports an app role that is
+// privileged or a member of a role).
+//
+// Each statement's scope also resets the role for its transaction (SET ROLE
+// left on a connection cannot carry into a tenant's statement) — unless the
+// pool's role is a member of no role, which New checks: such a role cannot
+// SET ROLE at all, and the scope statement is one call shorter.
 //
 // # Work that belongs to no tenant
 //

@@ -2,8 +2,10 @@ package pgtenant
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -27,6 +29,13 @@ type Pool struct {
 	classes  classCache
 	// The tracers of the pool's ConnConfig, called with the caller's SQL on
 	// the paths that bypass pgx's own calls (nil when not implemented).
+	// noRoleReset drops set_config('role', 'none') from the scope
+	// statement: set on the first connection when the pool's role is a
+	// member of no role (see learnRole).
+	noRoleReset atomic.Bool
+	roleMu      sync.Mutex
+	role        *poolRole
+
 	qt pgx.QueryTracer
 	pt pgx.PrepareTracer
 	bt pgx.BatchTracer
@@ -59,10 +68,15 @@ func New(ctx context.Context, cfg Config) (*Pool, error) {
 		}
 		// Nothing tenant-specific happens here: another tenant may be the
 		// first to receive this connection.
+		if err := p.learnRole(ctx, c); err != nil {
+			return err
+		}
 		if p.prepared {
-			if _, err := c.Prepare(ctx, scopeStmt, p.scopeSQL()); err != nil {
+			sd, err := c.Prepare(ctx, scopeStmt, p.scopeSQL())
+			if err != nil {
 				return fmt.Errorf("pgtenant: prepare scope statement: %w", err)
 			}
+			p.state(c).scopeSD = sd
 		}
 		return nil
 	}
@@ -76,28 +90,66 @@ func New(ctx context.Context, cfg Config) (*Pool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pgtenant: %w", err)
 	}
-	if !s.allow {
-		if err := p.checkRole(ctx); err != nil {
-			p.pool.Close()
-			return nil, err
-		}
+	if err := p.checkRole(ctx); err != nil {
+		p.pool.Close()
+		return nil, err
 	}
 	return p, nil
 }
 
-func (p *Pool) checkRole(ctx context.Context) error {
-	var role string
-	var super, bypass bool
-	err := p.pool.QueryRow(ctx, "SELECT rolname, rolsuper, rolbypassrls FROM pg_catalog.pg_roles WHERE rolname = current_user").
-		Scan(&role, &super, &bypass)
+// poolRole is what the first connection learns of the pool's role.
+type poolRole struct {
+	name          string
+	super, bypass bool
+	// member: a member of another role, so it could SET ROLE to it.
+	member bool
+}
+
+// learnRole reads, on the pool's first connection and before it prepares
+// the scope statement, the role the pool's statements run as. A role that
+// is a member of no other role cannot SET ROLE to anything but itself, so
+// no statement can have left another role on its connections, and the
+// scope statement leaves out the role reset (noRoleReset). A superuser
+// keeps it. Later connections reuse what the first learnt.
+func (p *Pool) learnRole(ctx context.Context, c *pgx.Conn) error {
+	p.roleMu.Lock()
+	defer p.roleMu.Unlock()
+	if p.role != nil {
+		return nil
+	}
+	var r poolRole
+	err := c.QueryRow(ctx, `SELECT rolname, rolsuper, rolbypassrls,
+			EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members m WHERE m.member = r.oid)
+		FROM pg_catalog.pg_roles r WHERE rolname = session_user`, pgx.QueryExecModeSimpleProtocol).
+		Scan(&r.name, &r.super, &r.bypass, &r.member)
 	if err != nil {
 		return fmt.Errorf("pgtenant: check role attributes: %w", err)
 	}
+	p.role = &r
+	p.noRoleReset.Store(!r.member && !r.super)
+	return nil
+}
+
+// checkRole refuses a role that bypasses row level security, unless
+// Config.AllowPrivilegedRole. It makes the pool's first connection, which
+// learns the role.
+func (p *Pool) checkRole(ctx context.Context) error {
+	c, err := p.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("pgtenant: %w", err)
+	}
+	c.Release()
+	p.roleMu.Lock()
+	r := p.role
+	p.roleMu.Unlock()
 	switch {
-	case super:
-		return &PrivilegedRoleError{Role: role, Attribute: "SUPERUSER"}
-	case bypass:
-		return &PrivilegedRoleError{Role: role, Attribute: "BYPASSRLS"}
+	case r == nil:
+		return errors.New("pgtenant: the pool's role was not learnt")
+	case p.cfg.allow:
+	case r.super:
+		return &PrivilegedRoleError{Role: r.name, Attribute: "SUPERUSER"}
+	case r.bypass:
+		return &PrivilegedRoleError{Role: r.name, Attribute: "BYPASSRLS"}
 	}
 	return nil
 }
@@ -319,6 +371,11 @@ func (p *Pool) queryOn(ctx context.Context, c *pgxpool.Conn, st *connState, sc s
 		return r, nil
 	}
 	rows, _, err := p.queryStmt(ctx, c.Conn(), st, sc, cls, sql, args, withScope, pgx.TxOptions{}, release)
+	if isStaleStatement(err) {
+		// As in Exec: the statement failed before any row reached the
+		// caller; prepared afresh, it is sent once more.
+		rows, _, err = p.queryStmt(ctx, c.Conn(), st, sc, cls, sql, args, withScope, pgx.TxOptions{}, release)
+	}
 	if err != nil {
 		return nil, err
 	}

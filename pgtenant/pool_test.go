@@ -215,3 +215,50 @@ func TestSearchPathAndSettingPerStatement(t *testing.T) {
 		t.Errorf("after the statement: search_path %q, setting %q", path, setting)
 	}
 }
+
+// TestRoleResetOnlyWhereARoleCanBeSet: the scope statement resets the role
+// for the transaction only when the pool's role could SET ROLE at all, that
+// is, when it is a member of another role; an app role set up as the docs
+// say (a member of nothing) gets the shorter statement.
+func TestRoleResetOnlyWhereARoleCanBeSet(t *testing.T) {
+	t.Parallel()
+	pg := testenv.PostgreSQL(t)
+	tn := createTenants(t, pg, "roles", 1, 1)[0]
+	member := pg.CreateRole(t, "")
+	other := pg.CreateRole(t, "")
+	memberCfg, err := pgxpool.ParseConfig(member)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherCfg, err := pgxpool.ParseConfig(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pg.AdminPool(t).Exec(context.Background(), "GRANT "+pgx.Identifier{otherCfg.ConnConfig.User}.Sanitize()+" TO "+pgx.Identifier{memberCfg.ConnConfig.User}.Sanitize()); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name     string
+		cfg      *pgxpool.Config
+		wantRole bool
+	}{{"app role, a member of nothing", pg.AppConfig(t), false}, {"a member of another role", memberCfg, true}} {
+		p, err := pgtenant.New(context.Background(), pgtenant.Config{PoolConfig: c.cfg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, err := p.Acquire(ctxFor(tn))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var scopeSQL string
+		err = conn.QueryRow(context.Background(), "SELECT statement FROM pg_catalog.pg_prepared_statements WHERE name = 'tenancy_scope'").Scan(&scopeSQL)
+		conn.Release()
+		p.Close()
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if got := strings.Contains(scopeSQL, "'role'"); got != c.wantRole {
+			t.Errorf("%s: scope statement %q; resets the role: %v, want %v", c.name, scopeSQL, got, c.wantRole)
+		}
+	}
+}

@@ -93,9 +93,24 @@ func TestMigratedSchemaReprepares(t *testing.T) {
 	if _, err := p.Exec(ctx, "UPDATE items SET name = name"); err != nil {
 		t.Fatal(err)
 	}
+	const list = "SELECT * FROM items ORDER BY id"
+	if rows, err := p.Query(ctx, list); err != nil {
+		t.Fatal(err)
+	} else {
+		rows.Close()
+	}
 	if _, err := pg.OwnerPool(t).Exec(context.Background(),
 		"ALTER TABLE "+pgx.Identifier{pgtenant.SchemaName(tn), "items"}.Sanitize()+" ALTER COLUMN name TYPE varchar(100), ADD COLUMN extra int DEFAULT 7"); err != nil {
 		t.Fatal(err)
+	}
+	// Query is sent once more too: nothing had reached the caller.
+	rows, err := p.Query(ctx, list)
+	if err != nil {
+		t.Fatalf("Query after migration: %v", err)
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowToMap)
+	if err != nil || len(got) != 1 || got[0]["extra"] != int32(7) {
+		t.Fatalf("Query after migration: %v, %v", got, err)
 	}
 	var extra int
 	if err := p.QueryRow(ctx, "SELECT * FROM items").Scan(&id, &tid, &name, &extra); err != nil || extra != 7 {

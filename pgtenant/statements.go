@@ -46,6 +46,9 @@ type connState struct {
 	// named are the statements prepared by name in the current transaction
 	// or session ([Tx.Prepare]); they are deallocated when it ends.
 	named map[string]*pgconn.StatementDescription
+	// wire is the Batch every statement on the connection is written with
+	// (see connState.batch).
+	wire pgconn.Batch
 	// dirty is set when a statement's command tag says it may have left
 	// session state that the lexer did not expect: the connection is then
 	// closed instead of returned to the pool.
@@ -257,9 +260,9 @@ func (p *Pool) run(ctx context.Context, c *pgx.Conn, st *connState, sc scope, sq
 	if err := st.eqb.Build(c.TypeMap(), sd, args); err != nil {
 		return nil, began, fmt.Errorf("pgtenant: encode arguments: %w", err)
 	}
-	var b pgconn.Batch
+	b := st.batch(c.PgConn())
 	if s == withBegin {
-		if err := p.queueBegin(ctx, c, st, &b, opts); err != nil {
+		if err := p.queueBegin(ctx, c, st, b, opts); err != nil {
 			return nil, false, err
 		}
 	}
@@ -267,7 +270,7 @@ func (p *Pool) run(ctx context.Context, c *pgx.Conn, st *connState, sc scope, sq
 		b.ExecStatement(st.scopeSD, p.scopeValues(sc), nil, nil)
 	}
 	b.ExecStatement(sd, st.eqb.ParamValues, st.eqb.ParamFormats, st.eqb.ResultFormats)
-	mrr = c.PgConn().ExecBatch(ctx, &b)
+	mrr = c.PgConn().ExecBatch(ctx, b)
 	if s == withBegin {
 		if err := readResult(mrr); err != nil {
 			return nil, false, err
@@ -290,9 +293,11 @@ func (p *Pool) run(ctx context.Context, c *pgx.Conn, st *connState, sc scope, sq
 // forgotten a stale statement. began reports whether a BEGIN sent with it
 // ran. Pool, Tx and Conn share it.
 func (p *Pool) execStmt(ctx context.Context, c *pgx.Conn, st *connState, sc scope, cls *class, sql string, args []any, s step, opts pgx.TxOptions) (ct pgconn.CommandTag, began bool, err error) {
+	bctx := p.traceBeginStart(ctx, c, s, opts)
 	ctx = p.traceStart(ctx, c, sql, args)
 	var mrr *pgconn.MultiResultReader
 	mrr, began, err = p.run(ctx, c, st, sc, sql, args, s, opts)
+	p.traceBeginEnd(bctx, c, s, began, err)
 	if err == nil {
 		ct, err = mrr.ResultReader().Close()
 		if closeErr := mrr.Close(); err == nil {
@@ -311,8 +316,10 @@ func (p *Pool) execStmt(ctx context.Context, c *pgx.Conn, st *connState, sc scop
 // end the trace and call finish (may be nil) when closed.
 func (p *Pool) queryStmt(ctx context.Context, c *pgx.Conn, st *connState, sc scope, cls *class, sql string, args []any, s step, opts pgx.TxOptions, finish func(error) error) (*stmtRows, bool, error) {
 	key := stmtKey{schema: sc.key, sql: sql}
+	bctx := p.traceBeginStart(ctx, c, s, opts)
 	ctx = p.traceStart(ctx, c, sql, args)
 	mrr, began, err := p.run(ctx, c, st, sc, sql, args, s, opts)
+	p.traceBeginEnd(bctx, c, s, began, err)
 	if err != nil {
 		if isStaleStatement(err) {
 			st.forget(key)
@@ -328,10 +335,12 @@ func (p *Pool) queryStmt(ctx context.Context, c *pgx.Conn, st *connState, sc sco
 // straight from the result and ends the trace.
 func (p *Pool) rowStmt(ctx context.Context, c *pgx.Conn, st *connState, sc scope, cls *class, sql string, args []any, s step, opts pgx.TxOptions) (*stmtRow, bool) {
 	key := stmtKey{schema: sc.key, sql: sql}
+	bctx := p.traceBeginStart(ctx, c, s, opts)
 	ctx = p.traceStart(ctx, c, sql, args)
 	r := &stmtRow{conn: c, st: st, cls: cls, key: key, p: p, ctx: ctx}
 	var began bool
 	r.mrr, began, r.err = p.run(ctx, c, st, sc, sql, args, s, opts)
+	p.traceBeginEnd(bctx, c, s, began, r.err)
 	if r.err != nil {
 		if isStaleStatement(r.err) {
 			st.forget(key)
@@ -339,6 +348,33 @@ func (p *Pool) rowStmt(ctx context.Context, c *pgx.Conn, st *connState, sc scope
 		p.traceEnd(ctx, c, pgconn.CommandTag{}, r.err)
 	}
 	return r, began
+}
+
+// traceBeginStart traces the BEGIN that travels with a transaction's first
+// statement as pgx traces its own Begin: a query "begin" (with the options),
+// started before the statement's. It returns the context for
+// traceBeginEnd, or nil when there is nothing to trace.
+func (p *Pool) traceBeginStart(ctx context.Context, c *pgx.Conn, s step, opts pgx.TxOptions) context.Context {
+	if p.qt == nil || s != withBegin {
+		return nil
+	}
+	return p.qt.TraceQueryStart(ctx, c, pgx.TraceQueryStartData{SQL: beginSQL(opts)})
+}
+
+// traceBeginEnd ends what traceBeginStart began: BEGIN ran if began, or
+// failed with err.
+func (p *Pool) traceBeginEnd(ctx context.Context, c *pgx.Conn, s step, began bool, err error) {
+	if ctx == nil {
+		return
+	}
+	if began {
+		p.qt.TraceQueryEnd(ctx, c, pgx.TraceQueryEndData{CommandTag: pgconn.NewCommandTag("BEGIN")})
+		return
+	}
+	if err == nil {
+		err = errors.New("pgtenant: BEGIN was not sent")
+	}
+	p.qt.TraceQueryEnd(ctx, c, pgx.TraceQueryEndData{Err: err})
 }
 
 // queueBegin queues the BEGIN statement for opts on b.

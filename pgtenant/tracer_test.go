@@ -9,6 +9,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/tenancykit/tenancy/internal/testenv"
 	"github.com/tenancykit/tenancy/pgtenant"
 	"github.com/tenancykit/tenancy/tenant"
@@ -124,11 +126,17 @@ func TestTracersSeeTheCallersSQL(t *testing.T) {
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	var want []string
-	for range 2 { // the pool, then a transaction
+	for i := range 2 { // the pool, then a transaction, whose BEGIN and COMMIT pgx traces too
+		if i == 1 {
+			want = append(want, tn.Slug+"|begin|0 args")
+		}
 		want = append(want,
 			tn.Slug+"|UPDATE items SET name = name WHERE id = $1|1 args",
 			tn.Slug+"|SELECT name FROM items ORDER BY id|0 args",
 			tn.Slug+"|"+sel+"|1 args")
+		if i == 1 {
+			want = append(want, tn.Slug+"|commit|0 args")
+		}
 	}
 	want = append(want, tn.Slug+"|"+sel+"|1 args") // Acquire
 	// The pool's own statements that go through pgx (the role check, the
@@ -157,5 +165,116 @@ func TestTracersSeeTheCallersSQL(t *testing.T) {
 		if strings.HasPrefix(sql, "tenancy_") {
 			t.Errorf("prepare traced the pool's statement name %q", sql)
 		}
+	}
+}
+
+// TestTracersMatchPgx runs one program through pgtenant and through a plain
+// pgxpool (the oracle, its search_path and setting fixed at connect) with a
+// recording tracer on each: the statements traced, transaction control
+// included (begin, savepoints, commit, rollback), are the same, in the same
+// order, each start ended.
+func TestTracersMatchPgx(t *testing.T) {
+	t.Parallel()
+	pg := testenv.PostgreSQL(t)
+	tn := createTenants(t, pg, "tracepgx", 1, 3)[0]
+	program := func(ctx context.Context, db interface {
+		Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
+		Query(context.Context, string, ...any) (pgx.Rows, error)
+		QueryRow(context.Context, string, ...any) pgx.Row
+		Begin(context.Context) (pgx.Tx, error)
+	}) {
+		var s string
+		if _, err := db.Exec(ctx, "UPDATE items SET name = name WHERE id = $1", 1); err != nil {
+			t.Fatal(err)
+		}
+		names(t, db, ctx, "SELECT name FROM items ORDER BY id")
+		if err := db.QueryRow(ctx, "SELECT name FROM items WHERE id = $1", 2).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
+			if err := tx.QueryRow(ctx, "SELECT name FROM items WHERE id = $1", 3).Scan(&s); err != nil {
+				return err
+			}
+			return pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
+				_, err := sp.Exec(ctx, "UPDATE items SET name = name WHERE id = $1", 3)
+				return err
+			})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tx, err := db.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, "UPDATE items SET name = 'gone' WHERE id = $1", 1); err != nil {
+			t.Fatal(err)
+		}
+		sp, err := tx.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sp.Exec(ctx, "SELECT 1/0"); err == nil {
+			t.Fatal("1/0 succeeded")
+		}
+		if err := sp.Rollback(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Rollback(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	traced := func(rec *recorder) []string {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		var out []string
+		for _, q := range rec.queries {
+			_, rest, _ := strings.Cut(q, "|")
+			if !strings.Contains(rest, "pg_roles") && !strings.Contains(rest, "CLOSE ALL") && !strings.Contains(rest, "set_config(") {
+				out = append(out, rest)
+			}
+		}
+		if rec.ends != len(rec.queries) {
+			t.Errorf("%d ends with the start's context for %d starts", rec.ends, len(rec.queries))
+		}
+		return out
+	}
+
+	// The prepared modes; with QueryExecModeExec or the simple protocol the
+	// statements go through pgx's SendBatch and are traced as batches (the
+	// scope statement, then the caller's).
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeCacheDescribe, pgx.QueryExecModeDescribeExec} {
+		t.Run(mode.String(), func(t *testing.T) { tracedLikePgx(t, pg, tn, mode, program, traced) })
+	}
+}
+
+func tracedLikePgx(t *testing.T, pg *testenv.PG, tn tenant.Tenant, mode pgx.QueryExecMode, program func(context.Context, interface {
+	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+	QueryRow(context.Context, string, ...any) pgx.Row
+	Begin(context.Context) (pgx.Tx, error)
+}), traced func(*recorder) []string) {
+	ours := &recorder{}
+	p := newPool(t, pg, func(c *pgtenant.Config) {
+		c.PoolConfig.ConnConfig.Tracer = ours
+		c.PoolConfig.ConnConfig.DefaultQueryExecMode = mode
+	})
+	program(ctxFor(tn), p)
+
+	oracle := &recorder{}
+	cfg := pg.AppConfig(t)
+	cfg.ConnConfig.Tracer = oracle
+	cfg.ConnConfig.DefaultQueryExecMode = mode
+	cfg.ConnConfig.RuntimeParams["search_path"] = pgtenant.SchemaName(tn)
+	cfg.ConnConfig.RuntimeParams["app.tenant_id"] = tn.ID
+	raw, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	program(context.Background(), raw)
+
+	if diff := cmp.Diff(traced(oracle), traced(ours)); diff != "" {
+		t.Errorf("traced statements (-pgx +pgtenant):\n%s", diff)
 	}
 }

@@ -82,15 +82,19 @@ func (t *Tx) begin(ctx context.Context) error {
 	if err := t.p.ensureScopeSD(ctx, t.conn, t.st); err != nil {
 		return err
 	}
-	var b pgconn.Batch
-	if err := t.p.queueBegin(ctx, t.conn, t.st, &b, t.opts); err != nil {
+	bctx := t.p.traceBeginStart(ctx, t.conn, withBegin, t.opts)
+	b := t.st.batch(t.conn.PgConn())
+	if err := t.p.queueBegin(ctx, t.conn, t.st, b, t.opts); err != nil {
+		t.p.traceBeginEnd(bctx, t.conn, withBegin, false, err)
 		return err
 	}
 	b.ExecStatement(t.st.scopeSD, t.p.scopeValues(t.sc), nil, nil)
-	mrr := t.conn.PgConn().ExecBatch(ctx, &b)
+	mrr := t.conn.PgConn().ExecBatch(ctx, b)
 	if err := readResult(mrr); err != nil {
+		t.p.traceBeginEnd(bctx, t.conn, withBegin, false, err)
 		return err
 	}
+	t.p.traceBeginEnd(bctx, t.conn, withBegin, true, nil)
 	top.open = true
 	if err := readResult(mrr); err != nil {
 		return scopeFailed(ctx, t.conn, t.sc, err)
@@ -115,7 +119,11 @@ func (t *Tx) began(began bool) {
 }
 
 // simple sends sql with the simple protocol and returns its command tag.
-func (t *Tx) simple(ctx context.Context, sql string) (pgconn.CommandTag, error) {
+// simple runs a transaction-control statement (COMMIT, ROLLBACK, a
+// savepoint's) as text, traced as pgx traces its own.
+func (t *Tx) simple(ctx context.Context, sql string) (tag pgconn.CommandTag, err error) {
+	tctx := t.p.traceStart(ctx, t.conn, sql, nil)
+	defer func() { t.p.traceEnd(tctx, t.conn, tag, err) }()
 	results, err := t.conn.PgConn().Exec(ctx, sql).ReadAll()
 	if err != nil {
 		return pgconn.CommandTag{}, err

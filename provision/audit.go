@@ -3,6 +3,7 @@ package provision
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/tenancykit/tenancy/pgtenant"
@@ -111,7 +112,22 @@ func (r *Registry) auditAppRole(ctx context.Context) ([]Finding, error) {
 	if bypass {
 		out = append(out, Finding{"privileged-app-role", r.cfg.AppRole, "the app role has BYPASSRLS", "ALTER ROLE " + pgx.Identifier{r.cfg.AppRole}.Sanitize() + " NOBYPASSRLS"})
 	}
-	return out, err
+	// A member of another role can SET ROLE to it, and with INHERIT holds
+	// its privileges (its tables, if it owns any, are beyond forced RLS
+	// only for their owner, but its grants apply to every tenant).
+	var groups []string
+	if err := r.cfg.Owner.QueryRow(ctx, `SELECT coalesce(array_agg(quote_ident(g.rolname) ORDER BY g.rolname), '{}')
+		FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles u ON u.oid = m.member
+		WHERE u.rolname = $1`, r.cfg.AppRole).Scan(&groups); err != nil {
+		return nil, err
+	}
+	if len(groups) > 0 {
+		list := strings.Join(groups, ", ")
+		out = append(out, Finding{"app-role-member", r.cfg.AppRole,
+			"the app role is a member of " + list + ": it can SET ROLE to them and holds their privileges, in every tenant's scope",
+			"REVOKE " + list + " FROM " + pgx.Identifier{r.cfg.AppRole}.Sanitize() + " (the app role should be a member of no role)"})
+	}
+	return out, nil
 }
 
 func (r *Registry) auditPublicCreate(ctx context.Context) ([]Finding, error) {

@@ -3,6 +3,7 @@ package provision_test
 import (
 	"context"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -118,6 +119,37 @@ func TestAuditPrivilegedAppRole(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(findings) != 1 || findings[0].Check != "privileged-app-role" || findings[0].Object != cfg.User {
+		t.Errorf("findings = %v", findings)
+	}
+}
+
+// TestAuditAppRoleMembership: an app role that is a member of another role
+// is reported, naming the role, with the REVOKE that fixes it.
+func TestAuditAppRoleMembership(t *testing.T) {
+	t.Parallel()
+	pg := testenv.PostgreSQL(t).NewDatabase(t)
+	app, err := pgx.ParseConfig(pg.CreateRole(t, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	group, err := pgx.ParseConfig(pg.CreateRole(t, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := newRegistry(t, pg, func(c *provision.Config) { c.AppRole = app.User })
+	ctx := context.Background()
+	if findings, err := reg.Audit(ctx); err != nil || len(findings) != 0 {
+		t.Fatalf("before: %v, %v", findings, err)
+	}
+	if _, err := pg.AdminPool(t).Exec(ctx, "GRANT "+pgx.Identifier{group.User}.Sanitize()+" TO "+pgx.Identifier{app.User}.Sanitize()); err != nil {
+		t.Fatal(err)
+	}
+	findings, err := reg.Audit(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(findings) != 1 || findings[0].Check != "app-role-member" || findings[0].Object != app.User ||
+		!strings.Contains(findings[0].Problem, group.User) || !strings.HasPrefix(findings[0].Fix, "REVOKE "+group.User) {
 		t.Errorf("findings = %v", findings)
 	}
 }

@@ -76,8 +76,8 @@
 // # Audit
 //
 // [Registry.Audit] reports tenant tables without RLS enabled, forced or
-// their policy, extra policies, an app role that is privileged or owns a
-// tenant table, PUBLIC CREATE on a schema, views without security_invoker,
+// their policy, extra policies, an app role that is privileged, a member of
+// another role or owns a tenant table, PUBLIC CREATE on a schema, views without security_invoker,
 // SECURITY DEFINER functions, registry rows without a schema and schemas
 // without a registry row, and unique indexes on shared tables that omit
 // tenant_id. Each [Finding] names the object and the fix.
