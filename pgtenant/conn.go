@@ -140,7 +140,7 @@ func (c *Conn) stmt(ctx context.Context, sql string, args []any) (string, []any,
 	if err != nil {
 		return "", nil, false, err
 	}
-	if len(opts) > 0 || !c.p.prepared {
+	if len(opts) > 0 || c.p.simple {
 		return sql, append(opts, args...), true, nil
 	}
 	return sql, args, false, nil

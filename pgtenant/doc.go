@@ -120,7 +120,13 @@
 // In transaction pooling mode a server connection cannot keep prepared
 // statements: set the pool's DefaultQueryExecMode to pgx.QueryExecModeExec
 // (or the simple protocol). Statements are then sent unprepared, the scope
-// still in the same round trip and implicit transaction.
+// still in the same round trip and implicit transaction. In
+// QueryExecModeExec they take the same path as prepared ones, as
+// parameterised text (arguments encoded as pgx encodes them in that mode),
+// and a transaction's BEGIN still travels with its first statement; with
+// the simple protocol they go through pgx, and a transaction begins when
+// it is created. BENCHMARKS.md has the cost against plain pgx in the same
+// mode.
 //
 // # Session use
 //

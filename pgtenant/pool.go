@@ -24,6 +24,7 @@ type Pool struct {
 	pool     *pgxpool.Pool
 	cfg      settings
 	prepared bool     // the connections prepare statements (not Exec/simple mode)
+	simple   bool     // QueryExecModeSimpleProtocol: statements go through pgx as text
 	conns    sync.Map // *pgx.Conn -> *connState
 	scopes   scopeCache
 	classes  classCache
@@ -55,7 +56,9 @@ func New(ctx context.Context, cfg Config) (*Pool, error) {
 	p.pt, _ = pc.ConnConfig.Tracer.(pgx.PrepareTracer)
 	p.bt, _ = pc.ConnConfig.Tracer.(pgx.BatchTracer)
 	switch pc.ConnConfig.DefaultQueryExecMode {
-	case pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol:
+	case pgx.QueryExecModeExec:
+	case pgx.QueryExecModeSimpleProtocol:
+		p.simple = true
 	default:
 		p.prepared = true
 	}
@@ -204,7 +207,7 @@ func (p *Pool) Exec(ctx context.Context, sql string, args ...any) (pgconn.Comman
 	if len(opts) > 0 {
 		return p.execInTx(ctx, c.Conn(), st, sc, cls, sql, append(opts, args...))
 	}
-	if !p.prepared {
+	if p.simple {
 		br, err := p.send(ctx, c.Conn(), sc, sql, args)
 		if err != nil {
 			return pgconn.CommandTag{}, err
@@ -351,7 +354,7 @@ func (p *Pool) queryOn(ctx context.Context, c *pgxpool.Conn, st *connState, sc s
 			return release(tx.Commit(ctx))
 		}}, nil
 	}
-	if !p.prepared {
+	if p.simple {
 		br, err := p.send(ctx, c.Conn(), sc, sql, args)
 		if err != nil {
 			return nil, err
@@ -394,7 +397,7 @@ func (p *Pool) queryRow(ctx context.Context, sql string, args []any, retry bool)
 	if err != nil {
 		return &row{rows: errRows{err}}
 	}
-	if len(opts) > 0 || !p.prepared {
+	if len(opts) > 0 || p.simple {
 		rows, _ := p.query(ctx, sc, cls, sql, args, opts)
 		r := &row{rows: rows}
 		if retry {
@@ -465,9 +468,10 @@ func (p *Pool) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) 
 	}
 	t := &Tx{p: p, sc: sc, pc: c, conn: c.Conn(), st: p.state(c.Conn()), opts: opts}
 	t.top = t
-	if !p.prepared {
-		// Without prepared statements the first statement cannot be bound
-		// ahead of BEGIN; begin now, still with the scope in one round trip.
+	if p.simple {
+		// The simple protocol cannot carry the first statement's arguments
+		// as parameters after BEGIN; begin now, still with the scope in one
+		// round trip.
 		if err := t.begin(ctx); err != nil {
 			p.release(c, t.st)
 			return nil, err

@@ -234,6 +234,9 @@ func pipelineResult(pl *pgconn.Pipeline) error {
 // BEGIN and the scope too where s asks for them. began reports whether a
 // BEGIN sent here ran.
 func (p *Pool) run(ctx context.Context, c *pgx.Conn, st *connState, sc scope, sql string, args []any, s step, opts pgx.TxOptions) (mrr *pgconn.MultiResultReader, began bool, err error) {
+	if !p.prepared {
+		return p.runExec(ctx, c, st, sc, sql, args, s, opts)
+	}
 	var sd *pgconn.StatementDescription
 	if s == inScope && st.named != nil {
 		sd = st.named[sql]
@@ -270,6 +273,33 @@ func (p *Pool) run(ctx context.Context, c *pgx.Conn, st *connState, sc scope, sq
 		b.ExecStatement(st.scopeSD, p.scopeValues(sc), nil, nil)
 	}
 	b.ExecStatement(sd, st.eqb.ParamValues, st.eqb.ParamFormats, st.eqb.ResultFormats)
+	var sent bool
+	mrr, sent, err = p.sendStmt(ctx, c, sc, b, s)
+	// A BEGIN that ran with the prepare, or with the statement.
+	return mrr, began || sent, err
+}
+
+// runExec is run for a pool in QueryExecModeExec (behind a pooler, nothing
+// prepared): BEGIN, the scope statement and sql go as parameterised text in
+// one batch, the arguments encoded as pgx encodes them in that mode.
+func (p *Pool) runExec(ctx context.Context, c *pgx.Conn, st *connState, sc scope, sql string, args []any, s step, opts pgx.TxOptions) (*pgconn.MultiResultReader, bool, error) {
+	if err := st.eqb.Build(c.TypeMap(), nil, args); err != nil {
+		return nil, false, fmt.Errorf("pgtenant: encode arguments: %w", err)
+	}
+	b := st.batch(c.PgConn())
+	if s == withBegin {
+		b.ExecParams(beginSQL(opts), nil, nil, nil, nil)
+	}
+	if s != inScope {
+		b.ExecParams(p.scopeSQL(), p.scopeValues(sc), nil, nil, nil)
+	}
+	b.ExecParams(sql, st.eqb.ParamValues, nil, st.eqb.ParamFormats, st.eqb.ResultFormats)
+	return p.sendStmt(ctx, c, sc, b, s)
+}
+
+// sendStmt writes b — [BEGIN], [scope], the statement — and reads up to the
+// statement's result. began reports whether a BEGIN in b ran.
+func (p *Pool) sendStmt(ctx context.Context, c *pgx.Conn, sc scope, b *pgconn.Batch, s step) (mrr *pgconn.MultiResultReader, began bool, err error) {
 	mrr = c.PgConn().ExecBatch(ctx, b)
 	if s == withBegin {
 		if err := readResult(mrr); err != nil {

@@ -240,10 +240,10 @@ func TestTracersMatchPgx(t *testing.T) {
 		return out
 	}
 
-	// The prepared modes; with QueryExecModeExec or the simple protocol the
-	// statements go through pgx's SendBatch and are traced as batches (the
-	// scope statement, then the caller's).
-	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeCacheDescribe, pgx.QueryExecModeDescribeExec} {
+	// Every mode but the simple protocol, whose statements go through pgx's
+	// SendBatch and are traced as batches (the scope statement, then the
+	// caller's).
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeCacheDescribe, pgx.QueryExecModeDescribeExec, pgx.QueryExecModeExec} {
 		t.Run(mode.String(), func(t *testing.T) { tracedLikePgx(t, pg, tn, mode, program, traced) })
 	}
 }

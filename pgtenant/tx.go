@@ -72,23 +72,29 @@ func (t *Tx) begin(ctx context.Context) error {
 	if top.open {
 		return nil
 	}
-	if !t.p.prepared {
+	if t.p.simple {
 		if _, err := t.p.beginScoped(ctx, t.conn, t.sc, t.opts); err != nil {
 			return err
 		}
 		top.open = true
 		return nil
 	}
-	if err := t.p.ensureScopeSD(ctx, t.conn, t.st); err != nil {
-		return err
-	}
 	bctx := t.p.traceBeginStart(ctx, t.conn, withBegin, t.opts)
 	b := t.st.batch(t.conn.PgConn())
-	if err := t.p.queueBegin(ctx, t.conn, t.st, b, t.opts); err != nil {
-		t.p.traceBeginEnd(bctx, t.conn, withBegin, false, err)
-		return err
+	if t.p.prepared {
+		if err := t.p.ensureScopeSD(ctx, t.conn, t.st); err != nil {
+			t.p.traceBeginEnd(bctx, t.conn, withBegin, false, err)
+			return err
+		}
+		if err := t.p.queueBegin(ctx, t.conn, t.st, b, t.opts); err != nil {
+			t.p.traceBeginEnd(bctx, t.conn, withBegin, false, err)
+			return err
+		}
+		b.ExecStatement(t.st.scopeSD, t.p.scopeValues(t.sc), nil, nil)
+	} else {
+		b.ExecParams(beginSQL(t.opts), nil, nil, nil, nil)
+		b.ExecParams(t.p.scopeSQL(), t.p.scopeValues(t.sc), nil, nil, nil)
 	}
-	b.ExecStatement(t.st.scopeSD, t.p.scopeValues(t.sc), nil, nil)
 	mrr := t.conn.PgConn().ExecBatch(ctx, b)
 	if err := readResult(mrr); err != nil {
 		t.p.traceBeginEnd(bctx, t.conn, withBegin, false, err)
@@ -344,7 +350,7 @@ func (t *Tx) stmt(ctx context.Context, sql string, args []any) (string, []any, *
 	if err != nil {
 		return "", nil, nil, false, err
 	}
-	if len(opts) == 0 && t.p.prepared {
+	if len(opts) == 0 && !t.p.simple {
 		return sql, args, cls, false, nil
 	}
 	if err := t.begin(ctx); err != nil {
