@@ -228,21 +228,6 @@ func (p *Pool) Exec(ctx context.Context, sql string, args ...any) (pgconn.Comman
 	return ct, err
 }
 
-// traceStart calls the pool's QueryTracer, if any, with the caller's SQL.
-func (p *Pool) traceStart(ctx context.Context, c *pgx.Conn, sql string, args []any) context.Context {
-	if p.qt == nil {
-		return ctx
-	}
-	return p.qt.TraceQueryStart(ctx, c, pgx.TraceQueryStartData{SQL: sql, Args: args})
-}
-
-// traceEnd ends what traceStart began.
-func (p *Pool) traceEnd(ctx context.Context, c *pgx.Conn, tag pgconn.CommandTag, err error) {
-	if p.qt != nil {
-		p.qt.TraceQueryEnd(ctx, c, pgx.TraceQueryEndData{CommandTag: tag, Err: err})
-	}
-}
-
 // execInTx runs a statement with explicit pgx options (an exec mode, result
 // formats) through pgx, in a transaction that carries the scope.
 func (p *Pool) execInTx(ctx context.Context, c *pgx.Conn, st *connState, sc scope, cls *class, sql string, args []any) (pgconn.CommandTag, error) {

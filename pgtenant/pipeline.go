@@ -1,7 +1,6 @@
 package pgtenant
 
 import (
-	"container/list"
 	"context"
 	"errors"
 	"fmt"
@@ -12,88 +11,16 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// The statement machinery for connections that prepare statements. It works
-// at the pgconn level: a statement is prepared per (tenant schema, SQL) on
-// each connection, parsed after the tenant's search_path is set, and then
-// sent by description in one pgconn.Batch after what must precede it — BEGIN
-// and the scope statement — as one write.
-
-// stmtKey identifies a statement prepared for one tenant schema. Statements
-// are prepared per schema so each is parsed and planned against that
-// schema's tables: a statement is never re-planned when tenants alternate on
-// a connection, and tenants whose tables differ in column types never share
-// a plan (SQLSTATE 0A000, "cached plan must not change result type").
-type stmtKey struct {
-	schema string // scope.key
-	sql    string
-}
-
-type stmtEntry struct {
-	key stmtKey
-	sd  *pgconn.StatementDescription
-}
-
-// connState is what the pool remembers about one connection. A connection is
-// used by one goroutine at a time, so it needs no lock.
-type connState struct {
-	stmts   map[stmtKey]*list.Element // prepared statements, least recently used last
-	lru     list.List
-	seq     uint64
-	garbage []string // statements to deallocate with the next prepare
-	scopeSD *pgconn.StatementDescription
-	begins  map[string]*pgconn.StatementDescription // BEGIN statements by SQL
-	eqb     pgx.ExtendedQueryBuilder
-	// named are the statements prepared by name in the current transaction
-	// or session ([Tx.Prepare]); they are deallocated when it ends.
-	named map[string]*pgconn.StatementDescription
-	// wire is the Batch every statement on the connection is written with
-	// (see connState.batch).
-	wire pgconn.Batch
-	// dirty is set when a statement's command tag says it may have left
-	// session state that the lexer did not expect: the connection is then
-	// closed instead of returned to the pool.
-	dirty bool
-}
-
-func (p *Pool) state(c *pgx.Conn) *connState {
-	if st, ok := p.conns.Load(c); ok {
-		return st.(*connState)
-	}
-	st := &connState{stmts: make(map[stmtKey]*list.Element)}
-	p.conns.Store(c, st)
-	return st
-}
-
-// observe notes the command tag of a statement of class cls: one that may
-// have left session state the lexer did not expect marks the connection.
-func (st *connState) observe(cls *class, tag pgconn.CommandTag) {
-	if cls.leaves(tag.String()) {
-		st.dirty = true
-	}
-}
-
-// lookup returns the statement prepared for key, if any.
-func (st *connState) lookup(key stmtKey) *pgconn.StatementDescription {
-	el, ok := st.stmts[key]
-	if !ok {
-		return nil
-	}
-	st.lru.MoveToFront(el)
-	return el.Value.(*stmtEntry).sd
-}
-
-// forget drops key after the server reported its statement unusable (the
-// schema's tables changed under it, or it was deallocated), so the next use
-// prepares it again; the old statement is deallocated with the next prepare.
-func (st *connState) forget(key stmtKey) {
-	el, ok := st.stmts[key]
-	if !ok {
-		return
-	}
-	st.lru.Remove(el)
-	delete(st.stmts, key)
-	st.garbage = append(st.garbage, el.Value.(*stmtEntry).sd.Name)
-}
+// The one statement path of Pool, Tx and Conn, at the pgconn level: run
+// writes [BEGIN], [the scope statement] and the statement in one
+// pgconn.Batch, as one write. With prepared statements (the default exec
+// modes) a statement is prepared per (tenant schema, SQL) on each
+// connection, parsed after the tenant's search_path is set, and sent by
+// description (prepare, run); in QueryExecModeExec everything goes as
+// parameterised text (runExec). execStmt, queryStmt and rowStmt wrap run
+// with tracing, the session-state backstop and stale-statement handling.
+// Only the simple protocol, explicit pgx query options and batches behind a
+// pooler go through pgx itself (pool.go: send, beginScoped; batch.go).
 
 // step says what travels before a statement in its round trip.
 type step uint8
@@ -378,33 +305,6 @@ func (p *Pool) rowStmt(ctx context.Context, c *pgx.Conn, st *connState, sc scope
 		p.traceEnd(ctx, c, pgconn.CommandTag{}, r.err)
 	}
 	return r, began
-}
-
-// traceBeginStart traces the BEGIN that travels with a transaction's first
-// statement as pgx traces its own Begin: a query "begin" (with the options),
-// started before the statement's. It returns the context for
-// traceBeginEnd, or nil when there is nothing to trace.
-func (p *Pool) traceBeginStart(ctx context.Context, c *pgx.Conn, s step, opts pgx.TxOptions) context.Context {
-	if p.qt == nil || s != withBegin {
-		return nil
-	}
-	return p.qt.TraceQueryStart(ctx, c, pgx.TraceQueryStartData{SQL: beginSQL(opts)})
-}
-
-// traceBeginEnd ends what traceBeginStart began: BEGIN ran if began, or
-// failed with err.
-func (p *Pool) traceBeginEnd(ctx context.Context, c *pgx.Conn, s step, began bool, err error) {
-	if ctx == nil {
-		return
-	}
-	if began {
-		p.qt.TraceQueryEnd(ctx, c, pgx.TraceQueryEndData{CommandTag: pgconn.NewCommandTag("BEGIN")})
-		return
-	}
-	if err == nil {
-		err = errors.New("pgtenant: BEGIN was not sent")
-	}
-	p.qt.TraceQueryEnd(ctx, c, pgx.TraceQueryEndData{Err: err})
 }
 
 // queueBegin queues the BEGIN statement for opts on b.
