@@ -263,9 +263,7 @@ func (p *Pool) execStmt(ctx context.Context, c *pgx.Conn, st *connState, sc scop
 		st.observe(cls, ct)
 	}
 	p.traceEnd(ctx, c, ct, err)
-	if isStaleStatement(err) {
-		st.forget(stmtKey{schema: sc.key, sql: sql})
-	}
+	st.settle(stmtKey{schema: sc.key, sql: sql}, err)
 	return ct, began, err
 }
 
@@ -278,9 +276,7 @@ func (p *Pool) queryStmt(ctx context.Context, c *pgx.Conn, st *connState, sc sco
 	mrr, began, err := p.run(ctx, c, st, sc, sql, args, s, opts)
 	p.traceBeginEnd(bctx, c, s, began, err)
 	if err != nil {
-		if isStaleStatement(err) {
-			st.forget(key)
-		}
+		st.settle(key, err)
 		p.traceEnd(ctx, c, pgconn.CommandTag{}, err)
 		return nil, began, err
 	}
@@ -299,9 +295,7 @@ func (p *Pool) rowStmt(ctx context.Context, c *pgx.Conn, st *connState, sc scope
 	r.mrr, began, r.err = p.run(ctx, c, st, sc, sql, args, s, opts)
 	p.traceBeginEnd(bctx, c, s, began, r.err)
 	if r.err != nil {
-		if isStaleStatement(r.err) {
-			st.forget(key)
-		}
+		st.settle(key, r.err)
 		p.traceEnd(ctx, c, pgconn.CommandTag{}, r.err)
 	}
 	return r, began

@@ -52,9 +52,7 @@ func (r *stmtRows) Close() {
 	}
 	if r.st != nil {
 		r.st.observe(r.cls, r.Rows.CommandTag())
-		if isStaleStatement(r.err) {
-			r.st.forget(r.key)
-		}
+		r.st.settle(r.key, r.err)
 	}
 	if r.p != nil {
 		r.p.traceEnd(r.tctx, r.conn, r.Rows.CommandTag(), r.err)
@@ -176,9 +174,7 @@ func (r *stmtRow) scan(dest []any) error {
 		err = closeErr
 	}
 	r.st.observe(r.cls, tag)
-	if err != nil && isStaleStatement(err) {
-		r.st.forget(r.key)
-	}
+	r.st.settle(r.key, err)
 	r.p.traceEnd(r.ctx, r.conn, tag, err)
 	switch {
 	case err != nil:
@@ -252,9 +248,7 @@ func (br *stmtBatch) next() (*pgconn.ResultReader, error) {
 
 // fail records err as the batch's error, forgetting a stale statement.
 func (br *stmtBatch) fail(i int, err error) {
-	if isStaleStatement(err) {
-		br.st.forget(br.keys[i])
-	}
+	br.st.settle(br.keys[i], err)
 	br.err = err
 	_ = br.mrr.Close()
 }

@@ -76,6 +76,18 @@ func (st *connState) lookup(key stmtKey) *pgconn.StatementDescription {
 	return el.Value.(*stmtEntry).sd
 }
 
+// settle is where a statement's error meets the cache: a stale statement
+// (see isStaleStatement) is forgotten, so its next use prepares it afresh.
+// Every path that reads a statement's result calls it; whether to send the
+// statement once more is the caller's (only where nothing reached the
+// caller and no transaction was aborted: Pool.Exec, Pool.Query,
+// Pool.QueryRow).
+func (st *connState) settle(key stmtKey, err error) {
+	if isStaleStatement(err) {
+		st.forget(key)
+	}
+}
+
 // forget drops key after the server reported its statement unusable (the
 // schema's tables changed under it, or it was deallocated), so the next use
 // prepares it again; the old statement is deallocated with the next prepare.
