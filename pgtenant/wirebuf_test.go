@@ -2,8 +2,10 @@ package pgtenant_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/tenancykit/tenancy/internal/testenv"
 	"github.com/tenancykit/tenancy/pgtenant"
 )
@@ -68,6 +70,30 @@ func TestStatementWhileRowsOpen(t *testing.T) {
 			}
 			if want := fmt.Sprintf("%s-%d", tn.Slug, id); name != want {
 				t.Errorf("%s: %q, want %q", tn.Slug, name, want)
+			}
+		}
+	}
+}
+
+// TestLargeArgumentThenSmall: a statement whose arguments outgrow the
+// connection's kept buffer, then small ones, on one connection, both exec
+// modes that use the reused batch: every result is right.
+func TestLargeArgumentThenSmall(t *testing.T) {
+	t.Parallel()
+	pg := testenv.PostgreSQL(t)
+	tn := createTenants(t, pg, "bigarg", 1, 2)[0]
+	for _, exec := range []bool{false, true} {
+		p := newPool(t, pg, func(c *pgtenant.Config) {
+			c.PoolConfig.MaxConns = 1
+			if exec {
+				c.PoolConfig.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeExec
+			}
+		})
+		ctx := ctxFor(tn)
+		for _, size := range []int{10, 300 << 10, 5, 70 << 10, 1} {
+			var n int
+			if err := p.QueryRow(ctx, "SELECT length($1::text) + count(*)::int - count(*)::int FROM items", strings.Repeat("x", size)).Scan(&n); err != nil || n != size {
+				t.Fatalf("exec=%v size %d: %d, %v", exec, size, n, err)
 			}
 		}
 	}
