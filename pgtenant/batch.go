@@ -34,10 +34,10 @@ func (p *Pool) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 		p.release(c, st)
 		return err
 	}
-	if p.prepared {
-		return p.sendBatch(ctx, c.Conn(), st, sc, b, items, withScope, finish)
+	if p.simple {
+		return p.sendText(ctx, c.Conn(), st, sc, b, items, withScope, finish)
 	}
-	return p.sendText(ctx, c.Conn(), st, sc, b, items, withScope, finish)
+	return p.sendBatch(ctx, c.Conn(), st, sc, b, items, withScope, finish)
 }
 
 // batchItems are a batch's queries after their query rewriters, with their
@@ -70,9 +70,8 @@ func (p *Pool) batchItems(ctx context.Context, b *pgx.Batch, session bool) (batc
 	return items, nil
 }
 
-// sendText sends the items as text through pgx, for connections that
-// prepare nothing (behind a pooler), after the scope statement on the pool's
-// path (s withScope).
+// sendText sends the items as text through pgx, for pools on the simple
+// protocol, after the scope statement on the pool's path (s withScope).
 func (p *Pool) sendText(ctx context.Context, c *pgx.Conn, st *connState, sc scope, b *pgx.Batch, items batchItems, s step, finish func(error) error) pgx.BatchResults {
 	mapped := &pgx.Batch{QueuedQueries: make([]*pgx.QueuedQuery, 0, len(items.sql)+1)}
 	if s == withScope {
@@ -94,9 +93,10 @@ func (p *Pool) sendText(ctx context.Context, c *pgx.Conn, st *connState, sc scop
 	return &textBatch{BatchResults: br, st: st, classes: items.classes, finish: finish}
 }
 
-// sendBatch sends b's queries as prepared statements on c after what s says
-// (withScope on the pool's path, inScope in a transaction or session),
-// preparing the ones new on c together in one round trip first.
+// sendBatch sends b's queries on c after what s says (withScope on the
+// pool's path, inScope in a transaction or session): as prepared
+// statements, preparing the ones new on c together in one round trip first,
+// or in QueryExecModeExec as parameterised text.
 func (p *Pool) sendBatch(ctx context.Context, c *pgx.Conn, st *connState, sc scope, b *pgx.Batch, items batchItems, s step, finish func(error) error) pgx.BatchResults {
 	if p.bt != nil {
 		ctx = p.bt.TraceBatchStart(ctx, c, pgx.TraceBatchStartData{Batch: b})
@@ -121,21 +121,31 @@ func (p *Pool) sendBatch(ctx context.Context, c *pgx.Conn, st *connState, sc sco
 			cold = append(cold, keys[i])
 		}
 	}
-	if len(cold) > 0 {
+	if len(cold) > 0 && p.prepared {
 		if _, _, err := p.prepare(ctx, c, st, sc, cold, s, pgx.TxOptions{}); err != nil {
 			return fail(err)
 		}
 	}
-	if s != inScope {
+	pb := st.batch(c.PgConn())
+	switch {
+	case s == inScope:
+	case p.prepared:
 		if err := p.ensureScopeSD(ctx, c, st); err != nil {
 			return fail(err)
 		}
-	}
-	var pb pgconn.Batch
-	if s != inScope {
 		pb.ExecStatement(st.scopeSD, p.scopeValues(sc), nil, nil)
+	default:
+		pb.ExecParams(p.scopeSQL(), p.scopeValues(sc), nil, nil, nil)
 	}
 	for i, k := range keys {
+		if !p.prepared {
+			// QueryExecModeExec: parameterised text, encoded as pgx does.
+			if err := st.eqb.Build(c.TypeMap(), nil, items.args[i]); err != nil {
+				return fail(wrapErr(i, err))
+			}
+			pb.ExecParams(k.sql, st.eqb.ParamValues, nil, st.eqb.ParamFormats, st.eqb.ResultFormats)
+			continue
+		}
 		sd := st.named[k.sql]
 		if s != inScope || sd == nil {
 			sd = st.lookup(k)
@@ -148,7 +158,7 @@ func (p *Pool) sendBatch(ctx context.Context, c *pgx.Conn, st *connState, sc sco
 		}
 		pb.ExecStatement(sd, st.eqb.ParamValues, st.eqb.ParamFormats, st.eqb.ResultFormats)
 	}
-	mrr := c.PgConn().ExecBatch(ctx, &pb)
+	mrr := c.PgConn().ExecBatch(ctx, pb)
 	if s != inScope {
 		if err := readResult(mrr); err != nil {
 			return fail(scopeFailed(ctx, c, sc, err))

@@ -174,7 +174,7 @@ func (c *Conn) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 	if t, ok := tenant.FromContext(ctx); ok && t != c.sc.tenant {
 		return failedBatch(b, fmt.Errorf("%w: %s, not %s", ErrTenantMismatch, t, c.sc.tenant))
 	}
-	if !c.p.prepared {
+	if c.p.simple {
 		return c.c.Conn().SendBatch(ctx, b)
 	}
 	items, err := c.p.batchItems(ctx, b, true)

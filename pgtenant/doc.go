@@ -104,9 +104,9 @@
 // ConnConfig.Tracer (tracelog, otelpgx) sees every statement and batch of
 // the Pool, Tx and Conn methods with the caller's SQL and arguments, the
 // tenant in its context, and the context it returned carried to the end.
-// Statements sent as text (QueryExecModeExec, the simple protocol, explicit
-// query options) are traced by pgx itself, as a batch with the scope
-// statement first. The pool's own statements that go through pgx (the role
+// This holds in every exec mode but the simple protocol: statements sent
+// through pgx itself (the simple protocol, explicit query options) are
+// traced by pgx, as a batch with the scope statement first. The pool's own statements that go through pgx (the role
 // check, the session reset of Acquire) are traced too. CopyFrom is traced by
 // pgx as what it runs: the COPY into its staging table and the INSERT that
 // moves the rows. A transaction is traced as pgx traces its own: "begin"
@@ -123,7 +123,8 @@
 // still in the same round trip and implicit transaction. In
 // QueryExecModeExec they take the same path as prepared ones, as
 // parameterised text (arguments encoded as pgx encodes them in that mode),
-// and a transaction's BEGIN still travels with its first statement; with
+// batches included, and a transaction's BEGIN still travels with its first
+// statement; with
 // the simple protocol they go through pgx, and a transaction begins when
 // it is created. BENCHMARKS.md has the cost against plain pgx in the same
 // mode.

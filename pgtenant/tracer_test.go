@@ -182,6 +182,7 @@ func TestTracersMatchPgx(t *testing.T) {
 		Query(context.Context, string, ...any) (pgx.Rows, error)
 		QueryRow(context.Context, string, ...any) pgx.Row
 		Begin(context.Context) (pgx.Tx, error)
+		SendBatch(context.Context, *pgx.Batch) pgx.BatchResults
 	}) {
 		var s string
 		if _, err := db.Exec(ctx, "UPDATE items SET name = name WHERE id = $1", 1); err != nil {
@@ -189,6 +190,12 @@ func TestTracersMatchPgx(t *testing.T) {
 		}
 		names(t, db, ctx, "SELECT name FROM items ORDER BY id")
 		if err := db.QueryRow(ctx, "SELECT name FROM items WHERE id = $1", 2).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		b := &pgx.Batch{}
+		b.Queue("UPDATE items SET name = name WHERE id = $1", 1)
+		b.Queue("SELECT name FROM items ORDER BY id")
+		if err := db.SendBatch(ctx, b).Close(); err != nil {
 			t.Fatal(err)
 		}
 		err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
@@ -237,7 +244,7 @@ func TestTracersMatchPgx(t *testing.T) {
 		if rec.ends != len(rec.queries) {
 			t.Errorf("%d ends with the start's context for %d starts", rec.ends, len(rec.queries))
 		}
-		return out
+		return append(out, rec.batch...)
 	}
 
 	// Every mode but the simple protocol, whose statements go through pgx's
@@ -253,6 +260,7 @@ func tracedLikePgx(t *testing.T, pg *testenv.PG, tn tenant.Tenant, mode pgx.Quer
 	Query(context.Context, string, ...any) (pgx.Rows, error)
 	QueryRow(context.Context, string, ...any) pgx.Row
 	Begin(context.Context) (pgx.Tx, error)
+	SendBatch(context.Context, *pgx.Batch) pgx.BatchResults
 }), traced func(*recorder) []string) {
 	ours := &recorder{}
 	p := newPool(t, pg, func(c *pgtenant.Config) {

@@ -276,8 +276,8 @@ func (t *Tx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 	if err := t.begin(ctx); err != nil {
 		return failedBatch(b, err)
 	}
-	if !t.p.prepared {
-		// Behind a pooler nothing may be prepared: the batch goes as text.
+	if t.p.simple {
+		// The simple protocol: the batch goes as text through pgx.
 		return t.p.sendText(ctx, t.conn, t.st, t.sc, b, items, inScope, nil)
 	}
 	return t.p.sendBatch(ctx, t.conn, t.st, t.sc, b, items, inScope, nil)
