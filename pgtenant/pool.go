@@ -480,8 +480,12 @@ func (p *Pool) Close() { p.pool.Close() }
 // policies show them no tenant's rows, and nothing the tenants' statements
 // and transactions did is left on its connections (see the package
 // documentation). Session state set through it stays on the connection; the
-// scoped methods override search_path, role and the setting for every
-// statement. Leave nothing there that a tenant must not see.
+// scoped methods override search_path and the setting for every statement,
+// and the role too unless the pool's role was a member of no role when the
+// pool made its first connection (it could not SET ROLE then; grant it a
+// role later and a SET ROLE left here would carry into tenant statements
+// until the connection is replaced). Leave nothing there that a tenant must
+// not see.
 func (p *Pool) Unscoped() *pgxpool.Pool { return p.pool }
 
 func (p *Pool) require(ctx context.Context) (scope, error) {
