@@ -36,5 +36,14 @@
 // [Migrator.Status] reads every tenant's version in a few queries, without a
 // goose provider per tenant, and [Migrator.UpAll] skips the tenants that are
 // current the same way, then migrates the rest with Config.Concurrency
-// workers, reporting progress through Config.Progress and slog.
+// workers, reporting progress through Config.Progress (done/total, failures,
+// rate and ETA, for a progress bar or a log line) and slog.
+//
+// # Errors
+//
+// A tenant's failure is a *[MigrationError] (tenant, version, cause) in
+// TenantResult.Err and Report.Err. Its cause matches, with errors.Is, one of
+// [ErrMissingTenantColumn], [ErrForeignPolicy], [ErrSequenceDefault],
+// [ErrSharedTwin], [ErrSchemaMissing], [ErrSchemaLocked] or
+// [ErrNoTenantChain], or is the SQL error of the migration that failed.
 package migrate

@@ -188,10 +188,20 @@ func (m *Migrator) Refresh(ctx context.Context) error {
 	return err
 }
 
-// Progress is reported after each tenant of UpAll.
+// Progress is reported after each tenant of UpAll, for a progress bar or a
+// log line.
 type Progress struct {
+	// Done of Total tenants that were behind have been run; Failed of them
+	// failed.
 	Done, Total, Failed int
-	Last                TenantResult
+	// Last is the tenant that just finished.
+	Last TenantResult
+	// Elapsed is the time since UpAll began; Rate is Done per second over
+	// it; ETA is the time the remaining tenants take at that rate (zero
+	// when nothing remains).
+	Elapsed time.Duration
+	Rate    float64
+	ETA     time.Duration
 }
 
 // Report is the outcome of UpAll.
@@ -265,7 +275,7 @@ func (m *Migrator) UpAll(ctx context.Context) (Report, error) {
 				}
 				done := rep.Migrated + rep.Failed
 				if m.cfg.Progress != nil {
-					m.cfg.Progress(Progress{Done: done, Total: len(todo), Failed: rep.Failed, Last: res})
+					m.cfg.Progress(progress(done, len(todo), rep.Failed, res, time.Since(start)))
 				}
 				if done%100 == 0 || done == len(todo) {
 					m.cfg.Logger.InfoContext(ctx, "tenant migrations", "done", done, "total", len(todo), "failed", rep.Failed, "skipped", rep.Skipped)
@@ -289,6 +299,17 @@ feed:
 		return rep, parent.Err()
 	}
 	return rep, nil
+}
+
+func progress(done, total, failed int, last TenantResult, elapsed time.Duration) Progress {
+	p := Progress{Done: done, Total: total, Failed: failed, Last: last, Elapsed: elapsed}
+	if elapsed > 0 {
+		p.Rate = float64(done) / elapsed.Seconds()
+	}
+	if p.Rate > 0 && total > done {
+		p.ETA = time.Duration(float64(total-done) / p.Rate * float64(time.Second))
+	}
+	return p
 }
 
 func upLatest(ctx context.Context) func(*goose.Provider) ([]*goose.MigrationResult, error) {

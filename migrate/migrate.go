@@ -68,40 +68,6 @@ type Config struct {
 	ProviderOptions []goose.ProviderOption
 }
 
-// ErrInvalidConfig is returned by [New] for an unusable [Config].
-var ErrInvalidConfig = errors.New("migrate: invalid configuration")
-
-// ErrSequenceDefault is matched by a tenant's error when a migration made a
-// tenant table with a column whose default draws from a sequence (serial,
-// bigserial, nextval): the app role holds no sequence privileges, since
-// sequences are beyond row level security. The message names each
-// table.column; use GENERATED ALWAYS AS IDENTITY or gen_random_uuid().
-var ErrSequenceDefault = errors.New("migrate: columns with a sequence default")
-
-// ErrSharedTwin is matched by a tenant's error when a migration made a
-// tenant table named like a table or view of the shared schema public: a
-// tenant whose migration is missing would silently reach the shared one.
-var ErrSharedTwin = errors.New("migrate: tenant tables named like a shared table")
-
-// MigrationError is a failed migration of one schema: the tenant (zero for
-// the shared schema), the version that failed and the cause. Earlier
-// migrations of the schema stay applied; each runs in its own transaction.
-type MigrationError struct {
-	Tenant  tenant.Tenant
-	Version int64
-	Err     error
-}
-
-func (e *MigrationError) Error() string {
-	if e.Tenant.IsZero() {
-		return fmt.Sprintf("migrate: shared schema: version %d: %v", e.Version, e.Err)
-	}
-	return fmt.Sprintf("migrate: tenant %s: version %d: %v", e.Tenant, e.Version, e.Err)
-}
-
-// Unwrap returns the cause.
-func (e *MigrationError) Unwrap() error { return e.Err }
-
 // Migrator runs the shared and tenant migration chains.
 type Migrator struct {
 	cfg         Config
@@ -297,7 +263,7 @@ func (m *Migrator) migrateTenant(ctx context.Context, w *worker, t tenant.Tenant
 		return fail(0, err)
 	}
 	if m.cfg.Tenant == nil {
-		return fail(0, errors.New("no tenant migrations configured"))
+		return fail(0, ErrNoTenantChain)
 	}
 	schema := pgx.Identifier{res.Schema}.Sanitize()
 	// The worker's only connection gets the tenant's search_path and RLS
@@ -312,10 +278,13 @@ func (m *Migrator) migrateTenant(ctx context.Context, w *worker, t tenant.Tenant
 		return fail(0, err)
 	}
 	if !exists {
-		return fail(0, fmt.Errorf("schema %s does not exist; provision the tenant first", schema))
+		return fail(0, fmt.Errorf("%w: %s; provision the tenant first", ErrSchemaMissing, schema))
 	}
 	if !locked {
 		if err := waitLock(ctx, w.db, id); err != nil {
+			if ctx.Err() != nil {
+				err = fmt.Errorf("%w: %s, by another migration (%w)", ErrSchemaLocked, schema, err)
+			}
 			return fail(0, err)
 		}
 	}
@@ -413,10 +382,10 @@ func (m *Migrator) secure(ctx context.Context, w *worker, t tenant.Tenant, schem
 			}
 		}
 		if len(missing) > 0 {
-			return fmt.Errorf("migrate: %w", rls.MissingError(missing))
+			return fmt.Errorf("%w: %w", ErrMissingTenantColumn, rls.MissingError(missing))
 		}
 		if len(foreign) > 0 {
-			return fmt.Errorf("migrate: tables with policies of their own, not granted to the app role: %v", foreign)
+			return fmt.Errorf("%w: %s, not granted to the app role", ErrForeignPolicy, strings.Join(foreign, ", "))
 		}
 		return nil
 	})
