@@ -41,7 +41,7 @@ func benchSetup(b *testing.B) (*testenv.PG, []tenant.Tenant) {
 		}
 		tenants[i] = rec.Tenant()
 	}
-	m := newMigrator(b, pg, tenants, sub(b, benchFiles, "testdata/bench"), func(c *migrate.Config) { c.Concurrency = 2 })
+	m := newMigrator(b, pg, sub(b, benchFiles, "testdata/bench"), func(c *migrate.Config) { c.Concurrency = 2 })
 	for _, t := range tenants {
 		if r := m.UpTo(context.Background(), t, 1); r.Err != nil {
 			b.Fatal(r.Err)
@@ -57,7 +57,7 @@ func BenchmarkFleet(b *testing.B) {
 	pg, tenants := benchSetup(b)
 	ctx := context.Background()
 	for _, workers := range []int{1, 2, 4} {
-		m := newMigrator(b, pg, tenants, sub(b, benchFiles, "testdata/bench"), func(c *migrate.Config) { c.Concurrency = workers })
+		m := newMigrator(b, pg, sub(b, benchFiles, "testdata/bench"), func(c *migrate.Config) { c.Concurrency = workers })
 		b.Run(fmt.Sprintf("op=up/workers=%d", workers), func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				b.StopTimer()
@@ -67,7 +67,7 @@ func BenchmarkFleet(b *testing.B) {
 					}
 				}
 				b.StartTimer()
-				rep, err := m.UpAll(ctx)
+				rep, err := m.UpAll(ctx, source(tenants))
 				if err != nil || rep.Err() != nil || rep.Migrated != benchFleet {
 					b.Fatalf("UpAll: %d migrated, %v, %v", rep.Migrated, err, rep.Err())
 				}
@@ -76,7 +76,7 @@ func BenchmarkFleet(b *testing.B) {
 		})
 		b.Run(fmt.Sprintf("op=noop/workers=%d", workers), func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
-				rep, err := m.UpAll(ctx)
+				rep, err := m.UpAll(ctx, source(tenants))
 				if err != nil || rep.Skipped != benchFleet {
 					b.Fatalf("UpAll: %d skipped, %v", rep.Skipped, err)
 				}

@@ -7,11 +7,10 @@
 //		ConnConfig: ownerConnConfig, // the owner role
 //		Shared:     sharedFS,        // e.g. an embed.FS of goose SQL files
 //		Tenant:     tenantFS,
-//		Tenants:    registry,        // *provision.Registry
 //		AppRole:    "app",
 //	})
 //	_, err = m.UpShared(ctx)
-//	report, err := m.UpAll(ctx) // report.Err() joins the failed tenants
+//	report, err := m.UpAll(ctx, registry) // the fleet, e.g. a *provision.Registry; report.Err() joins the failed tenants
 //
 // # How a tenant schema is migrated
 //

@@ -65,6 +65,10 @@ var ErrSchemaMissing = errors.New("migrate: tenant schema does not exist")
 // its lock. The error wraps ctx's too.
 var ErrSchemaLocked = errors.New("migrate: schema locked by another migration")
 
+// ErrNoTenantSource is returned by the fleet operations (UpAll, Status,
+// Refresh) when called with a nil TenantSource.
+var ErrNoTenantSource = errors.New("migrate: no TenantSource: pass the fleet to list, e.g. a *provision.Registry")
+
 // ErrNoTenantChain is matched by the error of a tenant migration when
 // Config.Tenant is nil.
 var ErrNoTenantChain = errors.New("migrate: no tenant migrations configured")

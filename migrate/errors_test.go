@@ -3,6 +3,7 @@ package migrate_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -14,6 +15,7 @@ import (
 	"github.com/tenancykit/tenancy/internal/testenv"
 	"github.com/tenancykit/tenancy/migrate"
 	"github.com/tenancykit/tenancy/pgtenant"
+	"github.com/tenancykit/tenancy/provision"
 	"github.com/tenancykit/tenancy/tenant"
 )
 
@@ -35,14 +37,14 @@ func TestErrorsMatchTheirSentinels(t *testing.T) {
 		{"schema missing", tenantChain(t), testenv.NewTenant("ghost"), migrate.ErrSchemaMissing},
 	}
 	for _, c := range cases {
-		m := newMigrator(t, pg, tenants, c.chain, nil)
+		m := newMigrator(t, pg, c.chain, nil)
 		r := m.UpTenant(ctx, c.tn)
 		var me *migrate.MigrationError
 		if !errors.As(r.Err, &me) || !errors.Is(r.Err, c.want) || me.Tenant != c.tn {
 			t.Errorf("%s: %v, want a *MigrationError matching %v", c.name, r.Err, c.want)
 		}
 	}
-	m := newMigrator(t, pg, tenants, nil, nil)
+	m := newMigrator(t, pg, nil, nil)
 	if r := m.UpTenant(ctx, tenants[0]); !errors.Is(r.Err, migrate.ErrNoTenantChain) {
 		t.Errorf("no chain: %v", r.Err)
 	}
@@ -55,7 +57,7 @@ func TestLockedSchema(t *testing.T) {
 	t.Parallel()
 	pg := testenv.PostgreSQL(t)
 	tn := fleet(t, pg, "locked", 1)[0]
-	m := newMigrator(t, pg, []tenant.Tenant{tn}, fstest.MapFS{
+	m := newMigrator(t, pg, fstest.MapFS{
 		"00001_slow.sql": {Data: []byte("-- +goose Up\nCREATE TABLE slow (tenant_id text NOT NULL);\nSELECT pg_sleep(1.5);\n")},
 	}, nil)
 	ctx := context.Background()
@@ -98,7 +100,7 @@ func TestUpToDownTo(t *testing.T) {
 	t.Parallel()
 	pg := testenv.PostgreSQL(t)
 	tn := fleet(t, pg, "updown", 1)[0]
-	m := newMigrator(t, pg, []tenant.Tenant{tn}, tenantChain(t), nil)
+	m := newMigrator(t, pg, tenantChain(t), nil)
 	ctx := context.Background()
 	columns := func() string {
 		var cols string
@@ -130,7 +132,7 @@ func TestUpToDownTo(t *testing.T) {
 		if got := columns(); got != s.cols {
 			t.Fatalf("%s: items columns %q, want %q", s.name, got, s.cols)
 		}
-		st, err := m.Status(ctx)
+		st, err := m.Status(ctx, source([]tenant.Tenant{tn}))
 		if err != nil || len(st) != 1 || st[0].Current != s.to {
 			t.Fatalf("%s: Status %+v, %v", s.name, st, err)
 		}
@@ -149,7 +151,7 @@ func TestRefreshAfterDrift(t *testing.T) {
 	pg := testenv.PostgreSQL(t)
 	tenants := fleet(t, pg, "drift", 2)
 	chain := tenantChain(t)
-	m := newMigrator(t, pg, tenants, chain, nil)
+	m := newMigrator(t, pg, chain, nil)
 	ctx := context.Background()
 	for _, tn := range tenants {
 		if r := m.UpTo(ctx, tn, 1); r.Err != nil {
@@ -172,10 +174,10 @@ func TestRefreshAfterDrift(t *testing.T) {
 	if _, err := p.Up(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.Refresh(ctx); err != nil {
+	if err := m.Refresh(ctx, source(tenants)); err != nil {
 		t.Fatal(err)
 	}
-	st, err := m.Status(ctx)
+	st, err := m.Status(ctx, source(tenants))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +188,7 @@ func TestRefreshAfterDrift(t *testing.T) {
 	if got[tenants[0].Slug] != 2 || got[tenants[1].Slug] != 1 {
 		t.Fatalf("Status after Refresh: %v, want %s at 2 and %s at 1", got, tenants[0].Slug, tenants[1].Slug)
 	}
-	rep, err := m.UpAll(ctx)
+	rep, err := m.UpAll(ctx, source(tenants))
 	if err != nil || rep.Err() != nil || rep.Migrated != 1 || rep.Skipped != 1 {
 		t.Errorf("UpAll after Refresh: %+v, %v", rep, err)
 	}
@@ -202,14 +204,14 @@ func TestProgressEvents(t *testing.T) {
 	pg := testenv.PostgreSQL(t)
 	tenants := fleet(t, pg, "progress", 5)
 	var events []migrate.Progress
-	m := newMigrator(t, pg, tenants, tenantChain(t), func(c *migrate.Config) {
+	m := newMigrator(t, pg, tenantChain(t), func(c *migrate.Config) {
 		c.Concurrency = 2
 		c.Progress = func(p migrate.Progress) { events = append(events, p) }
 	})
 	if r := m.UpTenant(context.Background(), tenants[0]); r.Err != nil {
 		t.Fatal(r.Err)
 	}
-	rep, err := m.UpAll(context.Background())
+	rep, err := m.UpAll(context.Background(), source(tenants))
 	if err != nil || rep.Err() != nil || rep.Migrated != 4 || rep.Skipped != 1 {
 		t.Fatalf("UpAll: %+v, %v", rep, err)
 	}
@@ -228,5 +230,40 @@ func TestProgressEvents(t *testing.T) {
 	}
 	if last := events[len(events)-1]; last.ETA != 0 {
 		t.Errorf("ETA %v when nothing remains", last.ETA)
+	}
+}
+
+// TestRegistryAsTheFleet: the Migrator is built first, the registry uses it
+// as its SchemaBuilder, and the registry is passed to each fleet call — no
+// closure over a variable assigned later. A nil source is an error.
+func TestRegistryAsTheFleet(t *testing.T) {
+	t.Parallel()
+	pg := testenv.PostgreSQL(t).NewDatabase(t) // the registry lists every tenant of its database
+	ctx := context.Background()
+	m := newMigrator(t, pg, tenantChain(t), nil)
+	reg, err := provision.New(ctx, provision.Config{Owner: pg.OwnerPool(t), AppRole: pg.AppRole, SchemaBuilder: m, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := reg.Create(ctx, provision.Spec{Slug: testenv.NewTenant("either").Slug}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := m.Status(ctx, reg)
+	if err != nil || len(st) != 2 || st[0].Current != 2 || st[1].Current != 2 {
+		t.Fatalf("Status(registry): %+v, %v", st, err)
+	}
+	if rep, err := m.UpAll(ctx, reg); err != nil || rep.Skipped != 2 || rep.Migrated != 0 {
+		t.Errorf("UpAll(registry): %+v, %v", rep, err)
+	}
+	if _, err := m.UpAll(ctx, nil); !errors.Is(err, migrate.ErrNoTenantSource) {
+		t.Errorf("UpAll(nil): %v", err)
+	}
+	if _, err := m.Status(ctx, nil); !errors.Is(err, migrate.ErrNoTenantSource) {
+		t.Errorf("Status(nil): %v", err)
+	}
+	if err := m.Refresh(ctx, nil); !errors.Is(err, migrate.ErrNoTenantSource) {
+		t.Errorf("Refresh(nil): %v", err)
 	}
 }

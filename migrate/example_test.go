@@ -41,7 +41,6 @@ func ExampleMigrator_UpAll() {
 	m, err := migrate.New(migrate.Config{
 		ConnConfig: cc,
 		Tenant:     chain,
-		Tenants:    migrate.TenantSourceFunc(func(context.Context) ([]tenant.Tenant, error) { return fleet, nil }),
 		AppRole:    pg.AppRole,
 		Logger:     slog.New(slog.DiscardHandler),
 		Progress:   func(p migrate.Progress) { fmt.Printf("%d/%d tenants, %d failed\n", p.Done, p.Total, p.Failed) },
@@ -49,10 +48,13 @@ func ExampleMigrator_UpAll() {
 	if err != nil {
 		panic(err)
 	}
-	report, err := m.UpAll(ctx)
+	// The fleet is passed to each call; in a service, the registry itself:
+	// m.UpAll(ctx, reg).
+	tenants := migrate.TenantSourceFunc(func(context.Context) ([]tenant.Tenant, error) { return fleet, nil })
+	report, err := m.UpAll(ctx, tenants)
 	fmt.Println(report.Migrated, "migrated,", report.Skipped, "up to date,", err, report.Err())
 
-	report, _ = m.UpAll(ctx) // nothing left to do: a cheap check
+	report, _ = m.UpAll(ctx, tenants) // nothing left to do: a cheap check
 	fmt.Println(report.Migrated, "migrated,", report.Skipped, "up to date")
 	// Output:
 	// 1/3 tenants, 0 failed

@@ -25,15 +25,15 @@ type TenantStatus struct {
 	Pending int // migrations of the chain above Current
 }
 
-// Status returns current, latest and pending for every tenant of
-// Config.Tenants. It reads the version tables of the whole fleet in a few
+// Status returns current, latest and pending for every tenant tenants
+// lists. It reads the version tables of the whole fleet in a few
 // queries (no goose provider per tenant), so checking a fleet that is
 // already current is cheap.
-func (m *Migrator) Status(ctx context.Context) ([]TenantStatus, error) {
-	if m.cfg.Tenants == nil {
-		return nil, fmt.Errorf("%w: Config.Tenants is nil", ErrInvalidConfig)
+func (m *Migrator) Status(ctx context.Context, source TenantSource) ([]TenantStatus, error) {
+	if source == nil {
+		return nil, ErrNoTenantSource
 	}
-	tenants, err := m.cfg.Tenants.Tenants(ctx)
+	tenants, err := source.Tenants(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("migrate: list tenants: %w", err)
 	}
@@ -172,7 +172,10 @@ func readGooseTables(ctx context.Context, conn *pgx.Conn, schemas []string) (map
 // Refresh rereads every tenant's goose table into the version summary. Run
 // it after migrating tenant schemas with goose directly, outside this
 // package; UpAll and the Up/Down calls keep the summary current themselves.
-func (m *Migrator) Refresh(ctx context.Context) error {
+func (m *Migrator) Refresh(ctx context.Context, tenants TenantSource) error {
+	if tenants == nil {
+		return ErrNoTenantSource
+	}
 	conn, err := pgx.ConnectConfig(ctx, m.cfg.ConnConfig)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
@@ -184,7 +187,7 @@ func (m *Migrator) Refresh(ctx context.Context) error {
 	if _, err := conn.Exec(ctx, "TRUNCATE tenancy.migrate_versions"); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
-	_, err = m.Status(ctx)
+	_, err = m.Status(ctx, tenants)
 	return err
 }
 
@@ -227,16 +230,16 @@ func (r Report) Err() error {
 	return errors.Join(errs...)
 }
 
-// UpAll migrates every tenant of Config.Tenants that is behind, with
+// UpAll migrates every tenant that tenants lists and that is behind, with
 // Config.Concurrency workers, each on a connection of its own whose
 // search_path is set to the schema it migrates. A failing tenant stays at its
 // last good version and the others go on (unless StopOnError); rerunning
 // UpAll finishes the job. Cancelling ctx stops between migrations; the
 // report says what ran. The error is ctx's, or a listing failure; tenant
 // failures are in the report (Report.Err).
-func (m *Migrator) UpAll(ctx context.Context) (Report, error) {
+func (m *Migrator) UpAll(ctx context.Context, tenants TenantSource) (Report, error) {
 	start := time.Now()
-	statuses, err := m.Status(ctx)
+	statuses, err := m.Status(ctx, tenants)
 	if err != nil {
 		return Report{}, err
 	}

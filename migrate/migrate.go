@@ -21,7 +21,10 @@ import (
 	"github.com/tenancykit/tenancy/tenant"
 )
 
-// TenantSource lists the tenants whose schemas the fleet operations migrate.
+// TenantSource lists the tenants whose schemas the fleet operations
+// ([Migrator.UpAll], [Migrator.Status], [Migrator.Refresh]) work on; it is
+// passed to each call, so a Migrator and the registry that lists the fleet
+// (and uses the Migrator as its SchemaBuilder) can be built in either order.
 // *provision.Registry implements it.
 type TenantSource interface {
 	Tenants(ctx context.Context) ([]tenant.Tenant, error)
@@ -44,9 +47,6 @@ type Config struct {
 	// Tenant is the migration set applied to every tenant schema. Defaults
 	// to none.
 	Tenant fs.FS
-	// Tenants lists the fleet for UpAll and Status, e.g. the provision
-	// registry. Required for the fleet operations.
-	Tenants TenantSource
 	// AppRole is granted DML on the tables a tenant migration creates, which
 	// also get the tenant policy. Required with Tenant.
 	AppRole string

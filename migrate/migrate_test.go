@@ -61,7 +61,12 @@ func fleet(t testing.TB, pg *testenv.PG, prefix string, n int) []tenant.Tenant {
 	return out
 }
 
-func newMigrator(t testing.TB, pg *testenv.PG, tenants []tenant.Tenant, chain fs.FS, configure func(*migrate.Config)) *migrate.Migrator {
+// source lists ts as a TenantSource.
+func source(ts []tenant.Tenant) migrate.TenantSource {
+	return migrate.TenantSourceFunc(func(context.Context) ([]tenant.Tenant, error) { return ts, nil })
+}
+
+func newMigrator(t testing.TB, pg *testenv.PG, chain fs.FS, configure func(*migrate.Config)) *migrate.Migrator {
 	t.Helper()
 	cc, err := pgx.ParseConfig(pg.OwnerURL)
 	if err != nil {
@@ -69,8 +74,7 @@ func newMigrator(t testing.TB, pg *testenv.PG, tenants []tenant.Tenant, chain fs
 	}
 	cfg := migrate.Config{
 		ConnConfig: cc, Tenant: chain, AppRole: pg.AppRole,
-		Tenants: migrate.TenantSourceFunc(func(context.Context) ([]tenant.Tenant, error) { return tenants, nil }),
-		Logger:  slog.New(slog.DiscardHandler),
+		Logger: slog.New(slog.DiscardHandler),
 	}
 	if configure != nil {
 		configure(&cfg)
@@ -98,7 +102,7 @@ func TestSharedAndTenantChains(t *testing.T) {
 	t.Parallel()
 	pg := testenv.PostgreSQL(t)
 	tenants := fleet(t, pg, "chain", 3)
-	m := newMigrator(t, pg, tenants, sub(t, tenantFiles, "testdata/tenant"), func(c *migrate.Config) {
+	m := newMigrator(t, pg, sub(t, tenantFiles, "testdata/tenant"), func(c *migrate.Config) {
 		c.Shared = sub(t, sharedFiles, "testdata/shared")
 	})
 	ctx := context.Background()
@@ -110,7 +114,7 @@ func TestSharedAndTenantChains(t *testing.T) {
 		t.Fatalf("shared chain: %v", err)
 	}
 	var progress []int
-	rep, err := m.UpAll(ctx)
+	rep, err := m.UpAll(ctx, source(tenants))
 	if err != nil || rep.Err() != nil {
 		t.Fatalf("UpAll: %v, %v", err, rep.Err())
 	}
@@ -123,7 +127,7 @@ func TestSharedAndTenantChains(t *testing.T) {
 		}
 	}
 	_ = progress
-	statuses, err := m.Status(ctx)
+	statuses, err := m.Status(ctx, source(tenants))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +137,7 @@ func TestSharedAndTenantChains(t *testing.T) {
 		}
 	}
 	// A second pass has nothing to do.
-	rep, err = m.UpAll(ctx)
+	rep, err = m.UpAll(ctx, source(tenants))
 	if err != nil || rep.Skipped != 3 || rep.Migrated != 0 {
 		t.Errorf("second UpAll: %+v, %v", rep, err)
 	}
@@ -178,7 +182,7 @@ func TestFailureIsolationAndRerun(t *testing.T) {
 	pg := testenv.PostgreSQL(t)
 	tenants := fleet(t, pg, "fail", 4)
 	chain := badChain()
-	m := newMigrator(t, pg, tenants, chain, nil)
+	m := newMigrator(t, pg, chain, nil)
 	ctx := context.Background()
 	bad := tenants[2]
 	// Version 1 everywhere, then a row that version 2's constraint rejects.
@@ -191,7 +195,7 @@ func TestFailureIsolationAndRerun(t *testing.T) {
 	if _, err := pool.Exec(ctxFor(bad), "INSERT INTO items (qty) VALUES (-1)"); err != nil {
 		t.Fatal(err)
 	}
-	rep, err := m.UpAll(ctx)
+	rep, err := m.UpAll(ctx, source(tenants))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +206,7 @@ func TestFailureIsolationAndRerun(t *testing.T) {
 	if err := rep.Err(); !errors.As(err, &me) || me.Tenant != bad || me.Version != 2 || !strings.Contains(err.Error(), "qty_positive") {
 		t.Errorf("report error: %v", err)
 	}
-	statuses, _ := m.Status(ctx)
+	statuses, _ := m.Status(ctx, source(tenants))
 	for _, s := range statuses {
 		want := int64(3)
 		if s.Tenant == bad {
@@ -216,7 +220,7 @@ func TestFailureIsolationAndRerun(t *testing.T) {
 	if _, err := pool.Exec(ctxFor(bad), "UPDATE items SET qty = 1"); err != nil {
 		t.Fatal(err)
 	}
-	rep, err = m.UpAll(ctx)
+	rep, err = m.UpAll(ctx, source(tenants))
 	if err != nil || rep.Err() != nil || rep.Migrated != 1 || rep.Skipped != 3 {
 		t.Errorf("rerun: %+v, %v, %v", rep, err, rep.Err())
 	}
@@ -226,12 +230,12 @@ func TestConcurrentUpAllAppliesOnce(t *testing.T) {
 	t.Parallel()
 	pg := testenv.PostgreSQL(t)
 	tenants := fleet(t, pg, "conc", 6)
-	m := newMigrator(t, pg, tenants, sub(t, tenantFiles, "testdata/tenant"), func(c *migrate.Config) { c.Concurrency = 3 })
+	m := newMigrator(t, pg, sub(t, tenantFiles, "testdata/tenant"), func(c *migrate.Config) { c.Concurrency = 3 })
 	var wg sync.WaitGroup
 	errs := make(chan error, 2)
 	for range 2 {
 		wg.Go(func() {
-			rep, err := m.UpAll(context.Background())
+			rep, err := m.UpAll(context.Background(), source(tenants))
 			if err == nil {
 				err = rep.Err()
 			}
@@ -261,7 +265,7 @@ func TestCancelMidFleet(t *testing.T) {
 	tenants := fleet(t, pg, "cancel", 8)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	m := newMigrator(t, pg, tenants, sub(t, tenantFiles, "testdata/tenant"), func(c *migrate.Config) {
+	m := newMigrator(t, pg, sub(t, tenantFiles, "testdata/tenant"), func(c *migrate.Config) {
 		c.Concurrency = 1
 		c.Progress = func(p migrate.Progress) {
 			if p.Done == 3 {
@@ -269,19 +273,19 @@ func TestCancelMidFleet(t *testing.T) {
 			}
 		}
 	})
-	rep, err := m.UpAll(ctx)
+	rep, err := m.UpAll(ctx, source(tenants))
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("UpAll: %v, want context.Canceled", err)
 	}
 	if rep.Migrated < 3 || rep.Migrated+rep.Failed >= len(tenants) {
 		t.Errorf("report after cancel: %d migrated, %d failed of %d", rep.Migrated, rep.Failed, len(tenants))
 	}
-	m2 := newMigrator(t, pg, tenants, sub(t, tenantFiles, "testdata/tenant"), nil)
-	rep, err = m2.UpAll(context.Background())
+	m2 := newMigrator(t, pg, sub(t, tenantFiles, "testdata/tenant"), nil)
+	rep, err = m2.UpAll(context.Background(), source(tenants))
 	if err != nil || rep.Err() != nil {
 		t.Fatalf("rerun: %v, %v", err, rep.Err())
 	}
-	statuses, _ := m2.Status(context.Background())
+	statuses, _ := m2.Status(context.Background(), source(tenants))
 	for _, s := range statuses {
 		if s.Pending != 0 {
 			t.Errorf("%s still has %d pending", s.Tenant.Slug, s.Pending)
@@ -293,7 +297,7 @@ func TestStatusMixedFleet(t *testing.T) {
 	t.Parallel()
 	pg := testenv.PostgreSQL(t)
 	tenants := fleet(t, pg, "mixed", 4)
-	m := newMigrator(t, pg, tenants, sub(t, tenantFiles, "testdata/tenant"), nil)
+	m := newMigrator(t, pg, sub(t, tenantFiles, "testdata/tenant"), nil)
 	ctx := context.Background()
 	for i, v := range []int64{0, 1, 3, 4} {
 		if v > 0 {
@@ -302,7 +306,7 @@ func TestStatusMixedFleet(t *testing.T) {
 			}
 		}
 	}
-	statuses, err := m.Status(ctx)
+	statuses, err := m.Status(ctx, source(tenants))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -330,7 +334,7 @@ func TestNewTableWithoutTenantColumn(t *testing.T) {
 		"00001_ok.sql":  {Data: []byte("-- +goose Up\nCREATE TABLE ok_table (tenant_id text NOT NULL, v int);\n")},
 		"00002_bad.sql": {Data: []byte("-- +goose Up\nCREATE TABLE leaky (v int);\n")},
 	}
-	m := newMigrator(t, pg, tenants, chain, nil)
+	m := newMigrator(t, pg, chain, nil)
 	r := m.UpTenant(context.Background(), tenants[0])
 	if r.Err == nil || !strings.Contains(r.Err.Error(), "leaky") || !strings.Contains(r.Err.Error(), "tenant_id") {
 		t.Fatalf("UpTenant: %v, want an error naming the table", r.Err)
@@ -348,7 +352,7 @@ func TestStopOnError(t *testing.T) {
 	t.Parallel()
 	pg := testenv.PostgreSQL(t)
 	tenants := fleet(t, pg, "stop", 4)
-	m := newMigrator(t, pg, tenants, badChain(), func(c *migrate.Config) { c.Concurrency = 1; c.StopOnError = true })
+	m := newMigrator(t, pg, badChain(), func(c *migrate.Config) { c.Concurrency = 1; c.StopOnError = true })
 	ctx := context.Background()
 	for _, tn := range tenants {
 		if r := m.UpTo(ctx, tn, 1); r.Err != nil {
@@ -358,7 +362,7 @@ func TestStopOnError(t *testing.T) {
 	if _, err := appPool(t, pg).Exec(ctxFor(tenants[0]), "INSERT INTO items (qty) VALUES (-1)"); err != nil {
 		t.Fatal(err)
 	}
-	rep, err := m.UpAll(ctx)
+	rep, err := m.UpAll(ctx, source(tenants))
 	if err != nil {
 		t.Fatalf("UpAll: %v (a tenant failure is in the report, not the error)", err)
 	}

@@ -35,9 +35,7 @@ func TestProvisionStartsAtLatest(t *testing.T) {
 		}
 		return reg
 	}
-	m := newMigrator(t, pg, nil, sub(t, tenantFiles, "testdata/tenant"), func(c *migrate.Config) {
-		c.Tenants = migrate.TenantSourceFunc(func(context.Context) ([]tenant.Tenant, error) { return created, nil })
-	})
+	m := newMigrator(t, pg, sub(t, tenantFiles, "testdata/tenant"), nil)
 	reg := newReg(m)
 	ctx := context.Background()
 	for range 2 {
@@ -50,7 +48,7 @@ func TestProvisionStartsAtLatest(t *testing.T) {
 		}
 		created = append(created, rec.Tenant())
 	}
-	statuses, err := m.Status(ctx)
+	statuses, err := m.Status(ctx, source(created))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +72,7 @@ func TestProvisionStartsAtLatest(t *testing.T) {
 	}
 
 	// A chain that fails: Create fails and removes what it made.
-	broken := newMigrator(t, pg, nil, fstest.MapFS{
+	broken := newMigrator(t, pg, fstest.MapFS{
 		"00001_ok.sql":  {Data: []byte("-- +goose Up\nCREATE TABLE ok (tenant_id text NOT NULL);\n")},
 		"00002_bad.sql": {Data: []byte("-- +goose Up\nCREATE TABLE bad (tenant_id text, x nosuchtype);\n")},
 	}, nil)
@@ -116,10 +114,8 @@ func TestRecreatedSchemaIsReadAfresh(t *testing.T) {
 		t.Fatal(err)
 	}
 	current := []tenant.Tenant{rec.Tenant()}
-	m := newMigrator(t, pg, nil, sub(t, tenantFiles, "testdata/tenant"), func(c *migrate.Config) {
-		c.Tenants = migrate.TenantSourceFunc(func(context.Context) ([]tenant.Tenant, error) { return current, nil })
-	})
-	if rep, err := m.UpAll(ctx); err != nil || rep.Migrated != 1 {
+	m := newMigrator(t, pg, sub(t, tenantFiles, "testdata/tenant"), nil)
+	if rep, err := m.UpAll(ctx, source(current)); err != nil || rep.Migrated != 1 {
 		t.Fatalf("UpAll: %+v, %v", rep, err)
 	}
 	if err := reg.Delete(ctx, slug); err != nil {
@@ -130,14 +126,14 @@ func TestRecreatedSchemaIsReadAfresh(t *testing.T) {
 		t.Fatal(err)
 	}
 	current = []tenant.Tenant{rec.Tenant()}
-	statuses, err := m.Status(ctx)
+	statuses, err := m.Status(ctx, source(current))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(statuses) != 1 || statuses[0].Current != 0 || statuses[0].Pending != 4 {
 		t.Errorf("recreated schema: %+v, want version 0 with 4 pending", statuses)
 	}
-	if rep, err := m.UpAll(ctx); err != nil || rep.Migrated != 1 {
+	if rep, err := m.UpAll(ctx, source(current)); err != nil || rep.Migrated != 1 {
 		t.Errorf("UpAll of the recreated tenant: %+v, %v", rep, err)
 	}
 }

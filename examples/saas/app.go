@@ -75,7 +75,6 @@ func NewApp(ctx context.Context, cfg Config) (*App, error) {
 	tenantChain, _ := fs.Sub(migrations, "migrations/tenant")
 	a.migrator, err = migrate.New(migrate.Config{
 		ConnConfig: ownerConn, Shared: shared, Tenant: tenantChain, AppRole: cfg.AppRole, Logger: cfg.Logger,
-		Tenants: migrate.TenantSourceFunc(func(ctx context.Context) ([]tenant.Tenant, error) { return a.registry.Tenants(ctx) }),
 	})
 	if err != nil {
 		return nil, err
@@ -89,7 +88,7 @@ func NewApp(ctx context.Context, cfg Config) (*App, error) {
 	if _, err := a.migrator.UpShared(ctx); err != nil {
 		return nil, err
 	}
-	rep, err := a.migrator.UpAll(ctx)
+	rep, err := a.migrator.UpAll(ctx, a.registry)
 	if err != nil {
 		return nil, err
 	}
