@@ -17,6 +17,14 @@
 //	})
 //	rec, err := reg.Create(ctx, provision.Spec{Slug: "acme", Name: "Acme Inc."})
 //
+// # Roles
+//
+// [Bootstrap] sets up, once per environment and as an administrator, the
+// owner role, the app role (LOGIN NOSUPERUSER NOBYPASSRLS NOINHERIT, a member
+// of no role) and the database grants; it is idempotent, refuses an
+// existing role that would defeat row level security, and its documentation
+// gives the SQL for teams that run it by hand.
+//
 // # Create
 //
 // [Registry.Create] is one transaction that leaves either a complete,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/tenancykit/tenancy/internal/testenv"
 	"github.com/tenancykit/tenancy/pgtenant"
@@ -127,4 +128,30 @@ func ExampleRegistry_Update() {
 	fmt.Println(rec.Name, err)
 	// Output:
 	// Acme Europe <nil>
+}
+
+// Bootstrap sets up the owner and app roles and the database grants, once
+// per environment, as an administrator; rerunning it is harmless.
+func ExampleBootstrap() {
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, testenv.ExamplePostgreSQL().AdminURL) // a superuser, or CREATEROLE and CREATEDB
+	if err != nil {
+		panic(err)
+	}
+	defer admin.Close(ctx)
+	names := "tt_example_" + testenv.UniqueID("")[:8]
+	cfg := provision.BootstrapConfig{
+		Database:  names + "_db",
+		OwnerRole: names + "_owner", OwnerPassword: "change me",
+		AppRole: names + "_app", AppPassword: "change me too",
+	}
+	fmt.Println(provision.Bootstrap(ctx, admin, cfg))
+	fmt.Println(provision.Bootstrap(ctx, admin, cfg)) // idempotent
+
+	// (Cleaning up after the example.)
+	_, _ = admin.Exec(ctx, "DROP DATABASE "+pgx.Identifier{cfg.Database}.Sanitize())
+	_, _ = admin.Exec(ctx, "DROP ROLE "+pgx.Identifier{cfg.AppRole}.Sanitize()+", "+pgx.Identifier{cfg.OwnerRole}.Sanitize())
+	// Output:
+	// <nil>
+	// <nil>
 }
