@@ -2,13 +2,16 @@ package main
 
 import (
 	"context"
+	"crypto/subtle"
 	"embed"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -147,8 +150,8 @@ func (a *App) Handler() http.Handler {
 	mux.Handle("POST /api/v1/tenants/{slug}/suspend", a.admin(a.suspendTenant))
 	mux.Handle("POST /api/v1/tenants/{slug}/resume", a.admin(a.resumeTenant))
 	mux.Handle("DELETE /api/v1/tenants/{slug}", a.admin(a.deleteTenant))
-	mux.Handle("/api/v1/", mw(recordTenant(a.rateLimit(scoped))))
-	return a.logRequests(mux)
+	mux.Handle("/api/v1/", mw(recordTenant(a.rateLimit(problems(scoped)))))
+	return a.logRequests(withTimeout(problems(mux), requestTimeout))
 }
 
 // ---- health
@@ -174,8 +177,10 @@ func (a *App) ready(w http.ResponseWriter, r *http.Request) {
 
 func (a *App) admin(next http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || token == "" || token != a.cfg.AdminToken {
+		// The scheme is case-insensitive (RFC 9110); the token is compared
+		// in constant time.
+		scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		if !strings.EqualFold(scheme, "Bearer") || token == "" || subtle.ConstantTimeCompare([]byte(token), []byte(a.cfg.AdminToken)) != 1 {
 			tenant.WriteProblem(w, tenant.Problem{Status: 401, Detail: "admin endpoints need Authorization: Bearer <ADMIN_TOKEN>"})
 			return
 		}
@@ -206,7 +211,7 @@ func (a *App) createTenant(w http.ResponseWriter, r *http.Request) {
 	}
 	rec, err := a.registry.Create(r.Context(), provision.Spec{Slug: in.Slug, Name: in.Name})
 	switch {
-	case errors.Is(err, tenant.ErrInvalidSlug), errors.Is(err, tenant.ErrInvalidID):
+	case errors.Is(err, tenant.ErrInvalidSlug), errors.Is(err, tenant.ErrInvalidID), errors.Is(err, provision.ErrInvalidName):
 		tenant.WriteProblem(w, tenant.Problem{Status: 400, Detail: err.Error()})
 		return
 	case errors.Is(err, provision.ErrTenantExists):
@@ -334,14 +339,17 @@ func (a *App) getProject(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	key := "project:" + strconv.FormatInt(id, 10) // stored as t:{<tenant>}:project:<id>
-	if cached, err := a.redis.Do(ctx, a.redis.B().Get().Key(key).Build()).ToString(); err == nil {
+	rctx, cancel := redisCtx(ctx)
+	cached, err := a.redis.Do(rctx, a.redis.B().Get().Key(key).Build()).ToString()
+	cancel()
+	if err == nil {
 		w.Header().Set("X-Cache", "hit")
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(cached))
 		return
 	}
 	var p project
-	err := a.pool.QueryRow(ctx, "SELECT id, name, created_at FROM projects WHERE id = $1", id).Scan(&p.ID, &p.Name, &p.CreatedAt)
+	err = a.pool.QueryRow(ctx, "SELECT id, name, created_at FROM projects WHERE id = $1", id).Scan(&p.ID, &p.Name, &p.CreatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		tenant.WriteProblem(w, tenant.Problem{Status: 404, Detail: "no such project"})
 		return
@@ -351,7 +359,9 @@ func (a *App) getProject(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	body, _ := json.Marshal(p)
-	if err := a.redis.Do(ctx, a.redis.B().Set().Key(key).Value(string(body)).Ex(cacheTTL).Build()).Error(); err != nil {
+	rctx, cancel = redisCtx(ctx)
+	defer cancel()
+	if err := a.redis.Do(rctx, a.redis.B().Set().Key(key).Value(string(body)).Ex(cacheTTL).Build()).Error(); err != nil {
 		a.log.WarnContext(ctx, "cache write failed", "error", err)
 	}
 	w.Header().Set("X-Cache", "miss")
@@ -400,6 +410,8 @@ func (a *App) deleteProject(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *App) forget(ctx context.Context, id int64) {
+	ctx, cancel := redisCtx(ctx)
+	defer cancel()
 	if err := a.redis.Do(ctx, a.redis.B().Del().Key("project:"+strconv.FormatInt(id, 10)).Build()).Error(); err != nil {
 		a.log.WarnContext(ctx, "cache invalidation failed", "error", err)
 	}
@@ -430,8 +442,8 @@ func (a *App) createNote(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &in) {
 		return
 	}
-	if in.Body == "" {
-		tenant.WriteProblem(w, tenant.Problem{Status: 400, Detail: "body is required"})
+	if in.Body == "" || len(in.Body) > maxNoteLen {
+		tenant.WriteProblem(w, tenant.Problem{Status: 400, Detail: fmt.Sprintf("body is required, at most %d bytes", maxNoteLen)})
 		return
 	}
 	var n note
@@ -448,13 +460,17 @@ func (a *App) createNote(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, 201, n)
 }
 
+// maxNoteLen is the longest note body, in bytes.
+const maxNoteLen = 10000
+
 // ---- middleware and helpers
 
 // rateLimit allows cfg.RateLimit requests per tenant per minute, counted in
 // the tenant's Redis namespace.
 func (a *App) rateLimit(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx := r.Context()
+		ctx, cancel := redisCtx(r.Context())
+		defer cancel()
 		key := "ratelimit:" + strconv.FormatInt(time.Now().Unix()/60, 10)
 		res := a.redis.DoMulti(ctx, a.redis.B().Incr().Key(key).Build(), a.redis.B().Expire().Key(key).Seconds(120).Build())
 		n, err := res[0].AsInt64()
@@ -495,6 +511,9 @@ func (a *App) fail(w http.ResponseWriter, r *http.Request, err error) {
 	tenant.WriteProblem(w, tenant.Problem{Status: 500, Detail: "internal error"})
 }
 
+// decode reads one JSON object into v: unknown fields, trailing data after
+// it, and text holding a NUL character (PostgreSQL's text cannot store one)
+// are 400s, not 500s.
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
 	dec.DisallowUnknownFields()
@@ -502,8 +521,75 @@ func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 		tenant.WriteProblem(w, tenant.Problem{Status: 400, Detail: "invalid JSON body: " + err.Error()})
 		return false
 	}
+	if _, err := dec.Token(); err != io.EOF {
+		tenant.WriteProblem(w, tenant.Problem{Status: 400, Detail: "invalid JSON body: data after the object"})
+		return false
+	}
+	rv := reflect.ValueOf(v).Elem()
+	for i := range rv.NumField() {
+		if f := rv.Field(i); f.Kind() == reflect.String && strings.ContainsRune(f.String(), 0) {
+			tenant.WriteProblem(w, tenant.Problem{Status: 400, Detail: "invalid JSON body: " + rv.Type().Field(i).Tag.Get("json") + " holds a NUL character"})
+			return false
+		}
+	}
 	return true
 }
+
+// requestTimeout bounds every request, and with it every PostgreSQL and
+// Redis call it makes; redisTimeout bounds each cache call, so a Redis that
+// stopped answering costs a cached read this much before it falls back to
+// PostgreSQL.
+const (
+	requestTimeout = 10 * time.Second
+	redisTimeout   = 300 * time.Millisecond
+)
+
+func withTimeout(next http.Handler, d time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), d)
+		defer cancel()
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+// redisCtx bounds one cache call.
+func redisCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, redisTimeout)
+}
+
+// problems answers the requests mux has no route for — unknown paths (404)
+// and known paths with another method (405, with Allow) — with
+// application/problem+json, like every other error of the API.
+func problems(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		rec := &headerRecorder{header: http.Header{}, status: http.StatusNotFound}
+		h.ServeHTTP(rec, r)
+		if allow := rec.header.Get("Allow"); allow != "" {
+			w.Header().Set("Allow", allow)
+		}
+		detail := "no such route: " + r.URL.Path
+		if rec.status == http.StatusMethodNotAllowed {
+			detail = r.Method + " is not allowed on " + r.URL.Path
+		}
+		tenant.WriteProblem(w, tenant.Problem{Status: rec.status, Detail: detail})
+	})
+}
+
+// headerRecorder keeps what the mux's 404/405 handler sets, and drops its
+// text/plain body.
+type headerRecorder struct {
+	header http.Header
+	status int
+}
+
+func (h *headerRecorder) Header() http.Header         { return h.header }
+func (h *headerRecorder) Write(b []byte) (int, error) { return len(b), nil }
+func (h *headerRecorder) WriteHeader(code int)        { h.status = code }
 
 // projectName reads {"name": ...} and checks it.
 func projectName(w http.ResponseWriter, r *http.Request) (string, bool) {

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -192,7 +193,10 @@ func TestSaaSEndToEnd(t *testing.T) {
 	}
 }
 
-func TestReadinessFollowsRedis(t *testing.T) {
+// startRedis starts a Redis of its own for a test that stops it, and
+// returns a client of it and its process.
+func startRedis(t *testing.T) (rueidis.Client, *exec.Cmd) {
+	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Skip("redis-server not installed: cannot start a Redis to stop")
 	}
@@ -208,7 +212,7 @@ func TestReadinessFollowsRedis(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	t.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGCONT); _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	var rc rueidis.Client
 	for i := 0; ; i++ {
 		rc, err = rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{fmt.Sprintf("127.0.0.1:%d", port)}})
@@ -221,6 +225,11 @@ func TestReadinessFollowsRedis(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Cleanup(rc.Close)
+	return rc, cmd
+}
+
+func TestReadinessFollowsRedis(t *testing.T) {
+	rc, cmd := startRedis(t)
 	srv := newServer(t, rc)
 	if r := call(t, srv, "GET", "/health/ready", "", "", false); r.status != 200 {
 		t.Fatalf("ready with Redis up: %d %s", r.status, r.body)
@@ -286,5 +295,102 @@ func TestSuspensionReachesEveryInstance(t *testing.T) {
 			t.Fatalf("instance two still answers %d a second after the suspension", r.status)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestRedisCutFallsBack: a Redis that stops answering (SIGSTOP: the
+// connection stays open, no reply comes) costs a cached read a bounded
+// wait, then it is served from PostgreSQL; writes work too. Without the
+// per-call timeouts these requests hung past the client's 5 s.
+func TestRedisCutFallsBack(t *testing.T) {
+	rc, cmd := startRedis(t)
+	srv := newServer(t, rc)
+	s := testenv.NewTenant("cut").Slug
+	call(t, srv, "POST", "/api/v1/tenants", "", fmt.Sprintf(`{"slug":%q}`, s), true).decode(t, new(tenantJSON))
+	var p project
+	call(t, srv, "POST", "/api/v1/projects", s, `{"name":"kept"}`, false).decode(t, &p)
+	path := fmt.Sprintf("/api/v1/projects/%d", p.ID)
+	if r := call(t, srv, "GET", path, s, "", false); r.status != 200 {
+		t.Fatalf("read with Redis up: %d %s", r.status, r.body)
+	}
+	if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Timeout: 5 * time.Second}
+	for _, c := range []struct{ method, path, body string }{{"GET", path, ""}, {"PUT", path, `{"name":"renamed"}`}, {"GET", "/api/v1/projects", ""}} {
+		req, _ := http.NewRequest(c.method, srv.URL+c.path, strings.NewReader(c.body))
+		req.Header.Set("X-Tenant", s)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s with Redis stopped: %v", c.method, c.path, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("%s %s with Redis stopped: %d", c.method, c.path, resp.StatusCode)
+		}
+	}
+}
+
+// TestBadInputIsA400Problem: every malformed request is a 400 (or 404/405)
+// application/problem+json, never a 500 or text/plain.
+func TestBadInputIsA400Problem(t *testing.T) {
+	srv := newServer(t, testenv.RedisClient(t))
+	s := testenv.NewTenant("bad").Slug
+	call(t, srv, "POST", "/api/v1/tenants", "", fmt.Sprintf(`{"slug":%q}`, s), true).decode(t, new(tenantJSON))
+	var p project
+	call(t, srv, "POST", "/api/v1/projects", s, `{"name":"ok"}`, false).decode(t, &p)
+	notes := fmt.Sprintf("/api/v1/projects/%d/notes", p.ID)
+	for _, c := range []struct {
+		method, path, tenantKey, body string
+		admin                         bool
+		status                        int
+	}{
+		{"POST", "/api/v1/projects", s, `{"name":"a\u0000b"}`, false, 400},
+		{"POST", "/api/v1/projects", s, `{"name":"x"} trailing`, false, 400},
+		{"POST", "/api/v1/projects", s, `{"name":"x"}{"name":"y"}`, false, 400},
+		{"POST", "/api/v1/projects", s, `{"name":"` + strings.Repeat("n", 201) + `"}`, false, 400},
+		{"POST", notes, s, `{"body":"` + strings.Repeat("b", 10001) + `"}`, false, 400},
+		{"POST", notes, s, `{"body":"\u0000"}`, false, 400},
+		{"POST", "/api/v1/tenants", "", `{"slug":"` + testenv.NewTenant("nul").Slug + `","name":"n\u0000"}`, true, 400},
+		{"POST", "/api/v1/tenants", "", `{"slug":"` + testenv.NewTenant("long").Slug + `","name":"` + strings.Repeat("x", 201) + `"}`, true, 400},
+		{"GET", "/api/v1/nowhere", s, "", false, 404},
+		{"PATCH", "/api/v1/projects", s, "", false, 405},
+		{"GET", "/nowhere", "", "", false, 404},
+	} {
+		r := call(t, srv, c.method, c.path, c.tenantKey, c.body, c.admin)
+		if r.status != c.status || r.header.Get("Content-Type") != "application/problem+json" {
+			t.Errorf("%s %s %.40q: %d %q %.200s, want %d problem+json", c.method, c.path, c.body, r.status, r.header.Get("Content-Type"), r.body, c.status)
+		}
+		if c.status == 405 && r.header.Get("Allow") == "" {
+			t.Errorf("%s %s: 405 without Allow", c.method, c.path)
+		}
+	}
+}
+
+// TestAdminToken: the Authorization scheme is case-insensitive; a wrong
+// token of the same length is refused.
+func TestAdminToken(t *testing.T) {
+	srv := newServer(t, testenv.RedisClient(t))
+	for auth, want := range map[string]int{
+		"Bearer " + adminToken:                           200,
+		"bearer " + adminToken:                           200,
+		"BEARER " + adminToken:                           200,
+		"Bearer " + strings.Repeat("x", len(adminToken)): 401,
+		"Basic " + adminToken:                            401,
+		"Bearer":                                         401,
+		"":                                               401,
+	} {
+		req, _ := http.NewRequest("GET", srv.URL+"/api/v1/tenants", nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("Authorization %q: %d, want %d", auth, resp.StatusCode, want)
+		}
 	}
 }
