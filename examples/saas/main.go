@@ -6,12 +6,20 @@
 //
 //	go run ./examples/saas
 //
-// Configuration, all optional: DATABASE_URL (owner role) and APP_DATABASE_URL
-// (app role), REDIS_URL (redis://host:port/db) or REDIS_ADDR, LISTEN_ADDR (default 127.0.0.1:8080), ADMIN_TOKEN
-// (default: generated and printed), BASE_DOMAIN (tenant subdomains),
-// RATE_LIMIT (requests per tenant per minute). Without DATABASE_URL it finds
-// PostgreSQL and Redis on localhost (or starts Docker containers) and sets up
-// a database and the two roles itself.
+// Configuration, from the environment:
+//
+//   - DATABASE_URL (the owner role) and APP_DATABASE_URL (the app role: a
+//     NOSUPERUSER NOBYPASSRLS role that is a member of no role) — both or
+//     neither. Without them the example uses a local default: it connects to
+//     ADMIN_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres)
+//     and sets up, with provision.Bootstrap, the database tenancy_saas and
+//     the roles tenancy_saas_owner and tenancy_saas_app (password
+//     "tenancy-example"), and says so. To start over:
+//     DROP DATABASE tenancy_saas; DROP ROLE tenancy_saas_app, tenancy_saas_owner;
+//   - REDIS_URL (default redis://127.0.0.1:6379/0).
+//   - LISTEN_ADDR (default 127.0.0.1:8080), ADMIN_TOKEN (default: generated
+//     and printed), BASE_DOMAIN (tenant subdomains), RATE_LIMIT (requests
+//     per tenant per minute).
 package main
 
 import (
@@ -21,7 +29,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"strconv"
@@ -30,7 +40,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/rueidis"
-	"github.com/tenancykit/tenancy/internal/testenv"
+	"github.com/tenancykit/tenancy/provision"
 	"github.com/tenancykit/tenancy/tenant"
 )
 
@@ -59,24 +69,17 @@ func run(log *slog.Logger) error {
 		_, _ = rand.Read(b)
 		cfg.AdminToken = hex.EncodeToString(b)
 	}
-	var closers []func()
-	defer func() {
-		for _, c := range closers {
-			c()
+	switch {
+	case cfg.OwnerURL == "" && cfg.AppURL == "":
+		adminURL := envOr("ADMIN_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable")
+		var err error
+		if cfg.OwnerURL, cfg.AppURL, err = localDatabase(ctx, adminURL, "tenancy_saas"); err != nil {
+			return fmt.Errorf("set up the local default database through ADMIN_DATABASE_URL (%s): %w\n"+
+				"set DATABASE_URL and APP_DATABASE_URL to use a database of your own", redactURL(adminURL), err)
 		}
-	}()
-	if cfg.OwnerURL == "" || cfg.AppURL == "" {
-		svc, err := testenv.FindPostgreSQL(ctx)
-		if err != nil {
-			return fmt.Errorf("%v\nset DATABASE_URL (owner role) and APP_DATABASE_URL (a NOSUPERUSER NOBYPASSRLS role), or run PostgreSQL on 127.0.0.1:5432", err)
-		}
-		closers = append(closers, svc.Close)
-		if svc.Source == "docker" {
-			log.Info("started a throwaway PostgreSQL container", "url", svc.URL)
-		}
-		if cfg.OwnerURL, cfg.AppURL, err = testenv.ExampleDatabase(ctx, svc.URL, "tenancy_saas"); err != nil {
-			return err
-		}
+		log.Info("using the local default database tenancy_saas (roles tenancy_saas_owner, tenancy_saas_app)")
+	case cfg.OwnerURL == "" || cfg.AppURL == "":
+		return errors.New("set both DATABASE_URL (the owner role) and APP_DATABASE_URL (the app role), or neither for the local default")
 	}
 	appConn, err := pgx.ParseConfig(cfg.AppURL)
 	if err != nil {
@@ -84,31 +87,14 @@ func run(log *slog.Logger) error {
 	}
 	cfg.AppRole = appConn.User
 
-	redisOpt := rueidis.ClientOption{}
-	redisAddr := os.Getenv("REDIS_ADDR")
-	if url := os.Getenv("REDIS_URL"); url != "" {
-		if redisOpt, err = rueidis.ParseURL(url); err != nil {
-			return fmt.Errorf("REDIS_URL: %w", err)
-		}
-		redisAddr = redisOpt.InitAddress[0]
-	}
-	if redisAddr == "" {
-		svc, err := testenv.FindRedis(ctx)
-		if err != nil {
-			return fmt.Errorf("%v\nset REDIS_ADDR, or run Redis on 127.0.0.1:6379", err)
-		}
-		closers = append(closers, svc.Close)
-		if svc.Source == "docker" {
-			log.Info("started a throwaway Redis container", "addr", svc.URL)
-		}
-		redisAddr = svc.URL
-	}
-	if len(redisOpt.InitAddress) == 0 {
-		redisOpt.InitAddress = []string{redisAddr}
+	redisURL := envOr("REDIS_URL", "redis://127.0.0.1:6379/0")
+	redisOpt, err := rueidis.ParseURL(redisURL)
+	if err != nil {
+		return fmt.Errorf("REDIS_URL: %w", err)
 	}
 	rc, err := rueidis.NewClient(redisOpt)
 	if err != nil {
-		return fmt.Errorf("connect to Redis at %s: %w", redisAddr, err)
+		return fmt.Errorf("connect to Redis at %s (REDIS_URL): %w", redactURL(redisURL), err)
 	}
 	defer rc.Close()
 	cfg.Redis = rc
@@ -123,9 +109,15 @@ func run(log *slog.Logger) error {
 	if addr == "" {
 		addr = "127.0.0.1:8080"
 	}
-	srv := &http.Server{Addr: addr, Handler: app.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	// Bind first: a second instance fails here, before it prints anything.
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("LISTEN_ADDR %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: app.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe() }()
+	go func() { errc <- srv.Serve(ln) }()
+	addr = ln.Addr().String()
 	fmt.Printf(`
 Tenancy SaaS example listening on http://%[1]s
 
@@ -134,6 +126,8 @@ Tenancy SaaS example listening on http://%[1]s
   curl -s http://%[1]s/api/v1/projects -H 'X-Tenant: acme'
   curl -s http://%[1]s/api/v1/projects -H 'X-Tenant: nobody'      # 404 problem+json
   curl -s -X POST http://%[1]s/api/v1/tenants/acme/suspend -H 'Authorization: Bearer %[2]s'
+  curl -s http://%[1]s/api/v1/projects -H 'X-Tenant: acme'        # 403: suspended
+  curl -s -X POST http://%[1]s/api/v1/tenants/acme/resume -H 'Authorization: Bearer %[2]s'
   curl -s http://%[1]s/health/ready
 
 `, addr, cfg.AdminToken)
@@ -152,4 +146,43 @@ Tenancy SaaS example listening on http://%[1]s
 		return err
 	}
 	return nil
+}
+
+func envOr(name, fallback string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return fallback
+}
+
+// localDatabase sets up (idempotently) the example's own database and roles
+// through an administrator connection, and returns their URLs.
+func localDatabase(ctx context.Context, adminURL, name string) (ownerURL, appURL string, err error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	admin, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return "", "", err
+	}
+	defer admin.Close(context.WithoutCancel(ctx))
+	const password = "tenancy-example" // a local development default; use DATABASE_URL elsewhere
+	cfg := provision.BootstrapConfig{Database: name, OwnerRole: name + "_owner", OwnerPassword: password, AppRole: name + "_app", AppPassword: password}
+	if err := provision.Bootstrap(ctx, admin, cfg); err != nil {
+		return "", "", err
+	}
+	roleURL := func(role string) string {
+		u := url.URL{Scheme: "postgres", User: url.UserPassword(role, password),
+			Host: net.JoinHostPort(admin.Config().Host, strconv.Itoa(int(admin.Config().Port))), Path: "/" + name, RawQuery: "sslmode=disable"}
+		return u.String()
+	}
+	return roleURL(cfg.OwnerRole), roleURL(cfg.AppRole), nil
+}
+
+// redactURL hides a URL's password for messages.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
 }

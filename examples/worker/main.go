@@ -6,23 +6,29 @@
 //
 // It provisions two demo tenants, enqueues interleaved jobs for both, runs
 // them, and prints what each "count" job saw: only its own tenant's rows.
-// Configuration as for examples/saas: DATABASE_URL and APP_DATABASE_URL, or
-// PostgreSQL and Redis on localhost.
+// Configuration as for examples/saas: DATABASE_URL and APP_DATABASE_URL
+// (both or neither; without them, the local default database tenancy_worker
+// set up through ADMIN_DATABASE_URL with provision.Bootstrap), and REDIS_URL
+// (default redis://127.0.0.1:6379/0).
 package main
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/url"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/rueidis"
-	"github.com/tenancykit/tenancy/internal/testenv"
 	"github.com/tenancykit/tenancy/pgtenant"
 	"github.com/tenancykit/tenancy/provision"
 	"github.com/tenancykit/tenancy/redistenant"
@@ -44,28 +50,26 @@ func run(log *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	ownerURL, appURL := os.Getenv("DATABASE_URL"), os.Getenv("APP_DATABASE_URL")
-	if ownerURL == "" || appURL == "" {
-		svc, err := testenv.FindPostgreSQL(ctx)
-		if err != nil {
-			return fmt.Errorf("%v\nset DATABASE_URL and APP_DATABASE_URL, or run PostgreSQL on 127.0.0.1:5432", err)
+	switch {
+	case ownerURL == "" && appURL == "":
+		adminURL := envOr("ADMIN_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable")
+		var err error
+		if ownerURL, appURL, err = localDatabase(ctx, adminURL, "tenancy_worker"); err != nil {
+			return fmt.Errorf("set up the local default database through ADMIN_DATABASE_URL (%s): %w\n"+
+				"set DATABASE_URL and APP_DATABASE_URL to use a database of your own", redactURL(adminURL), err)
 		}
-		defer svc.Close()
-		if ownerURL, appURL, err = testenv.ExampleDatabase(ctx, svc.URL, "tenancy_worker"); err != nil {
-			return err
-		}
+		log.Info("using the local default database tenancy_worker (roles tenancy_worker_owner, tenancy_worker_app)")
+	case ownerURL == "" || appURL == "":
+		return errors.New("set both DATABASE_URL (the owner role) and APP_DATABASE_URL (the app role), or neither for the local default")
 	}
-	redisAddr := os.Getenv("REDIS_ADDR")
-	if redisAddr == "" {
-		svc, err := testenv.FindRedis(ctx)
-		if err != nil {
-			return fmt.Errorf("%v\nset REDIS_ADDR, or run Redis on 127.0.0.1:6379", err)
-		}
-		defer svc.Close()
-		redisAddr = svc.URL
-	}
-	rc, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{redisAddr}})
+	redisURL := envOr("REDIS_URL", "redis://127.0.0.1:6379/0")
+	redisOpt, err := rueidis.ParseURL(redisURL)
 	if err != nil {
-		return err
+		return fmt.Errorf("REDIS_URL: %w", err)
+	}
+	rc, err := rueidis.NewClient(redisOpt)
+	if err != nil {
+		return fmt.Errorf("connect to Redis at %s (REDIS_URL): %w", redactURL(redisURL), err)
 	}
 	defer rc.Close()
 	owner, err := pgxpool.New(ctx, ownerURL)
@@ -140,4 +144,43 @@ func run(log *slog.Logger) error {
 		fmt.Printf("job %s of %s saw %d events of tenants %v\n", jobID, t.Slug, res.Events, res.TenantIDs)
 	}
 	return nil
+}
+
+func envOr(name, fallback string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return fallback
+}
+
+// localDatabase sets up (idempotently) the example's own database and roles
+// through an administrator connection, and returns their URLs.
+func localDatabase(ctx context.Context, adminURL, name string) (ownerURL, appURL string, err error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	admin, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return "", "", err
+	}
+	defer admin.Close(context.WithoutCancel(ctx))
+	const password = "tenancy-example" // a local development default; use DATABASE_URL elsewhere
+	cfg := provision.BootstrapConfig{Database: name, OwnerRole: name + "_owner", OwnerPassword: password, AppRole: name + "_app", AppPassword: password}
+	if err := provision.Bootstrap(ctx, admin, cfg); err != nil {
+		return "", "", err
+	}
+	roleURL := func(role string) string {
+		u := url.URL{Scheme: "postgres", User: url.UserPassword(role, password),
+			Host: net.JoinHostPort(admin.Config().Host, strconv.Itoa(int(admin.Config().Port))), Path: "/" + name, RawQuery: "sslmode=disable"}
+		return u.String()
+	}
+	return roleURL(cfg.OwnerRole), roleURL(cfg.AppRole), nil
+}
+
+// redactURL hides a URL's password for messages.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
 }
