@@ -2,8 +2,12 @@ package main
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"embed"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -40,6 +44,15 @@ type Config struct {
 	RateLimit  int // requests per tenant per minute; 0 means 600
 	BaseDomain string
 	Logger     *slog.Logger
+	// TokenSecret signs the tenant tokens the admin API hands out (see
+	// App.TenantToken); every instance of the service needs the same one.
+	// Empty means a random secret: tokens then die with the process.
+	TokenSecret []byte
+	// TrustTenantHeader lets a request name its tenant with X-Tenant alone,
+	// without a token: only for internal hops behind a gateway that has
+	// authenticated the caller and set the header itself. Off by default:
+	// naming a tenant is not being allowed into it.
+	TrustTenantHeader bool
 }
 
 // App is the multi-tenant SaaS API.
@@ -64,6 +77,10 @@ func NewApp(ctx context.Context, cfg Config) (*App, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if len(cfg.TokenSecret) == 0 {
+		cfg.TokenSecret = make([]byte, 32)
+		_, _ = rand.Read(cfg.TokenSecret)
 	}
 	a := &App{cfg: cfg, log: cfg.Logger, redis: redistenant.New(cfg.Redis, redistenant.Config{})}
 	var err error
@@ -124,11 +141,9 @@ func (a *App) Close() {
 
 // Handler returns the HTTP API.
 func (a *App) Handler() http.Handler {
-	resolve := tenant.FromHeader("X-Tenant")
-	if a.cfg.BaseDomain != "" {
-		resolve = tenant.FirstOf(resolve, tenant.FromSubdomain(a.cfg.BaseDomain))
-	}
-	mw, err := tenant.Middleware(tenant.MiddlewareConfig{Resolve: resolve, Lookup: a.lookup, Logger: a.log})
+	// The tenant is the one the caller's verified credential names
+	// (authenticate); X-Tenant and the subdomain may only agree with it.
+	mw, err := tenant.Middleware(tenant.MiddlewareConfig{Resolve: boundTenant, Lookup: a.lookup, Logger: a.log})
 	if err != nil {
 		panic(err) // the configuration above is complete
 	}
@@ -150,7 +165,7 @@ func (a *App) Handler() http.Handler {
 	mux.Handle("POST /api/v1/tenants/{slug}/suspend", a.admin(a.suspendTenant))
 	mux.Handle("POST /api/v1/tenants/{slug}/resume", a.admin(a.resumeTenant))
 	mux.Handle("DELETE /api/v1/tenants/{slug}", a.admin(a.deleteTenant))
-	mux.Handle("/api/v1/", mw(recordTenant(a.rateLimit(problems(scoped)))))
+	mux.Handle("/api/v1/", a.authenticate(mw(recordTenant(a.rateLimit(problems(scoped))))))
 	return a.logRequests(withTimeout(problems(mux), requestTimeout))
 }
 
@@ -171,6 +186,77 @@ func (a *App) ready(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, 200, map[string]string{"status": "ready"})
+}
+
+// ---- tenant credentials
+
+// TenantToken is the credential of tenant id: "<id>.<HMAC-SHA256 of id>",
+// signed with Config.TokenSecret. The admin API returns it with the tenant.
+// Rotating the secret revokes every token.
+func (a *App) TenantToken(id string) string {
+	return id + "." + a.sign(id)
+}
+
+func (a *App) sign(id string) string {
+	mac := hmac.New(sha256.New, a.cfg.TokenSecret)
+	mac.Write([]byte("tenancy-saas-tenant:" + id))
+	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// verify returns the tenant ID a token was issued for.
+func (a *App) verify(token string) (string, bool) {
+	i := strings.LastIndexByte(token, '.')
+	if i <= 0 {
+		return "", false
+	}
+	id, sig := token[:i], token[i+1:]
+	return id, hmac.Equal([]byte(sig), []byte(a.sign(id)))
+}
+
+type boundKey struct{}
+
+// boundTenant is the tenant.Resolver of the API: the tenant authenticate
+// bound the request to.
+func boundTenant(r *http.Request) (string, bool) {
+	id, ok := r.Context().Value(boundKey{}).(string)
+	return id, ok && id != ""
+}
+
+// authenticate binds a request to the tenant its bearer token was issued
+// for: no valid token is 401; a token of one tenant with X-Tenant or a
+// subdomain naming another is 403. With Config.TrustTenantHeader, X-Tenant
+// alone is accepted (internal hops only).
+func (a *App) authenticate(next http.Handler) http.Handler {
+	named := tenant.FromHeader("X-Tenant")
+	if a.cfg.BaseDomain != "" {
+		named = tenant.FirstOf(named, tenant.FromSubdomain(a.cfg.BaseDomain))
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key, hasName := named(r)
+		scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		id, ok := "", false
+		if strings.EqualFold(scheme, "Bearer") {
+			id, ok = a.verify(token)
+		}
+		switch {
+		case !ok && a.cfg.TrustTenantHeader && hasName:
+			id = key
+		case !ok:
+			w.Header().Set("WWW-Authenticate", `Bearer realm="tenant"`)
+			tenant.WriteProblem(w, tenant.Problem{Status: 401, Detail: "tenant endpoints need Authorization: Bearer <tenant token> (the admin API returns it with the tenant)"})
+			return
+		case hasName:
+			// The name must be the token's tenant, by ID or by slug.
+			if key != id {
+				t, err := a.lookup.LookupTenant(r.Context(), id)
+				if err == nil && key != t.Slug {
+					tenant.WriteProblem(w, tenant.Problem{Status: 403, Detail: "the credential is for another tenant"})
+					return
+				}
+			}
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), boundKey{}, id)))
+	})
 }
 
 // ---- admin
@@ -195,10 +281,13 @@ type tenantJSON struct {
 	Status    string    `json:"status"`
 	Schema    string    `json:"schema"`
 	CreatedAt time.Time `json:"created_at"`
+	// Token is the tenant's credential (see App.TenantToken).
+	Token string `json:"token,omitempty"`
 }
 
-func toJSON(r provision.Record) tenantJSON {
-	return tenantJSON{ID: r.ID, Slug: r.Slug, Name: r.Name, Status: string(r.Status), Schema: r.SchemaName, CreatedAt: r.CreatedAt}
+func (a *App) toJSON(r provision.Record) tenantJSON {
+	return tenantJSON{ID: r.ID, Slug: r.Slug, Name: r.Name, Status: string(r.Status), Schema: r.SchemaName, CreatedAt: r.CreatedAt,
+		Token: a.TenantToken(r.ID)}
 }
 
 func (a *App) createTenant(w http.ResponseWriter, r *http.Request) {
@@ -223,7 +312,7 @@ func (a *App) createTenant(w http.ResponseWriter, r *http.Request) {
 	}
 	a.lookup.Invalidate(rec.Slug)
 	a.lookup.Invalidate(rec.ID)
-	writeJSON(w, 201, toJSON(rec))
+	writeJSON(w, 201, a.toJSON(rec))
 }
 
 func (a *App) listTenants(w http.ResponseWriter, r *http.Request) {
@@ -234,7 +323,7 @@ func (a *App) listTenants(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]tenantJSON, len(recs))
 	for i, rec := range recs {
-		out[i] = toJSON(rec)
+		out[i] = a.toJSON(rec)
 	}
 	writeJSON(w, 200, out)
 }
@@ -249,7 +338,7 @@ func (a *App) getTenant(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	writeJSON(w, 200, toJSON(rec))
+	writeJSON(w, 200, a.toJSON(rec))
 }
 
 func (a *App) suspendTenant(w http.ResponseWriter, r *http.Request) {

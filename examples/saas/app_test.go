@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,7 +26,11 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-const adminToken = "test-admin-token"
+const adminToken, tokenSecret = "test-admin-token", "test-token-secret"
+
+// tokens holds the credential of every tenant the tests created through the
+// admin API, by slug and by ID; call sends it with the tenant's requests.
+var tokens sync.Map
 
 func newServer(t *testing.T, rc rueidis.Client) *httptest.Server {
 	t.Helper()
@@ -38,6 +43,7 @@ func newServerLimit(t *testing.T, rc rueidis.Client, limit int) *httptest.Server
 	app, err := NewApp(context.Background(), Config{
 		OwnerURL: pg.OwnerURL, AppURL: pg.AppURL, AppRole: pg.AppRole, Redis: rc,
 		AdminToken: adminToken, Logger: slog.New(slog.DiscardHandler), RateLimit: limit,
+		TokenSecret: []byte(tokenSecret),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -62,6 +68,9 @@ func call(t *testing.T, srv *httptest.Server, method, path, tenantKey, body stri
 	}
 	if tenantKey != "" {
 		req.Header.Set("X-Tenant", tenantKey)
+		if tok, ok := tokens.Load(tenantKey); ok {
+			req.Header.Set("Authorization", "Bearer "+tok.(string))
+		}
 	}
 	if admin {
 		req.Header.Set("Authorization", "Bearer "+adminToken)
@@ -72,6 +81,13 @@ func call(t *testing.T, srv *httptest.Server, method, path, tenantKey, body stri
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
+	if method == "POST" && path == "/api/v1/tenants" && resp.StatusCode == 201 {
+		var tj tenantJSON
+		if err := json.Unmarshal(b, &tj); err == nil && tj.Token != "" {
+			tokens.Store(tj.Slug, tj.Token)
+			tokens.Store(tj.ID, tj.Token)
+		}
+	}
 	return response{status: resp.StatusCode, header: resp.Header, body: b}
 }
 
@@ -145,8 +161,8 @@ func TestSaaSEndToEnd(t *testing.T) {
 	}
 
 	// Failures, as problem+json.
-	call(t, srv, "GET", "/api/v1/projects", "", "", false).problem(t, 400)
-	call(t, srv, "GET", "/api/v1/projects", "nobody_here", "", false).problem(t, 404)
+	call(t, srv, "GET", "/api/v1/projects", "", "", false).problem(t, 401)
+	call(t, srv, "GET", "/api/v1/projects", "nobody_here", "", false).problem(t, 401)
 	call(t, srv, "POST", "/api/v1/projects", slugA, `{"name":`, false).problem(t, 400)
 	call(t, srv, "POST", "/api/v1/projects", slugA, `{"title":"x"}`, false).problem(t, 400)
 	call(t, srv, "POST", "/api/v1/projects", slugA, `{"name":"apollo"}`, false).problem(t, 409)
@@ -320,6 +336,8 @@ func TestRedisCutFallsBack(t *testing.T) {
 	for _, c := range []struct{ method, path, body string }{{"GET", path, ""}, {"PUT", path, `{"name":"renamed"}`}, {"GET", "/api/v1/projects", ""}} {
 		req, _ := http.NewRequest(c.method, srv.URL+c.path, strings.NewReader(c.body))
 		req.Header.Set("X-Tenant", s)
+		tok, _ := tokens.Load(s)
+		req.Header.Set("Authorization", "Bearer "+tok.(string))
 		resp, err := client.Do(req)
 		if err != nil {
 			t.Fatalf("%s %s with Redis stopped: %v", c.method, c.path, err)
@@ -392,5 +410,91 @@ func TestAdminToken(t *testing.T) {
 		if resp.StatusCode != want {
 			t.Errorf("Authorization %q: %d, want %d", auth, resp.StatusCode, want)
 		}
+	}
+}
+
+// TestTenantBinding: the tenant is the one the caller's token was issued
+// for. No token or a forged one is 401; a token of A naming B (X-Tenant) is
+// 403; A's token reads A's data, with or without naming A. The header alone
+// works only where the operator trusts it (internal hops).
+func TestTenantBinding(t *testing.T) {
+	srv := newServer(t, testenv.RedisClient(t))
+	slugA, slugB := testenv.NewTenant("bind").Slug, testenv.NewTenant("bind").Slug
+	var a, b tenantJSON
+	call(t, srv, "POST", "/api/v1/tenants", "", fmt.Sprintf(`{"slug":%q}`, slugA), true).decode(t, &a)
+	call(t, srv, "POST", "/api/v1/tenants", "", fmt.Sprintf(`{"slug":%q}`, slugB), true).decode(t, &b)
+	if a.Token == "" || a.Token == b.Token {
+		t.Fatalf("tokens %q %q", a.Token, b.Token)
+	}
+	call(t, srv, "POST", "/api/v1/projects", slugA, `{"name":"a-only"}`, false).decode(t, new(project))
+	do := func(auth, named string) response {
+		req, _ := http.NewRequest("GET", srv.URL+"/api/v1/projects", nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		if named != "" {
+			req.Header.Set("X-Tenant", named)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return response{status: resp.StatusCode, header: resp.Header, body: body}
+	}
+	sigB := b.Token[strings.LastIndexByte(b.Token, '.')+1:]
+	for _, c := range []struct {
+		name, auth, named string
+		status            int
+	}{
+		{"no token", "", slugA, 401},
+		{"no token, no name", "", "", 401},
+		{"forged: A's ID with B's signature", "Bearer " + a.ID + "." + sigB, "", 401},
+		{"garbage", "Bearer nonsense", "", 401},
+		{"admin token is not a tenant token", "Bearer " + adminToken, "", 401},
+		{"A's token naming B by slug", "Bearer " + a.Token, slugB, 403},
+		{"A's token naming B by ID", "Bearer " + a.Token, b.ID, 403},
+		{"A's token", "Bearer " + a.Token, "", 200},
+		{"A's token naming A by slug", "Bearer " + a.Token, slugA, 200},
+		{"A's token naming A by ID", "bearer " + a.Token, a.ID, 200},
+		{"B's token", "Bearer " + b.Token, "", 200},
+	} {
+		r := do(c.auth, c.named)
+		if r.status != c.status {
+			t.Errorf("%s: %d %s, want %d", c.name, r.status, r.body, c.status)
+			continue
+		}
+		if c.status != 200 {
+			r.problem(t, c.status)
+			continue
+		}
+		var got []project
+		r.decode(t, &got)
+		wantA := strings.HasPrefix(c.name, "A's")
+		if (len(got) == 1 && got[0].Name == "a-only") != wantA || (!wantA && len(got) != 0) {
+			t.Errorf("%s: projects %+v", c.name, got)
+		}
+	}
+
+	// Internal hops: a server that trusts the header.
+	pg := testenv.PostgreSQL(t)
+	app, err := NewApp(context.Background(), Config{OwnerURL: pg.OwnerURL, AppURL: pg.AppURL, AppRole: pg.AppRole, Redis: testenv.RedisClient(t),
+		AdminToken: adminToken, Logger: slog.New(slog.DiscardHandler), TokenSecret: []byte(tokenSecret), TrustTenantHeader: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer app.Close()
+	internal := httptest.NewServer(app.Handler())
+	defer internal.Close()
+	req, _ := http.NewRequest("GET", internal.URL+"/api/v1/projects", nil)
+	req.Header.Set("X-Tenant", slugA)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("TrustTenantHeader: X-Tenant alone answered %d", resp.StatusCode)
 	}
 }

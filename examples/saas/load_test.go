@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -58,7 +59,12 @@ func BenchmarkLoad(b *testing.B) {
 		if err != nil || resp.StatusCode != 201 {
 			b.Fatalf("create tenant: %v %v", err, resp)
 		}
+		var tj tenantJSON
+		if err := json.NewDecoder(resp.Body).Decode(&tj); err != nil {
+			b.Fatal(err)
+		}
 		resp.Body.Close()
+		tokens.Store(s, tj.Token)
 		slugs = append(slugs, s)
 	}
 	for _, v := range []struct{ name, url string }{{"tenancy", tenancySrv.URL}, {"plain", plainSrv.URL}} {
@@ -95,6 +101,9 @@ func runLoad(base string, slugs []string, clients int, d time.Duration) loadResu
 				}
 				req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
 				req.Header.Set("X-Tenant", slug)
+				if tok, ok := tokens.Load(slug); ok {
+					req.Header.Set("Authorization", "Bearer "+tok.(string))
+				}
 				t0 := time.Now()
 				resp, err := client.Do(req)
 				if err == nil {

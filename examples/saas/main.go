@@ -1,8 +1,8 @@
 // Command saas is a multi-tenant SaaS API built on Tenancy: tenants are
 // created through an admin API, each gets its own PostgreSQL schema (built by
 // the embedded tenant migrations, confined by row level security) and Redis
-// namespace, and every request runs as the tenant named by its X-Tenant
-// header or subdomain.
+// namespace, and every request runs as the tenant its bearer token was
+// issued for (X-Tenant or the subdomain, if given, must agree).
 //
 //	go run ./examples/saas
 //
@@ -17,6 +17,8 @@
 //     "tenancy-example"), and says so. To start over:
 //     DROP DATABASE tenancy_saas; DROP ROLE tenancy_saas_app, tenancy_saas_owner;
 //   - REDIS_URL (default redis://127.0.0.1:6379/0).
+//   - TOKEN_SECRET, which signs the tenant tokens (the same for every
+//     instance; default: random, so tokens die with the process).
 //   - LISTEN_ADDR (default 127.0.0.1:8080), ADMIN_TOKEN (default: generated
 //     and printed), BASE_DOMAIN (tenant subdomains), RATE_LIMIT (requests
 //     per tenant per minute).
@@ -62,6 +64,12 @@ func run(log *slog.Logger) error {
 		AdminToken: os.Getenv("ADMIN_TOKEN"),
 		BaseDomain: os.Getenv("BASE_DOMAIN"),
 		Logger:     log,
+		// Every instance needs the same secret; without one, tokens die with
+		// the process.
+		TokenSecret: []byte(os.Getenv("TOKEN_SECRET")),
+	}
+	if len(cfg.TokenSecret) == 0 {
+		log.Warn("TOKEN_SECRET is not set: tenant tokens are signed with a random secret and stop working when this process ends")
 	}
 	cfg.RateLimit, _ = strconv.Atoi(os.Getenv("RATE_LIMIT"))
 	if cfg.AdminToken == "" {
@@ -121,12 +129,15 @@ func run(log *slog.Logger) error {
 	fmt.Printf(`
 Tenancy SaaS example listening on http://%[1]s
 
+  # the tenant, with its "token" (the tenant's credential):
   curl -s -X POST http://%[1]s/api/v1/tenants -H 'Authorization: Bearer %[2]s' -d '{"slug":"acme","name":"Acme"}'
-  curl -s -X POST http://%[1]s/api/v1/projects -H 'X-Tenant: acme' -d '{"name":"apollo"}'
-  curl -s http://%[1]s/api/v1/projects -H 'X-Tenant: acme'
-  curl -s http://%[1]s/api/v1/projects -H 'X-Tenant: nobody'      # 404 problem+json
+  curl -s http://%[1]s/api/v1/tenants/acme -H 'Authorization: Bearer %[2]s'   # again, if acme exists
+  TOKEN=...   # the "token" printed above
+  curl -s -X POST http://%[1]s/api/v1/projects -H "Authorization: Bearer $TOKEN" -d '{"name":"apollo"}'
+  curl -s http://%[1]s/api/v1/projects -H "Authorization: Bearer $TOKEN"
+  curl -s http://%[1]s/api/v1/projects -H 'X-Tenant: acme'                      # 401: naming a tenant is not a credential
   curl -s -X POST http://%[1]s/api/v1/tenants/acme/suspend -H 'Authorization: Bearer %[2]s'
-  curl -s http://%[1]s/api/v1/projects -H 'X-Tenant: acme'        # 403: suspended
+  curl -s http://%[1]s/api/v1/projects -H "Authorization: Bearer $TOKEN"        # 403: suspended
   curl -s -X POST http://%[1]s/api/v1/tenants/acme/resume -H 'Authorization: Bearer %[2]s'
   curl -s http://%[1]s/health/ready
 

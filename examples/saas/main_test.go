@@ -100,7 +100,7 @@ func TestBinaryConfigErrors(t *testing.T) {
 	}{
 		{[]string{"DATABASE_URL=" + pg.OwnerURL, "APP_DATABASE_URL="}, "APP_DATABASE_URL"},
 		{[]string{"DATABASE_URL=", "APP_DATABASE_URL=" + pg.AppURL}, "DATABASE_URL"},
-		{[]string{"DATABASE_URL=", "APP_DATABASE_URL=", "ADMIN_DATABASE_URL=postgres://postgres:secret@127.0.0.1:1/postgres"}, "ADMIN_DATABASE_URL"},
+		{[]string{"DATABASE_URL=", "APP_DATABASE_URL=", "ADMIN_DATABASE_URL=postgres://postgres:pw-9f3kq@127.0.0.1:1/postgres"}, "ADMIN_DATABASE_URL"},
 		{[]string{"DATABASE_URL=" + pg.OwnerURL, "APP_DATABASE_URL=" + pg.AppURL, "REDIS_URL=redis://127.0.0.1:1/0"}, "REDIS_URL"},
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -111,7 +111,7 @@ func TestBinaryConfigErrors(t *testing.T) {
 		if err == nil || !strings.Contains(string(out), c.want) {
 			t.Errorf("%v: %v, want a failure naming %s:\n%s", c.env, err, c.want, out)
 		}
-		if strings.Contains(string(out), "secret") {
+		if strings.Contains(string(out), "pw-9f3kq") {
 			t.Errorf("%v: the password is in the message:\n%s", c.env, out)
 		}
 	}
