@@ -25,8 +25,8 @@
 // # HTTP
 //
 // [Middleware] resolves a key from each request with [Resolver]s
-// ([FromHeader], [FromSubdomain], [FromPathPrefix] or your own, combined with
-// [FirstOf]), looks the tenant up through a [Lookup] (usually a [Cache] in
+// ([FromHeader], [FromSubdomain], [FromPathPrefix], [FromCookie], [FromQuery],
+// [FromContextValue] or your own, combined with [FirstOf]), looks the tenant up through a [Lookup] (usually a [Cache] in
 // front of the registry) and serves the request with the tenant in its
 // context. Failures are RFC 9457 problem responses: 400 when the request names
 // no tenant, 404 for an unknown one, 403 for a suspended one and 503 when the
@@ -42,6 +42,22 @@
 //		return err
 //	}
 //	http.ListenAndServe(":8080", mw(mux))
+//
+// A header, a subdomain, a cookie or a query parameter only names a tenant:
+// any client can send any name. Before trusting it, bind the request to the
+// tenant its verified credential was issued for — an authentication
+// middleware checks the token (a JWT claim, an API key, a session) and
+// stores the tenant key in the request's context, and [FromContextValue]
+// resolves it; a name the client also sends must then agree with it
+// (examples/saas does this with signed tenant tokens). [FromQuery] is the
+// weakest: query strings end up in logs, history and Referer headers.
+//
+// The middleware is plain net/http, so routers mount it through their
+// adapters:
+//
+//	r := chi.NewRouter(); r.Use(mw)                      // chi
+//	g := gin.New(); g.Use(adapter.Wrap(mw))              // Gin, via github.com/gwatts/gin-adapter
+//	e := echo.New(); e.Use(echo.WrapMiddleware(mw))      // Echo
 //
 // # Logging
 //

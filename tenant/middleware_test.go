@@ -189,6 +189,10 @@ func TestMiddlewareConfigErrors(t *testing.T) {
 	}
 }
 
+// boundKey is where an authentication middleware would store the tenant of a
+// verified credential.
+type boundKey struct{}
+
 func TestResolvers(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -211,6 +215,13 @@ func TestResolvers(t *testing.T) {
 		{"path empty segment", tenant.FromPathPrefix("/t/"), "h", "/t//x", "", "", false},
 		{"path other prefix", tenant.FromPathPrefix("/t/"), "h", "/tx/acme", "", "", false},
 		{"first of none", tenant.FirstOf(), "h", "/", "", "", false},
+		{"query", tenant.FromQuery("tenant"), "h", "/x?tenant=acme", "", "acme", true},
+		{"empty query", tenant.FromQuery("tenant"), "h", "/x?tenant=", "", "", false},
+		{"other query", tenant.FromQuery("tenant"), "h", "/x?t=acme", "", "", false},
+		{"cookie", tenant.FromCookie("tenant"), "h", "/", "", "globex", true},
+		{"no cookie", tenant.FromCookie("other"), "h", "/", "", "", false},
+		{"context", tenant.FromContextValue(boundKey{}), "h", "/", "", "initech", true},
+		{"context of another key", tenant.FromContextValue("nope"), "h", "/", "", "", false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -220,6 +231,8 @@ func TestResolvers(t *testing.T) {
 			if tc.header != "" {
 				req.Header.Set("X-Tenant", tc.header)
 			}
+			req.AddCookie(&http.Cookie{Name: "tenant", Value: "globex"})
+			req = req.WithContext(context.WithValue(req.Context(), boundKey{}, "initech"))
 			key, ok := tc.res(req)
 			if key != tc.wantKey || ok != tc.wantOK {
 				t.Errorf("got %q, %v; want %q, %v", key, ok, tc.wantKey, tc.wantOK)

@@ -73,3 +73,41 @@ func FromPathPrefix(prefix string) Resolver {
 		return key, key != ""
 	}
 }
+
+// FromCookie resolves the tenant key from the named cookie. Like a header,
+// a cookie is whatever the client sends: use it to name the tenant of a
+// session whose credential the application verifies, not as the credential.
+// An empty cookie does not match.
+func FromCookie(name string) Resolver {
+	return func(r *http.Request) (string, bool) {
+		c, err := r.Cookie(name)
+		if err != nil {
+			return "", false
+		}
+		key := strings.TrimSpace(c.Value)
+		return key, key != ""
+	}
+}
+
+// FromQuery resolves the tenant key from the named query parameter
+// ("?tenant=acme"). It is the weakest of the resolvers: query strings end up
+// in access logs, browser history and Referer headers, and links carrying
+// them are shared. Prefer a header, the subdomain or a verified credential.
+// An empty parameter does not match.
+func FromQuery(name string) Resolver {
+	return func(r *http.Request) (string, bool) {
+		key := strings.TrimSpace(r.URL.Query().Get(name))
+		return key, key != ""
+	}
+}
+
+// FromContextValue resolves the tenant key that earlier middleware stored in the
+// request's context under ctxKey: the way to take the tenant from a verified
+// credential (a JWT claim, a session, an API key) that an authentication
+// middleware checked first. A missing or empty value does not match.
+func FromContextValue(ctxKey any) Resolver {
+	return func(r *http.Request) (string, bool) {
+		key, _ := r.Context().Value(ctxKey).(string)
+		return key, key != ""
+	}
+}

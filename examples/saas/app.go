@@ -143,7 +143,7 @@ func (a *App) Close() {
 func (a *App) Handler() http.Handler {
 	// The tenant is the one the caller's verified credential names
 	// (authenticate); X-Tenant and the subdomain may only agree with it.
-	mw, err := tenant.Middleware(tenant.MiddlewareConfig{Resolve: boundTenant, Lookup: a.lookup, Logger: a.log})
+	mw, err := tenant.Middleware(tenant.MiddlewareConfig{Resolve: tenant.FromContextValue(boundKey{}), Lookup: a.lookup, Logger: a.log})
 	if err != nil {
 		panic(err) // the configuration above is complete
 	}
@@ -214,13 +214,6 @@ func (a *App) verify(token string) (string, bool) {
 }
 
 type boundKey struct{}
-
-// boundTenant is the tenant.Resolver of the API: the tenant authenticate
-// bound the request to.
-func boundTenant(r *http.Request) (string, bool) {
-	id, ok := r.Context().Value(boundKey{}).(string)
-	return id, ok && id != ""
-}
 
 // authenticate binds a request to the tenant its bearer token was issued
 // for: no valid token is 401; a token of one tenant with X-Tenant or a
