@@ -298,8 +298,16 @@ func (p *PG) createRole(attributes string) (url, name string, err error) {
 	if _, err := admin.Exec(ctx, fmt.Sprintf("CREATE ROLE %s LOGIN %s PASSWORD '%s'", ident(name), attributes, password)); err != nil {
 		return "", "", fmt.Errorf("create role %s: %w", name, err)
 	}
-	if _, err := admin.Exec(ctx, fmt.Sprintf("GRANT CONNECT ON DATABASE %s TO %s", ident(p.Database), ident(name))); err != nil {
-		return "", "", err
+	// Concurrent GRANTs on one database update its pg_database row at once
+	// and one fails ("tuple concurrently updated"): parallel tests creating
+	// roles take turns under an advisory lock on the database's name.
+	grant := fmt.Sprintf("SELECT pg_advisory_xact_lock(hashtextextended('tenancy-testenv-grant:' || current_database(), 0)); GRANT CONNECT ON DATABASE %s TO %s",
+		ident(p.Database), ident(name))
+	if err := pgx.BeginFunc(ctx, admin, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, grant, pgx.QueryExecModeSimpleProtocol)
+		return err
+	}); err != nil {
+		return "", "", fmt.Errorf("grant connect to %s: %w", name, err)
 	}
 	return roleURL(p.serverURL, name, password, p.Database), name, nil
 }
