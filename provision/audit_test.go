@@ -153,3 +153,32 @@ func TestAuditAppRoleMembership(t *testing.T) {
 		t.Errorf("findings = %v", findings)
 	}
 }
+
+// TestAuditGooseVersionTable: goose's version table in a tenant schema (the
+// migrate package's bookkeeping, never confined) is no finding while the app
+// role cannot reach it, and is one once it can.
+func TestAuditGooseVersionTable(t *testing.T) {
+	t.Parallel()
+	pg := testenv.PostgreSQL(t).NewDatabase(t)
+	reg := newRegistry(t, pg, nil)
+	ctx := context.Background()
+	rec, err := reg.Create(ctx, provision.Spec{Slug: slug("goose")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	table := pgx.Identifier{rec.SchemaName, "goose_db_version"}.Sanitize()
+	owner := pg.OwnerPool(t)
+	if _, err := owner.Exec(ctx, "CREATE TABLE "+table+" (id serial PRIMARY KEY, version_id bigint NOT NULL, is_applied boolean NOT NULL, tstamp timestamp DEFAULT now())"); err != nil {
+		t.Fatal(err)
+	}
+	if findings, err := reg.Audit(ctx); err != nil || len(findings) != 0 {
+		t.Fatalf("goose table the app role cannot reach: %v, %v", findings, err)
+	}
+	if _, err := owner.Exec(ctx, "GRANT SELECT ON "+table+" TO "+pgx.Identifier{pg.AppRole}.Sanitize()); err != nil {
+		t.Fatal(err)
+	}
+	findings, err := reg.Audit(ctx)
+	if err != nil || len(findings) == 0 || findings[0].Object != rec.SchemaName+".goose_db_version" {
+		t.Errorf("goose table the app role can read: %v, %v", findings, err)
+	}
+}

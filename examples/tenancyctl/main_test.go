@@ -1,0 +1,79 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tenancykit/tenancy/internal/testenv"
+	"github.com/tenancykit/tenancy/provision/provisiontest"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// TestEndToEnd builds tenancyctl and drives a tenant through its life
+// against a throwaway database: every command, its output and exit code.
+func TestEndToEnd(t *testing.T) {
+	env := provisiontest.New(t, provisiontest.Options{AdminURL: testenv.PostgreSQL(t).AdminURL})
+	bin := filepath.Join(t.TempDir(), "tenancyctl")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "00001_notes.sql"), []byte("-- +goose Up\nCREATE TABLE notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, tenant_id text NOT NULL, body text);\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctl := func(args ...string) (string, string, int) {
+		t.Helper()
+		cmd := exec.Command(bin, args...)
+		cmd.Env = append(os.Environ(), "DATABASE_URL="+env.OwnerURL, "APP_ROLE="+env.AppRole)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return stdout.String(), stderr.String(), code
+	}
+	for _, c := range []struct {
+		args       []string
+		code       int
+		out, inErr string
+	}{
+		{nil, 2, "", "usage: tenancyctl"},
+		{[]string{"-h"}, 0, "", "commands:"},
+		{[]string{"bogus"}, 2, "", `unknown command "bogus"`},
+		{[]string{"create"}, 2, "", "create takes 1 argument"},
+		{[]string{"create", "acme", "-h"}, 0, "", "-name"},
+		{[]string{"migrate"}, 2, "", "needs -dir"},
+		{[]string{"create", "Not A Slug"}, 1, "", "slug"},
+		{[]string{"create", "acme", "-name", "Acme Inc."}, 0, "created acme", ""},
+		{[]string{"create", "acme"}, 1, "", "already exists"},
+		{[]string{"list"}, 0, "acme", ""},
+		{[]string{"suspend", "acme"}, 0, "suspended acme", ""},
+		{[]string{"list", "-status", "suspended"}, 0, "Acme Inc.", ""},
+		{[]string{"resume", "acme"}, 0, "resumed acme", ""},
+		{[]string{"resume", "acme"}, 1, "", "not suspended"},
+		{[]string{"status", "-dir", dir}, 0, "1 of 1 tenants behind", ""},
+		{[]string{"migrate", "-dir", dir, "-workers", "2"}, 0, "1 migrated, 0 up to date, 0 failed of 1 tenants", "migrated 1/1 tenants"},
+		{[]string{"status", "-dir", dir}, 0, "0 of 1 tenants behind", ""},
+		{[]string{"audit"}, 0, "audit: no findings", ""},
+		{[]string{"delete", "acme"}, 0, "deleted acme", ""},
+		{[]string{"suspend", "acme"}, 1, "", "not found"},
+		{[]string{"-database", "postgres://nobody@127.0.0.1:1/none", "list"}, 1, "", "tenancyctl:"},
+	} {
+		out, errOut, code := ctl(c.args...)
+		if code != c.code || !strings.Contains(out, c.out) || !strings.Contains(errOut, c.inErr) {
+			t.Errorf("tenancyctl %q: exit %d, stdout %q, stderr %q; want exit %d, stdout with %q, stderr with %q", c.args, code, out, errOut, c.code, c.out, c.inErr)
+		}
+	}
+	if out, _, _ := ctl("list"); strings.Contains(out, "acme") {
+		t.Errorf("a deleted tenant is listed:\n%s", out)
+	}
+}
