@@ -100,7 +100,7 @@ func NewApp(ctx context.Context, cfg Config) (*App, error) {
 		return nil, err
 	}
 	a.registry, err = provision.New(ctx, provision.Config{
-		Owner: a.owner, AppRole: cfg.AppRole, SchemaBuilder: a.migrator, Purger: a.redis, Logger: cfg.Logger,
+		Owner: a.owner, AppRole: cfg.AppRole, SchemaBuilder: a.migrator, Purger: boundedPurger{a.redis, purgeTimeout}, Logger: cfg.Logger,
 	})
 	if err != nil {
 		return nil, err
@@ -356,6 +356,10 @@ func (a *App) lifecycle(w http.ResponseWriter, r *http.Request, op func(context.
 		return
 	case errors.Is(err, provision.ErrInvalidTransition):
 		tenant.WriteProblem(w, tenant.Problem{Status: 409, Detail: err.Error()})
+		return
+	case errors.Is(err, context.DeadlineExceeded):
+		// Delete's Redis purge ran out of time: every step reruns.
+		tenant.WriteProblem(w, tenant.Problem{Status: 503, Detail: "a dependency did not answer in time; the operation is resumable: send it again"})
 		return
 	case err != nil:
 		a.fail(w, r, err)
@@ -632,6 +636,23 @@ func withTimeout(next http.Handler, d time.Duration) http.Handler {
 		defer cancel()
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
+}
+
+// purgeTimeout bounds the Redis purge of a tenant's Delete: with Redis down,
+// Delete fails at its "purge keys" step (the tenant stays deleting, its
+// schema already gone) and a later DELETE resumes there.
+const purgeTimeout = 2 * time.Second
+
+// boundedPurger gives each purge its own deadline.
+type boundedPurger struct {
+	p provision.Purger
+	d time.Duration
+}
+
+func (b boundedPurger) Purge(ctx context.Context, t tenant.Tenant) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.d)
+	defer cancel()
+	return b.p.Purge(ctx, t)
 }
 
 // redisCtx bounds one cache call.

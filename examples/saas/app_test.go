@@ -347,6 +347,28 @@ func TestRedisCutFallsBack(t *testing.T) {
 			t.Errorf("%s %s with Redis stopped: %d", c.method, c.path, resp.StatusCode)
 		}
 	}
+	// Delete purges the tenant's keys: with Redis stopped it gives up in
+	// bounded time (503, resumable), and once Redis is back the same
+	// DELETE finishes the job.
+	req, _ := http.NewRequest("DELETE", srv.URL+"/api/v1/tenants/"+s, nil)
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("DELETE with Redis stopped: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 503 {
+		t.Errorf("DELETE with Redis stopped: %d, want 503", resp.StatusCode)
+	}
+	if err := cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	if r := call(t, srv, "DELETE", "/api/v1/tenants/"+s, "", "", true); r.status != 204 {
+		t.Errorf("DELETE once Redis is back: %d %s", r.status, r.body)
+	}
+	if r := call(t, srv, "GET", "/api/v1/tenants/"+s, "", "", true); r.status != 404 {
+		t.Errorf("the deleted tenant: %d %s", r.status, r.body)
+	}
 }
 
 // TestBadInputIsA400Problem: every malformed request is a 400 (or 404/405)
