@@ -8,48 +8,29 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/tracelog"
-	"github.com/tenancykit/tenancy/internal/testenv"
 	"github.com/tenancykit/tenancy/pgtenant"
+	"github.com/tenancykit/tenancy/provision"
+	"github.com/tenancykit/tenancy/provision/provisiontest"
 	"github.com/tenancykit/tenancy/tenant"
 )
 
-// exampleSetup creates two tenants, acme and globex, each with a notes table
-// under RLS, as the provision package does, and returns the app role's URL.
-func exampleSetup() (appURL string, acme, globex tenant.Tenant) {
-	pg := testenv.ExamplePostgreSQL()
-	ctx := context.Background()
-	owner, err := pgxpool.New(ctx, pg.OwnerURL)
+func ExampleNew() {
+	// Two tenants, acme and globex, each with a notes table confined by row
+	// level security, in a throwaway database (provisiontest: an
+	// administrator from $TENANCY_TEST_ADMIN_URL or local postgres).
+	env, cleanup, err := provisiontest.Start(context.Background(), provisiontest.Options{
+		Slugs:   []string{"acme", "globex"},
+		Builder: provision.DDL(`CREATE TABLE notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, tenant_id text NOT NULL, body text)`),
+	})
+	if cleanup != nil {
+		defer cleanup()
+	}
 	if err != nil {
 		panic(err)
 	}
-	defer owner.Close()
-	acme, globex = testenv.NewTenant("acme"), testenv.NewTenant("globex")
-	for _, t := range []tenant.Tenant{acme, globex} {
-		s := pgx.Identifier{pgtenant.SchemaName(t)}.Sanitize()
-		app := pgx.Identifier{pg.AppRole}.Sanitize()
-		policy := "tenant_id = nullif(current_setting('app.tenant_id', true), '')"
-		for _, sql := range []string{
-			"CREATE SCHEMA " + s,
-			"CREATE TABLE " + s + ".notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, tenant_id text NOT NULL DEFAULT current_setting('app.tenant_id'), body text)",
-			"ALTER TABLE " + s + ".notes ENABLE ROW LEVEL SECURITY",
-			"ALTER TABLE " + s + ".notes FORCE ROW LEVEL SECURITY",
-			"CREATE POLICY tenant_isolation ON " + s + ".notes USING (" + policy + ") WITH CHECK (" + policy + ")",
-			"GRANT USAGE ON SCHEMA " + s + " TO " + app,
-			"GRANT SELECT, INSERT, UPDATE, DELETE ON " + s + ".notes TO " + app,
-		} {
-			if _, err := owner.Exec(ctx, sql); err != nil {
-				panic(err)
-			}
-		}
-	}
-	return pg.AppURL, acme, globex
-}
-
-func ExampleNew() {
-	appURL, _, _ := exampleSetup()
 	ctx := context.Background()
 
-	cfg, err := pgxpool.ParseConfig(appURL)
+	cfg, err := pgxpool.ParseConfig(env.AppURL)
 	if err != nil {
 		panic(err)
 	}
@@ -66,8 +47,21 @@ func ExampleNew() {
 }
 
 func ExamplePool_Query() {
-	appURL, acme, globex := exampleSetup()
-	cfg, _ := pgxpool.ParseConfig(appURL)
+	// Two tenants, acme and globex, each with a notes table confined by row
+	// level security, in a throwaway database (provisiontest: an
+	// administrator from $TENANCY_TEST_ADMIN_URL or local postgres).
+	env, cleanup, err := provisiontest.Start(context.Background(), provisiontest.Options{
+		Slugs:   []string{"acme", "globex"},
+		Builder: provision.DDL(`CREATE TABLE notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, tenant_id text NOT NULL, body text)`),
+	})
+	if cleanup != nil {
+		defer cleanup()
+	}
+	if err != nil {
+		panic(err)
+	}
+	acme, globex := env.Tenants[0].Tenant(), env.Tenants[1].Tenant()
+	cfg, _ := pgxpool.ParseConfig(env.AppURL)
 	pool, err := pgtenant.New(context.Background(), pgtenant.Config{PoolConfig: cfg})
 	if err != nil {
 		panic(err)
@@ -77,7 +71,7 @@ func ExamplePool_Query() {
 	// The same SQL for both tenants: the context decides whose rows it sees.
 	for _, t := range []tenant.Tenant{acme, globex} {
 		ctx := tenant.NewContext(context.Background(), t)
-		if _, err := pool.Exec(ctx, "INSERT INTO notes (body) VALUES ($1)", "hello from "+t.Slug[:4]); err != nil {
+		if _, err := pool.Exec(ctx, "INSERT INTO notes (body) VALUES ($1)", "hello from "+t.Slug); err != nil {
 			panic(err)
 		}
 	}
@@ -92,12 +86,25 @@ func ExamplePool_Query() {
 	}
 	// Output:
 	// [hello from acme]
-	// [hello from glob]
+	// [hello from globex]
 }
 
 func ExamplePool_BeginTx() {
-	appURL, acme, _ := exampleSetup()
-	cfg, _ := pgxpool.ParseConfig(appURL)
+	// Two tenants, acme and globex, each with a notes table confined by row
+	// level security, in a throwaway database (provisiontest: an
+	// administrator from $TENANCY_TEST_ADMIN_URL or local postgres).
+	env, cleanup, err := provisiontest.Start(context.Background(), provisiontest.Options{
+		Slugs:   []string{"acme", "globex"},
+		Builder: provision.DDL(`CREATE TABLE notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, tenant_id text NOT NULL, body text)`),
+	})
+	if cleanup != nil {
+		defer cleanup()
+	}
+	if err != nil {
+		panic(err)
+	}
+	acme := env.Tenants[0].Tenant()
+	cfg, _ := pgxpool.ParseConfig(env.AppURL)
 	pool, err := pgtenant.New(context.Background(), pgtenant.Config{PoolConfig: cfg})
 	if err != nil {
 		panic(err)
@@ -127,8 +134,21 @@ func ExamplePool_BeginTx() {
 }
 
 func ExampleSessionStateError() {
-	appURL, acme, _ := exampleSetup()
-	cfg, _ := pgxpool.ParseConfig(appURL)
+	// Two tenants, acme and globex, each with a notes table confined by row
+	// level security, in a throwaway database (provisiontest: an
+	// administrator from $TENANCY_TEST_ADMIN_URL or local postgres).
+	env, cleanup, err := provisiontest.Start(context.Background(), provisiontest.Options{
+		Slugs:   []string{"acme", "globex"},
+		Builder: provision.DDL(`CREATE TABLE notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, tenant_id text NOT NULL, body text)`),
+	})
+	if cleanup != nil {
+		defer cleanup()
+	}
+	if err != nil {
+		panic(err)
+	}
+	acme := env.Tenants[0].Tenant()
+	cfg, _ := pgxpool.ParseConfig(env.AppURL)
 	pool, err := pgtenant.New(context.Background(), pgtenant.Config{PoolConfig: cfg})
 	if err != nil {
 		panic(err)
@@ -159,13 +179,26 @@ func ExampleSessionStateError() {
 // A pgx tracer on the pool's ConnConfig, here pgx's tracelog, logs every
 // tenant statement with the caller's SQL.
 func ExamplePool_tracelog() {
-	appURL, acme, _ := exampleSetup()
-	cfg, _ := pgxpool.ParseConfig(appURL)
+	// Two tenants, acme and globex, each with a notes table confined by row
+	// level security, in a throwaway database (provisiontest: an
+	// administrator from $TENANCY_TEST_ADMIN_URL or local postgres).
+	env, cleanup, err := provisiontest.Start(context.Background(), provisiontest.Options{
+		Slugs:   []string{"acme", "globex"},
+		Builder: provision.DDL(`CREATE TABLE notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, tenant_id text NOT NULL, body text)`),
+	})
+	if cleanup != nil {
+		defer cleanup()
+	}
+	if err != nil {
+		panic(err)
+	}
+	acme := env.Tenants[0].Tenant()
+	cfg, _ := pgxpool.ParseConfig(env.AppURL)
 	cfg.ConnConfig.Tracer = &tracelog.TraceLog{
 		LogLevel: tracelog.LogLevelInfo,
 		Logger: tracelog.LoggerFunc(func(ctx context.Context, _ tracelog.LogLevel, msg string, data map[string]any) {
 			if t, ok := tenant.FromContext(ctx); ok && msg == "Query" {
-				fmt.Printf("%s: %s %v\n", t.Slug[:4], data["sql"], data["commandTag"])
+				fmt.Printf("%s: %s %v\n", t.Slug, data["sql"], data["commandTag"])
 			}
 		}),
 	}

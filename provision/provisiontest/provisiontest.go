@@ -59,8 +59,10 @@ type Options struct {
 	// SchemaBuilder, instead of Builder, builds each tenant's schema outside
 	// Create's transaction, e.g. a *migrate.Migrator.
 	SchemaBuilder provision.SchemaBuilder
-	// Tenants is how many tenants New provisions, with slugs "tenant_1",
-	// "tenant_2", and so on. Defaults to none.
+	// Slugs are the tenants New provisions, in order. Defaults to none.
+	Slugs []string
+	// Tenants is how many tenants New provisions in all: beyond Slugs, they
+	// are named "tenant_<n>" (n counting from 1 over all of them).
 	Tenants int
 	// Configure, if set, adjusts the registry's configuration before New
 	// creates the registry.
@@ -82,10 +84,24 @@ type Env struct {
 }
 
 // New sets up a throwaway database for t and removes it, with its roles,
-// when t ends (also when t fails).
+// when t ends (also when t fails). A failure to set it up fails t.
 func New(t testing.TB, opts Options) *Env {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	env, cleanup, err := Start(context.Background(), opts)
+	if cleanup != nil {
+		t.Cleanup(cleanup)
+	}
+	if err != nil {
+		t.Fatalf("provisiontest: %v", err)
+	}
+	return env
+}
+
+// Start is New for code that has no testing.TB — testable examples, demo
+// programs: it returns the Env and the function that removes it, which the
+// caller must call (also after an error, when it is not nil).
+func Start(ctx context.Context, opts Options) (env *Env, cleanup func(), err error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	adminURL := opts.AdminURL
 	if adminURL == "" {
@@ -96,18 +112,24 @@ func New(t testing.TB, opts Options) *Env {
 	}
 	admin, err := pgx.Connect(ctx, adminURL)
 	if err != nil {
-		t.Fatalf("provisiontest: connect as the PostgreSQL administrator: %v (set %s, or Options.AdminURL)", err, EnvAdminURL)
+		return nil, nil, fmt.Errorf("connect as the PostgreSQL administrator: %w (set %s, or Options.AdminURL)", err, EnvAdminURL)
 	}
 	defer admin.Close(context.Background())
 
 	base := "pt_" + randomHex(6)
 	ownerPW, appPW := randomHex(12), randomHex(12)
-	env := &Env{Database: base, OwnerRole: base + "_owner", AppRole: base + "_app"}
-	t.Cleanup(func() { drop(adminURL, env) })
+	env = &Env{Database: base, OwnerRole: base + "_owner", AppRole: base + "_app"}
+	var closers []func()
+	cleanup = func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+		drop(adminURL, env)
+	}
 	if err := provision.Bootstrap(ctx, admin, provision.BootstrapConfig{
 		Database: env.Database, OwnerRole: env.OwnerRole, OwnerPassword: ownerPW, AppRole: env.AppRole, AppPassword: appPW,
 	}); err != nil {
-		t.Fatalf("provisiontest: %v", err)
+		return nil, cleanup, err
 	}
 	cc := admin.Config()
 	roleURL := func(role, password string) string {
@@ -117,25 +139,29 @@ func New(t testing.TB, opts Options) *Env {
 	}
 	env.OwnerURL, env.AppURL = roleURL(env.OwnerRole, ownerPW), roleURL(env.AppRole, appPW)
 	if env.Owner, err = pgxpool.New(ctx, env.OwnerURL); err != nil {
-		t.Fatalf("provisiontest: %v", err)
+		return nil, cleanup, err
 	}
-	t.Cleanup(env.Owner.Close)
+	closers = append(closers, env.Owner.Close)
 	cfg := provision.Config{Owner: env.Owner, AppRole: env.AppRole, Builder: opts.Builder, SchemaBuilder: opts.SchemaBuilder,
 		Logger: slog.New(slog.DiscardHandler)}
 	if opts.Configure != nil {
 		opts.Configure(&cfg)
 	}
 	if env.Registry, err = provision.New(ctx, cfg); err != nil {
-		t.Fatalf("provisiontest: %v", err)
+		return nil, cleanup, err
 	}
-	for i := range opts.Tenants {
-		rec, err := env.Registry.Create(ctx, provision.Spec{Slug: fmt.Sprintf("tenant_%d", i+1)})
+	slugs := opts.Slugs
+	for i := len(slugs); i < opts.Tenants; i++ {
+		slugs = append(slugs, fmt.Sprintf("tenant_%d", i+1))
+	}
+	for _, slug := range slugs {
+		rec, err := env.Registry.Create(ctx, provision.Spec{Slug: slug})
 		if err != nil {
-			t.Fatalf("provisiontest: create tenant %d: %v", i+1, err)
+			return nil, cleanup, fmt.Errorf("create tenant %s: %w", slug, err)
 		}
 		env.Tenants = append(env.Tenants, rec)
 	}
-	return env
+	return env, cleanup, nil
 }
 
 // Context returns a background context carrying tenant i of Tenants.
