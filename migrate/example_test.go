@@ -7,50 +7,37 @@ import (
 	"log/slog"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/tenancykit/tenancy/internal/testenv"
 	"github.com/tenancykit/tenancy/migrate"
-	"github.com/tenancykit/tenancy/provision"
-	"github.com/tenancykit/tenancy/tenant"
+	"github.com/tenancykit/tenancy/provision/provisiontest"
 )
 
 func ExampleMigrator_UpAll() {
-	pg := testenv.ExamplePostgreSQL()
+	// A throwaway database with three tenants, provisioned empty
+	// (provisiontest: an administrator from $TENANCY_TEST_ADMIN_URL or local
+	// postgres). In a service: your owner pool and registry.
 	ctx := context.Background()
-	owner, err := pgxpool.New(ctx, pg.OwnerURL)
+	env, cleanup, err := provisiontest.Start(ctx, provisiontest.Options{Slugs: []string{"shop_1", "shop_2", "shop_3"}})
+	if cleanup != nil {
+		defer cleanup()
+	}
 	if err != nil {
 		panic(err)
-	}
-	defer owner.Close()
-	reg, err := provision.New(ctx, provision.Config{Owner: owner, AppRole: pg.AppRole, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		panic(err)
-	}
-	// Three tenants, provisioned empty (the registry as the fleet).
-	var fleet []tenant.Tenant
-	for range 3 {
-		rec, err := reg.Create(ctx, provision.Spec{Slug: testenv.NewTenant("shop").Slug})
-		if err != nil {
-			panic(err)
-		}
-		fleet = append(fleet, rec.Tenant())
 	}
 
 	chain, _ := fs.Sub(tenantFiles, "testdata/tenant") // an embed.FS of goose SQL files
-	cc, _ := pgx.ParseConfig(pg.OwnerURL)
+	cc, _ := pgx.ParseConfig(env.OwnerURL)
 	m, err := migrate.New(migrate.Config{
 		ConnConfig: cc,
 		Tenant:     chain,
-		AppRole:    pg.AppRole,
+		AppRole:    env.AppRole,
 		Logger:     slog.New(slog.DiscardHandler),
 		Progress:   func(p migrate.Progress) { fmt.Printf("%d/%d tenants, %d failed\n", p.Done, p.Total, p.Failed) },
 	})
 	if err != nil {
 		panic(err)
 	}
-	// The fleet is passed to each call; in a service, the registry itself:
-	// m.UpAll(ctx, reg).
-	tenants := migrate.TenantSourceFunc(func(context.Context) ([]tenant.Tenant, error) { return fleet, nil })
+	// The fleet is passed to each call: here the registry itself.
+	tenants := env.Registry
 	report, err := m.UpAll(ctx, tenants)
 	fmt.Println(report.Migrated, "migrated,", report.Skipped, "up to date,", err, report.Err())
 

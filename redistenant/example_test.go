@@ -4,29 +4,32 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/redis/rueidis"
-	"github.com/tenancykit/tenancy/internal/testenv"
 	"github.com/tenancykit/tenancy/redistenant"
 	"github.com/tenancykit/tenancy/tenant"
 )
 
 func ExampleNew() {
-	rc, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{testenv.ExampleRedis()}})
+	rc, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{redisAddr()}})
 	if err != nil {
 		panic(err)
 	}
 	client := redistenant.New(rc, redistenant.Config{})
 	defer client.Close()
 
-	acme, globex := testenv.NewTenant("acme"), testenv.NewTenant("globex")
-	defer client.Purge(context.Background(), acme)
-	defer client.Purge(context.Background(), globex)
+	acme, _ := tenant.New("example-acme", "acme")
+	globex, _ := tenant.New("example-globex", "globex")
+	for _, t := range []tenant.Tenant{acme, globex} {
+		_, _ = client.Purge(context.Background(), t) // a clean slate for the example
+		defer client.Purge(context.Background(), t)
+	}
 
 	// The same code for both tenants; each sees its own "greeting".
 	for _, t := range []tenant.Tenant{acme, globex} {
 		ctx := tenant.NewContext(context.Background(), t)
-		client.Do(ctx, client.B().Set().Key("greeting").Value("hello "+t.Slug[:4]).Build())
+		client.Do(ctx, client.B().Set().Key("greeting").Value("hello "+t.Slug).Build())
 	}
 	for _, t := range []tenant.Tenant{acme, globex} {
 		ctx := tenant.NewContext(context.Background(), t)
@@ -45,20 +48,21 @@ func ExampleNew() {
 	fmt.Println(errors.Is(err, redistenant.ErrCommandNotAllowed))
 	// Output:
 	// hello acme
-	// hello glob
+	// hello globex
 	// t:{<acme id>}:greeting exists: true
 	// tenant: no tenant in context
 	// true
 }
 
 func ExampleClient_Purge() {
-	rc, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{testenv.ExampleRedis()}})
+	rc, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{redisAddr()}})
 	if err != nil {
 		panic(err)
 	}
 	client := redistenant.New(rc, redistenant.Config{})
 	defer client.Close()
-	t := testenv.NewTenant("gone")
+	t, _ := tenant.New("example-gone", "gone")
+	_, _ = client.Purge(context.Background(), t) // a clean slate for the example
 	ctx := tenant.NewContext(context.Background(), t)
 	_ = client.MSet(ctx, map[string]string{"a": "1", "b": "2", "c": "3"})
 
@@ -69,4 +73,12 @@ func ExampleClient_Purge() {
 	// Output:
 	// 3 <nil>
 	// 0
+}
+
+// redisAddr is $REDIS_ADDR, or Redis on localhost.
+func redisAddr() string {
+	if a := os.Getenv("REDIS_ADDR"); a != "" {
+		return a
+	}
+	return "127.0.0.1:6379"
 }
