@@ -12,7 +12,11 @@ import (
 )
 
 func ExampleNew() {
-	rc, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{redisAddr()}})
+	addr := os.Getenv("REDIS_ADDR") // or Redis on localhost
+	if addr == "" {
+		addr = "127.0.0.1:6379"
+	}
+	rc, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}})
 	if err != nil {
 		panic(err)
 	}
@@ -55,7 +59,11 @@ func ExampleNew() {
 }
 
 func ExampleClient_Purge() {
-	rc, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{redisAddr()}})
+	addr := os.Getenv("REDIS_ADDR") // or Redis on localhost
+	if addr == "" {
+		addr = "127.0.0.1:6379"
+	}
+	rc, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}})
 	if err != nil {
 		panic(err)
 	}
@@ -75,10 +83,3 @@ func ExampleClient_Purge() {
 	// 0
 }
 
-// redisAddr is $REDIS_ADDR, or Redis on localhost.
-func redisAddr() string {
-	if a := os.Getenv("REDIS_ADDR"); a != "" {
-		return a
-	}
-	return "127.0.0.1:6379"
-}
