@@ -82,4 +82,3 @@ func ExampleClient_Purge() {
 	// 3 <nil>
 	// 0
 }
-
