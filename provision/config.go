@@ -57,17 +57,33 @@ func DDL(statements ...string) Builder {
 // ddl is the Builder of DDL; Create recognises it and pipelines it.
 type ddl []string
 
-// check refuses transaction control: Create runs the DDL inside its own
-// transaction, and a COMMIT there would make the tenant's first half
-// permanent before its tables are confined.
+// check refuses what cannot be part of Create's transaction or would
+// outlive it: transaction control (a COMMIT would make the tenant's first
+// half permanent before its tables are confined), session-level SET/RESET
+// (it would stay on the owner's pooled connection), SET ROLE (objects owned
+// by another role), and COPY from or to the client.
 func (d ddl) check() error {
 	for i, s := range d {
 		for _, st := range sqllex.Split(s) {
 			at := func(i int, w string) bool { return i < len(st) && st[i].Is(w) }
+			has := func(w string) bool {
+				for _, t := range st {
+					if t.Is(w) {
+						return true
+					}
+				}
+				return false
+			}
 			switch {
 			case at(0, "begin"), at(0, "start"), at(0, "commit"), at(0, "end"), at(0, "abort"),
 				at(0, "rollback"), at(0, "savepoint"), at(0, "release"), at(0, "prepare") && at(1, "transaction"):
 				return fmt.Errorf("DDL statement %d: %s: transaction control is not allowed; Create runs the DDL in its own transaction", i+1, strings.ToUpper(st[0].Text))
+			case at(0, "set") && (has("role") || has("authorization")):
+				return fmt.Errorf("DDL statement %d: SET ROLE / SESSION AUTHORIZATION is not allowed: the tenant's objects must belong to the owner role", i+1)
+			case at(0, "set") && !at(1, "local"), at(0, "reset"):
+				return fmt.Errorf("DDL statement %d: a session-level %s is not allowed: it would outlive Create on the owner's pooled connection (use SET LOCAL)", i+1, strings.ToUpper(st[0].Text))
+			case at(0, "copy") && (has("stdin") || has("stdout")):
+				return fmt.Errorf("DDL statement %d: COPY FROM STDIN / TO STDOUT is not allowed in DDL; load seed rows with INSERT", i+1)
 			}
 		}
 	}

@@ -306,6 +306,29 @@ func TestDDLRefusesTransactionControl(t *testing.T) {
 			t.Errorf("%q: %v, want ErrInvalidConfig naming transaction control", stmts, err)
 		}
 	}
+	// What would outlive Create's transaction, or hand the tenant's objects
+	// to another role, or stall the pipeline waiting for the client.
+	for stmts, want := range map[string]string{
+		"SET search_path TO public":                    "SET",
+		"set session statement_timeout = 0":            "SET",
+		"RESET search_path":                            "RESET",
+		"SET ROLE app":                                 "ROLE",
+		"SET LOCAL ROLE app":                           "ROLE",
+		"SET SESSION AUTHORIZATION app":                "AUTHORIZATION",
+		"COPY notes FROM STDIN":                        "COPY",
+		"COPY (SELECT 1) TO STDOUT":                    "COPY",
+		"CREATE TABLE a (tenant_id text); SET x.y = 1": "SET",
+	} {
+		_, err := provision.New(context.Background(), provision.Config{Owner: owner, AppRole: pg.AppRole, Builder: provision.DDL(stmts)})
+		if !errors.Is(err, provision.ErrInvalidConfig) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want ErrInvalidConfig naming %s", stmts, err, want)
+		}
+	}
+	// SET LOCAL lasts only for Create's transaction: allowed.
+	if _, err := provision.New(context.Background(), provision.Config{Owner: owner, AppRole: pg.AppRole, Logger: slog.New(slog.DiscardHandler),
+		Builder: provision.DDL("SET LOCAL statement_timeout = '10s'", "CREATE TABLE a (tenant_id text)")}); err != nil {
+		t.Errorf("SET LOCAL: %v", err)
+	}
 	// Words in strings, comments and identifiers are not statements.
 	// A trailing semicolon and comments are still one statement each.
 	ok := provision.DDL(`CREATE TABLE "commit" (tenant_id text, note text DEFAULT 'COMMIT');`, "-- COMMIT\nCREATE INDEX ON \"commit\" (note) /* ; */ ;\n")
