@@ -31,6 +31,13 @@ type Spec struct {
 // row — and the *StepError says which step failed. Concurrent creates of one
 // slug are serialised: one succeeds, the others get ErrTenantExists.
 //
+// Where that stops: if ctx ends or the connection breaks after the server
+// received the commit but before its answer arrived, Create returns that
+// error although the tenant may exist, complete (never half-made); Get
+// tells which. A custom Builder must leave the transaction open (one that
+// commits or rolls back is caught and its work removed) and must not leave
+// session state on the owner's connection, which Create cannot check.
+//
 // With a DDL builder (or none), everything above travels in one round trip
 // and runs as one implicit transaction; see the package documentation.
 //
