@@ -30,7 +30,7 @@ func TestBootstrap(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer admin.Close(ctx)
-	base := "tt_boot_" + testenv.UniqueID("")[:8]
+	base := "tt_" + testenv.NewTenant("boot").Slug // unique in every run
 	cfg := provision.BootstrapConfig{Database: base + "_db", OwnerRole: base + "_owner", OwnerPassword: "o'wner pw", AppRole: base + "_app", AppPassword: "app pw"}
 	t.Cleanup(func() {
 		_, _ = admin.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{cfg.Database}.Sanitize()+" WITH (FORCE)")
