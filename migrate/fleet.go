@@ -15,6 +15,7 @@ import (
 	"github.com/tenancykit/tenancy/internal/rls"
 	"github.com/tenancykit/tenancy/pgtenant"
 	"github.com/tenancykit/tenancy/tenant"
+	"golang.org/x/sync/errgroup"
 )
 
 // TenantStatus is where one tenant's schema stands.
@@ -30,21 +31,32 @@ type TenantStatus struct {
 // queries (no goose provider per tenant), so checking a fleet that is
 // already current is cheap.
 func (m *Migrator) Status(ctx context.Context, source TenantSource) ([]TenantStatus, error) {
+	out, _, err := m.status(ctx, source)
+	return out, err
+}
+
+// status is Status, and whether the database has the function the fleet
+// runner secures new tables with.
+func (m *Migrator) status(ctx context.Context, source TenantSource) ([]TenantStatus, bool, error) {
 	if source == nil {
-		return nil, ErrNoTenantSource
+		return nil, false, ErrNoTenantSource
 	}
 	tenants, err := source.Tenants(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("migrate: list tenants: %w", err)
+		return nil, false, fmt.Errorf("migrate: list tenants: %w", err)
 	}
 	conn, err := pgx.ConnectConfig(ctx, m.cfg.ConnConfig)
 	if err != nil {
-		return nil, fmt.Errorf("migrate: %w", err)
+		return nil, false, fmt.Errorf("migrate: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	versions, err := m.versions(ctx, conn, tenants)
 	if err != nil {
-		return nil, fmt.Errorf("migrate: read versions: %w", err)
+		return nil, false, fmt.Errorf("migrate: read versions: %w", err)
+	}
+	var secure bool
+	if err := conn.QueryRow(ctx, "SELECT to_regprocedure($1) IS NOT NULL", secureFunction).Scan(&secure); err != nil {
+		return nil, false, fmt.Errorf("migrate: %w", err)
 	}
 	out := make([]TenantStatus, len(tenants))
 	for i, t := range tenants {
@@ -52,7 +64,7 @@ func (m *Migrator) Status(ctx context.Context, source TenantSource) ([]TenantSta
 		pending := len(m.sources) - sort.Search(len(m.sources), func(j int) bool { return m.sources[j] > cur })
 		out[i] = TenantStatus{Tenant: t, Current: cur, Latest: m.latest, Pending: pending}
 	}
-	return out, nil
+	return out, secure, nil
 }
 
 // versionChunk bounds the schemas one UNION ALL query reads.
@@ -231,15 +243,28 @@ func (r Report) Err() error {
 }
 
 // UpAll migrates every tenant that tenants lists and that is behind, with
-// Config.Concurrency workers, each on a connection of its own whose
-// search_path is set to the schema it migrates. A failing tenant stays at its
-// last good version and the others go on (unless StopOnError); rerunning
-// UpAll finishes the job. Cancelling ctx stops between migrations; the
-// report says what ran. The error is ctx's, or a listing failure; tenant
-// failures are in the report (Report.Err).
+// Config.Concurrency workers, each on a connection of its own.
+//
+// A tenant whose pending migrations are all goose SQL files that run in a
+// transaction gets them from the fleet runner: all of them, goose's version
+// rows, the securing of new tables (row level security and grants, as
+// provision does) and the version summary in one transaction sent in one
+// round trip — a failing tenant keeps none of its pending migrations. This
+// needs tenancy.secure_schema, which provision's registry installs; goose's
+// tables read afterwards, by Status or by goose itself, show the same
+// versions as if goose had applied them. Any other tenant goes through goose,
+// one migration per transaction, like UpTenant: Go migrations, files marked
+// NO TRANSACTION or ENVSUB, a database without provision's registry, and a
+// schema whose goose table disagrees with the version summary (someone ran
+// goose by hand; goose then decides, and reports out-of-order versions).
+//
+// A failing tenant stays at its last good version and the others go on
+// (unless StopOnError); rerunning UpAll finishes the job. Cancelling ctx
+// stops between tenants; the report says what ran. The error is ctx's, or a
+// listing failure; tenant failures are in the report (Report.Err).
 func (m *Migrator) UpAll(ctx context.Context, tenants TenantSource) (Report, error) {
 	start := time.Now()
-	statuses, err := m.Status(ctx, tenants)
+	statuses, secure, err := m.status(ctx, tenants)
 	if err != nil {
 		return Report{}, err
 	}
@@ -255,53 +280,77 @@ func (m *Migrator) UpAll(ctx context.Context, tenants TenantSource) (Report, err
 	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	jobs := make(chan TenantStatus)
+	// Workers are connections, reused tenant after tenant; errgroup bounds
+	// how many tenants run at once, hence how many workers exist.
+	workers := make(chan *worker, m.cfg.Concurrency)
+	defer func() {
+		close(workers)
+		for w := range workers {
+			w.close()
+		}
+	}()
 	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for range min(m.cfg.Concurrency, max(len(todo), 1)) {
-		wg.Go(func() {
-			w := m.newWorker()
-			defer w.close()
-			for job := range jobs {
-				t := job.Tenant
-				res := m.migrateTenant(ctx, w, t, job.Current, false, upLatest(ctx))
-				mu.Lock()
-				rep.Results = append(rep.Results, res)
-				if res.Err != nil {
-					rep.Failed++
-					m.cfg.Logger.ErrorContext(ctx, "tenant migration failed", "tenant_id", t.ID, "tenant_slug", t.Slug, "error", res.Err)
-					if m.cfg.StopOnError {
-						cancel()
-					}
-				} else {
-					rep.Migrated++
-				}
-				done := rep.Migrated + rep.Failed
-				if m.cfg.Progress != nil {
-					m.cfg.Progress(progress(done, len(todo), rep.Failed, res, time.Since(start)))
-				}
-				if done%100 == 0 || done == len(todo) {
-					m.cfg.Logger.InfoContext(ctx, "tenant migrations", "done", done, "total", len(todo), "failed", rep.Failed, "skipped", rep.Skipped)
-				}
-				mu.Unlock()
+	var g errgroup.Group
+	g.SetLimit(m.cfg.Concurrency)
+	for _, job := range todo {
+		if ctx.Err() != nil {
+			break
+		}
+		g.Go(func() error {
+			if ctx.Err() != nil {
+				return nil
 			}
+			var w *worker
+			select {
+			case w = <-workers:
+			default:
+				w = m.newWorker()
+			}
+			defer func() { workers <- w }()
+			res := m.upOne(ctx, w, job, secure)
+			mu.Lock()
+			defer mu.Unlock()
+			rep.Results = append(rep.Results, res)
+			t := job.Tenant
+			if res.Err != nil {
+				rep.Failed++
+				m.cfg.Logger.ErrorContext(ctx, "tenant migration failed", "tenant_id", t.ID, "tenant_slug", t.Slug, "error", res.Err)
+				if m.cfg.StopOnError {
+					cancel()
+				}
+			} else {
+				rep.Migrated++
+			}
+			done := rep.Migrated + rep.Failed
+			if m.cfg.Progress != nil {
+				m.cfg.Progress(progress(done, len(todo), rep.Failed, res, time.Since(start)))
+			}
+			if done%100 == 0 || done == len(todo) {
+				m.cfg.Logger.InfoContext(ctx, "tenant migrations", "done", done, "total", len(todo), "failed", rep.Failed, "skipped", rep.Skipped)
+			}
+			return nil
 		})
 	}
-feed:
-	for _, t := range todo {
-		select {
-		case jobs <- t:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(jobs)
-	wg.Wait()
+	_ = g.Wait()
 	rep.Duration = time.Since(start)
 	if parent.Err() != nil {
 		return rep, parent.Err()
 	}
 	return rep, nil
+}
+
+// upOne brings one tenant to the latest version: through the fleet runner
+// where it can (see UpAll), else through goose.
+func (m *Migrator) upOne(ctx context.Context, w *worker, job TenantStatus, secure bool) TenantResult {
+	if files, fast := m.pending(job.Current); fast && secure && len(files) > 0 && job.Tenant.Validate() == nil {
+		res := m.runFast(ctx, w, job.Tenant, job.Current, files)
+		if res.Err != errNotFast {
+			return res
+		}
+		m.cfg.Logger.DebugContext(ctx, "tenant migrations handed to goose: version table differs from the summary", "tenant_id", job.Tenant.ID)
+		job.Current = -1 // goose reads the version itself
+	}
+	return m.migrateTenant(ctx, w, job.Tenant, job.Current, false, upLatest(ctx))
 }
 
 func progress(done, total, failed int, last TenantResult, elapsed time.Duration) Progress {

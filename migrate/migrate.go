@@ -72,7 +72,8 @@ type Config struct {
 type Migrator struct {
 	cfg         Config
 	latest      int64
-	sources     []int64 // tenant chain versions, ascending
+	sources     []int64     // tenant chain versions, ascending
+	files       []chainFile // the same, as the fleet runner sees them
 	summaryOnce sync.Once
 	summaryErr  error
 }
@@ -112,6 +113,13 @@ func New(cfg Config) (*Migrator, error) {
 		for _, s := range p.ListSources() {
 			m.sources = append(m.sources, s.Version)
 			m.latest = max(m.latest, s.Version)
+			f := chainFile{version: s.Version, up: upFile{why: "Go migration"}}
+			if s.Type == goose.TypeSQL {
+				if f.up, err = readUp(cfg.Tenant, s.Path); err != nil {
+					return nil, fmt.Errorf("migrate: tenant migrations: %w", err)
+				}
+			}
+			m.files = append(m.files, f)
 		}
 	}
 	return m, nil
@@ -226,6 +234,11 @@ type TenantResult struct {
 	Applied  int
 	Duration time.Duration
 	Err      error
+	// ViaGoose is true when goose applied the migrations, one per
+	// transaction (UpTenant, UpTo, DownTo, and the tenants UpAll hands to
+	// goose), and false when UpAll's fleet runner applied them all in one
+	// transaction.
+	ViaGoose bool
 }
 
 // UpTenant applies the tenant chain to t's schema, up to the latest version.
@@ -253,7 +266,7 @@ func (m *Migrator) DownTo(ctx context.Context, t tenant.Tenant, version int64) T
 // or -1 to ask goose.
 func (m *Migrator) migrateTenant(ctx context.Context, w *worker, t tenant.Tenant, from int64, down bool, run func(*goose.Provider) ([]*goose.MigrationResult, error)) TenantResult {
 	start := time.Now()
-	res := TenantResult{Tenant: t, Schema: pgtenant.SchemaName(t)}
+	res := TenantResult{Tenant: t, Schema: pgtenant.SchemaName(t), ViaGoose: true}
 	fail := func(version int64, err error) TenantResult {
 		res.Err = &MigrationError{Tenant: t, Version: version, Err: err}
 		res.Duration = time.Since(start)
