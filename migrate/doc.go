@@ -38,6 +38,23 @@
 // workers, reporting progress through Config.Progress (done/total, failures,
 // rate and ETA, for a progress bar or a log line) and slog.
 //
+// UpAll's fleet runner applies a tenant's pending migrations itself when
+// they are all goose SQL files that run in a transaction and the database
+// has provision's registry (whose tenancy.secure_schema confines new
+// tables): the migrations' statements, split exactly as goose splits them,
+// goose's version rows, the securing step and the version summary go to the
+// server as one implicit transaction in one round trip. A tenant that fails
+// there keeps none of its pending migrations — not a prefix, as with goose —
+// and a rerun finishes it. goose reads the result as its own: the version
+// table is goose's, with goose's rows, and goose run by hand afterwards
+// agrees (TestRunnerMatchesGoose compares schemas built both ways). goose
+// itself still runs Go migrations, NO TRANSACTION and ENVSUB files, schemas
+// whose version table moved since UpAll's Status read it (goose run by
+// hand: goose then decides, and reports out-of-order versions as it always
+// does), and every tenant of a database without the registry.
+// TenantResult.ViaGoose says which path a tenant took. UpTenant, UpTo and
+// DownTo always use goose.
+//
 // # Errors
 //
 // A tenant's failure is a *[MigrationError] (tenant, version, cause) in

@@ -27,8 +27,10 @@ var ErrSequenceDefault = errors.New("migrate: columns with a sequence default")
 var ErrSharedTwin = errors.New("migrate: tenant tables named like a shared table")
 
 // MigrationError is a failed migration of one schema: the tenant (zero for
-// the shared schema), the version that failed and the cause. Earlier
-// migrations of the schema stay applied; each runs in its own transaction.
+// the shared schema), the version that failed and the cause. Through goose,
+// earlier migrations of the schema stay applied (each runs in its own
+// transaction); through UpAll's fleet runner (TenantResult.ViaGoose false)
+// none of the tenant's pending migrations stays applied (they share one).
 type MigrationError struct {
 	Tenant  tenant.Tenant
 	Version int64
@@ -46,14 +48,16 @@ func (e *MigrationError) Error() string {
 func (e *MigrationError) Unwrap() error { return e.Err }
 
 // ErrMissingTenantColumn is matched by a tenant's error when a migration
-// made a tenant table without a tenant_id column. The table is left without
-// grants (the app role cannot reach it) and the message names it.
+// made a tenant table without a tenant_id column. Through goose the table is
+// left without grants (the app role cannot reach it); through the fleet
+// runner the tenant's migrations are rolled back. The message names it.
 var ErrMissingTenantColumn = errors.New("migrate: tables without a tenant_id column")
 
 // ErrForeignPolicy is matched by a tenant's error when a migration made a
 // tenant table that carries row level security policies of its own: another
 // permissive policy would widen access, so the table is not confined or
-// granted. The message names it.
+// granted (the fleet runner rolls the tenant's migrations back). The message
+// names it.
 var ErrForeignPolicy = errors.New("migrate: tables with policies of their own")
 
 // ErrSchemaMissing is matched by a tenant's error when the tenant's schema

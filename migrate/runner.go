@@ -38,16 +38,6 @@ type chainFile struct {
 	up      upFile
 }
 
-// Indexes of the fixed statements at the head of a runner pipeline.
-const (
-	stepEnter = iota
-	stepLock
-	stepTable
-	stepFirstRow
-	stepGuard
-	stepMigrations // the migrations' statements start here
-)
-
 // gooseTableSQL is goose's own version table for PostgreSQL (goose v3
 // internal/dialects/postgres.go), so goose reads what the runner writes.
 const gooseTableSQL = `CREATE TABLE IF NOT EXISTS %s (
@@ -99,9 +89,14 @@ func (m *Migrator) runFast(ctx context.Context, w *worker, t tenant.Tenant, from
 	// Division by zero when another migration holds the schema: the
 	// transaction ends at once, and the worker polls (see lockSchema for why
 	// it never waits in the server).
+	lockAt := len(qs)
 	add("SELECT 1 / pg_try_advisory_xact_lock($1)::int", strconv.FormatInt(lockID(res.Schema), 10))
-	add(fmt.Sprintf(gooseTableSQL, table))
-	add("INSERT INTO " + table + " (version_id, is_applied) SELECT 0, true WHERE NOT EXISTS (SELECT FROM " + table + ")")
+	tableAt := -1
+	if from == 0 { // goose's table, as goose makes it on its first run
+		tableAt = len(qs)
+		add(fmt.Sprintf(gooseTableSQL, table))
+		add("INSERT INTO " + table + " (version_id, is_applied) SELECT 0, true WHERE NOT EXISTS (SELECT FROM " + table + ")")
+	}
 	// The guard: the table's newest version is the one Status read, and
 	// every migration below it is applied (goose refuses a missing one).
 	var below []string
@@ -110,6 +105,7 @@ func (m *Migrator) runFast(ctx context.Context, w *worker, t tenant.Tenant, from
 			below = append(below, strconv.FormatInt(f.version, 10))
 		}
 	}
+	guardAt := len(qs)
 	add("SELECT 1 / ((SELECT coalesce(max(version_id), 0) FROM "+table+") = $1::bigint"+
 		" AND NOT EXISTS (SELECT FROM unnest($2::bigint[]) AS v WHERE v NOT IN (SELECT version_id FROM "+table+" WHERE is_applied)))::int",
 		strconv.FormatInt(from, 10), "{"+strings.Join(below, ",")+"}")
@@ -127,8 +123,15 @@ func (m *Migrator) runFast(ctx context.Context, w *worker, t tenant.Tenant, from
 		steps = append(steps, at{f.version, 0})
 	}
 	last := files[len(files)-1].version
-	secureAt := stepMigrations + len(steps)
-	add("SELECT tenancy.secure_schema($1, $2, $3, $4)", res.Schema, m.cfg.Setting, m.cfg.AppRole, t.ID)
+	firstAt := guardAt + 1
+	secureAt := firstAt + len(steps)
+	// Securing runs when a table lacks the tenant policy, as rls.Pending
+	// decides for goose's path (an ALTER or an index needs none).
+	add(`SELECT tenancy.secure_schema($1, $2, $3, $4) WHERE EXISTS (SELECT FROM pg_depend d JOIN pg_class c ON c.oid = d.objid
+		WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_namespace'::regclass
+			AND d.refobjid = to_regnamespace(quote_ident($1)) AND c.relkind IN ('r', 'p') AND c.relname <> 'goose_db_version'
+			AND NOT EXISTS (SELECT FROM pg_policy p WHERE p.polrelid = c.oid AND p.polname = '`+rls.PolicyName+`'))`,
+		res.Schema, m.cfg.Setting, m.cfg.AppRole, t.ID)
 	add(`INSERT INTO tenancy.migrate_versions (schema_name, schema_oid, version)
 		VALUES ($1, to_regnamespace(quote_ident($1)), $2::bigint)
 		ON CONFLICT (schema_name) DO UPDATE SET schema_oid = excluded.schema_oid, version = excluded.version, updated_at = now()`,
@@ -146,20 +149,20 @@ func (m *Migrator) runFast(ctx context.Context, w *worker, t tenant.Tenant, from
 			res.To, res.Applied = last, len(files)
 			res.Duration = time.Since(start)
 			return res
-		case failed == stepLock && isCode(err, "22012"):
+		case failed == lockAt && isCode(err, "22012"):
 			select {
 			case <-ctx.Done():
 				return fail(0, fmt.Errorf("%w: %s, by another migration (%w)", ErrSchemaLocked, schema, ctx.Err()))
 			case <-time.After(lockPoll):
 				continue // the holder may have migrated it: the guard tells
 			}
-		case failed == stepTable && isCode(err, "3F000"):
+		case (failed == tableAt || failed == guardAt) && isCode(err, "3F000"):
 			return fail(0, fmt.Errorf("%w: %s; provision the tenant first", ErrSchemaMissing, schema))
-		case failed == stepGuard && isCode(err, "22012"):
+		case failed == guardAt && (isCode(err, "22012") || isCode(err, "42P01")): // moved, or its table is gone
 			res.Err = errNotFast
 			return res
-		case failed >= stepMigrations && failed < secureAt:
-			s := steps[failed-stepMigrations]
+		case failed >= firstAt && failed < secureAt:
+			s := steps[failed-firstAt]
 			if s.stmt > 0 {
 				err = fmt.Errorf("statement %d: %w", s.stmt, err)
 			}
