@@ -3,11 +3,15 @@ package migrate_test
 import (
 	"context"
 	"embed"
+	"flag"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/fstest"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -21,11 +25,13 @@ import (
 //go:embed testdata/bench/*.sql
 var benchFiles embed.FS
 
-const benchFleet = 1000
+// fleetSizes are the fleet sizes BenchmarkFleet runs; 10,000 takes about
+// ten minutes here, so it runs outside CI: -args -fleet.sizes 100,1000,10000.
+var fleetSizes = flag.String("fleet.sizes", "100,1000", "comma-separated fleet sizes for BenchmarkFleet")
 
-// benchSetup provisions 1,000 tenants in a database of their own and brings
+// benchSetup provisions n tenants in a database of their own and brings
 // them to version 1 (a table of 500 rows each). Not timed.
-func benchSetup(b *testing.B) (*testenv.PG, []tenant.Tenant) {
+func benchSetup(b *testing.B, n int) (*testenv.PG, []tenant.Tenant) {
 	b.Helper()
 	pg := testenv.PostgreSQL(b).NewDatabase(b)
 	owner, err := pgxpool.New(context.Background(), pg.OwnerURL)
@@ -37,57 +43,78 @@ func benchSetup(b *testing.B) (*testenv.PG, []tenant.Tenant) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	tenants := make([]tenant.Tenant, benchFleet)
-	for i := range tenants {
-		rec, err := reg.Create(context.Background(), provision.Spec{Slug: fmt.Sprintf("fleet_%04d", i)})
-		if err != nil {
-			b.Fatal(err)
-		}
+	tenants := make([]tenant.Tenant, n)
+	parallel(b, n, func(i int) error {
+		rec, err := reg.Create(context.Background(), provision.Spec{Slug: fmt.Sprintf("fleet_%05d", i)})
 		tenants[i] = rec.Tenant()
-	}
-	m := newMigrator(b, pg, sub(b, benchFiles, "testdata/bench"), func(c *migrate.Config) { c.Concurrency = 2 })
-	for _, t := range tenants {
-		if r := m.UpTo(context.Background(), t, 1); r.Err != nil {
-			b.Fatal(r.Err)
-		}
+		return err
+	})
+	first := fstest.MapFS{"00001_items.sql": {Data: mustRead(b, "testdata/bench/00001_items.sql")}}
+	m := newMigrator(b, pg, first, func(c *migrate.Config) { c.Concurrency = 4 })
+	if rep, err := m.UpAll(context.Background(), source(tenants)); err != nil || rep.Err() != nil {
+		b.Fatal(err, rep.Err())
 	}
 	return pg, tenants
 }
 
-// BenchmarkFleet measures a pass over 1,000 tenant schemas: noop when every
-// tenant is current (Status only), up when each gets one migration (ADD
-// COLUMN with a default, CREATE INDEX on 500 rows), at 1, 2 and 4 workers,
-// and floor: the same migration as plain SQL in one round trip per tenant,
-// what a fleet runner could at best reach.
+func mustRead(b *testing.B, name string) []byte {
+	data, err := benchFiles.ReadFile(name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return data
+}
+
+// parallel runs f(0..n-1) on four goroutines and fails b at the first error.
+func parallel(b *testing.B, n int, f func(i int) error) {
+	b.Helper()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for range 4 {
+		wg.Go(func() {
+			for i := next.Add(1) - 1; i < int64(n); i = next.Add(1) - 1 {
+				if err := f(int(i)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkFleet measures a pass over a fleet of 100 and 1,000 tenant
+// schemas (-fleet.sizes): noop when every tenant is current (Status only),
+// up when each gets one migration (ADD COLUMN with a default, CREATE INDEX on
+// 500 rows), at 1, 2 and 4 workers, and floor: the same migration as plain
+// SQL in one round trip per tenant, what a fleet runner could at best reach.
+// floor runs before up at each worker count, so neither pays for the cold
+// caches the set-up leaves; noop runs last, when every tenant is current.
 func BenchmarkFleet(b *testing.B) {
-	pg, tenants := benchSetup(b)
+	for _, size := range strings.Split(*fleetSizes, ",") {
+		n, err := strconv.Atoi(size)
+		if err != nil {
+			b.Fatalf("-fleet.sizes: %v", err)
+		}
+		b.Run("size="+size, func(b *testing.B) { benchFleet(b, n) })
+	}
+}
+
+func benchFleet(b *testing.B, size int) {
+	pg, tenants := benchSetup(b, size)
 	ctx := context.Background()
 	for _, workers := range []int{1, 2, 4} {
 		m := newMigrator(b, pg, sub(b, benchFiles, "testdata/bench"), func(c *migrate.Config) { c.Concurrency = workers })
-		b.Run(fmt.Sprintf("op=up/workers=%d", workers), func(b *testing.B) {
-			for i := 0; i < b.N; i++ {
-				b.StopTimer()
-				for _, t := range tenants { // back to version 1, untimed
-					if r := m.DownTo(ctx, t, 1); r.Err != nil {
-						b.Fatal(r.Err)
-					}
-				}
-				b.StartTimer()
-				rep, err := m.UpAll(ctx, source(tenants))
-				if err != nil || rep.Err() != nil || rep.Migrated != benchFleet {
-					b.Fatalf("UpAll: %d migrated, %v, %v", rep.Migrated, err, rep.Err())
-				}
-			}
-			b.ReportMetric(float64(b.N*benchFleet)/b.Elapsed().Seconds(), "tenants/s")
-		})
-		b.Run(fmt.Sprintf("op=noop/workers=%d", workers), func(b *testing.B) {
-			for i := 0; i < b.N; i++ {
-				rep, err := m.UpAll(ctx, source(tenants))
-				if err != nil || rep.Skipped != benchFleet {
-					b.Fatalf("UpAll: %d skipped, %v", rep.Skipped, err)
-				}
-			}
-		})
+		reset := func(b *testing.B) { // back to version 1, untimed
+			b.StopTimer()
+			parallel(b, size, func(i int) error { return m.DownTo(ctx, tenants[i], 1).Err })
+			b.StartTimer()
+		}
 		// The floor: the same migration as plain SQL, one durable transaction
 		// and one round trip per tenant on a connection per worker, with
 		// goose's version row — no locks, no securing step, no status read.
@@ -102,18 +129,12 @@ func BenchmarkFleet(b *testing.B) {
 				conns[w] = c
 			}
 			for i := 0; i < b.N; i++ {
-				b.StopTimer()
-				for _, t := range tenants {
-					if r := m.DownTo(ctx, t, 1); r.Err != nil {
-						b.Fatal(r.Err)
-					}
-				}
-				b.StartTimer()
+				reset(b)
 				var next atomic.Int64
 				var wg sync.WaitGroup
 				for _, c := range conns {
 					wg.Go(func() {
-						for j := next.Add(1) - 1; j < benchFleet; j = next.Add(1) - 1 {
+						for j := next.Add(1) - 1; j < int64(size); j = next.Add(1) - 1 {
 							s := pgx.Identifier{pgtenant.SchemaName(tenants[j])}.Sanitize()
 							sql := "BEGIN; SET LOCAL search_path = " + s + "; " +
 								"ALTER TABLE items ADD COLUMN note text NOT NULL DEFAULT ''; CREATE INDEX items_qty ON items (qty); " +
@@ -127,11 +148,34 @@ func BenchmarkFleet(b *testing.B) {
 				}
 				wg.Wait()
 			}
-			b.ReportMetric(float64(b.N*benchFleet)/b.Elapsed().Seconds(), "tenants/s")
+			b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "tenants/s")
 			b.StopTimer()
 			// The plain SQL bypassed the version summary: reread it.
 			if err := m.Refresh(ctx, source(tenants)); err != nil {
 				b.Fatal(err)
+			}
+		})
+		b.Run(fmt.Sprintf("op=up/workers=%d", workers), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				reset(b)
+				rep, err := m.UpAll(ctx, source(tenants))
+				if err != nil || rep.Err() != nil || rep.Migrated != size {
+					b.Fatalf("UpAll: %d migrated, %v, %v", rep.Migrated, err, rep.Err())
+				}
+				for _, r := range rep.Results {
+					if r.ViaGoose {
+						b.Fatalf("%s went through goose", r.Tenant.Slug)
+					}
+				}
+			}
+			b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "tenants/s")
+		})
+		b.Run(fmt.Sprintf("op=noop/workers=%d", workers), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				rep, err := m.UpAll(ctx, source(tenants))
+				if err != nil || rep.Skipped != size {
+					b.Fatalf("UpAll: %d skipped, %v", rep.Skipped, err)
+				}
 			}
 		})
 	}

@@ -106,9 +106,8 @@ func (m *Migrator) runFast(ctx context.Context, w *worker, t tenant.Tenant, from
 		}
 	}
 	guardAt := len(qs)
-	add("SELECT 1 / ((SELECT coalesce(max(version_id), 0) FROM "+table+") = $1::bigint"+
-		" AND NOT EXISTS (SELECT FROM unnest($2::bigint[]) AS v WHERE v NOT IN (SELECT version_id FROM "+table+" WHERE is_applied)))::int",
-		strconv.FormatInt(from, 10), "{"+strings.Join(below, ",")+"}")
+	add("SELECT 1 / (coalesce(max(version_id), 0) = $1::bigint AND count(DISTINCT version_id) FILTER (WHERE is_applied AND version_id = ANY ($2::bigint[])) = $3::int)::int FROM "+table,
+		strconv.FormatInt(from, 10), "{"+strings.Join(below, ",")+"}", strconv.Itoa(len(below)))
 	type at struct {
 		version int64
 		stmt    int // 1-based statement of the file; 0 for its version row

@@ -492,3 +492,28 @@ func TestRunnerWaitsForTheSchemaLock(t *testing.T) {
 		t.Errorf("version 1 recorded %d times (%v)", rows, err)
 	}
 }
+
+// TestRunnerSchemaMissing: a tenant whose schema is gone fails with
+// ErrSchemaMissing under the fleet runner; the others are migrated.
+func TestRunnerSchemaMissing(t *testing.T) {
+	t.Parallel()
+	pg := testenv.PostgreSQL(t)
+	tenants := fleet(t, pg, "gone", 2)
+	ctx := context.Background()
+	if _, err := pg.OwnerPool(t).Exec(ctx, "DROP SCHEMA "+pgx.Identifier{pgtenant.SchemaName(tenants[0])}.Sanitize()+" CASCADE"); err != nil {
+		t.Fatal(err)
+	}
+	m := newMigrator(t, pg, fastChain(), nil)
+	rep, err := m.UpAll(ctx, source(tenants))
+	if err != nil || rep.Migrated != 1 || rep.Failed != 1 {
+		t.Fatalf("UpAll: %+v, %v", rep, err)
+	}
+	for _, r := range rep.Results {
+		if r.ViaGoose {
+			t.Errorf("%s went through goose", r.Tenant.Slug)
+		}
+		if r.Tenant == tenants[0] && (!errors.Is(r.Err, migrate.ErrSchemaMissing) || !strings.Contains(r.Err.Error(), pgtenant.SchemaName(tenants[0]))) {
+			t.Errorf("dropped schema: %v, want ErrSchemaMissing naming it", r.Err)
+		}
+	}
+}
