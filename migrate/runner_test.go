@@ -517,3 +517,40 @@ func TestRunnerSchemaMissing(t *testing.T) {
 		}
 	}
 }
+
+// TestRunnerConcurrentUpAll: two UpAll passes over one fleet at once, both
+// through the fleet runner, apply every migration exactly once: the loser
+// of a schema's lock waits, then finds the schema moved and leaves it to
+// goose, which has nothing to do.
+func TestRunnerConcurrentUpAll(t *testing.T) {
+	t.Parallel()
+	pg := testenv.PostgreSQL(t)
+	tenants := fleet(t, pg, "runconc", 6)
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	for range 2 {
+		m := newMigrator(t, pg, fastChain(), func(c *migrate.Config) { c.Concurrency = 3 })
+		wg.Go(func() {
+			rep, err := m.UpAll(context.Background(), source(tenants))
+			if err == nil {
+				err = rep.Err()
+			}
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	for _, tn := range tenants {
+		var rows, distinct int
+		err := pg.OwnerPool(t).QueryRow(context.Background(), "SELECT count(*), count(DISTINCT version_id) FROM "+
+			pgx.Identifier{pgtenant.SchemaName(tn), "goose_db_version"}.Sanitize()+" WHERE version_id > 0").Scan(&rows, &distinct)
+		if err != nil || rows != 3 || distinct != 3 {
+			t.Errorf("%s: %d version rows, %d distinct (%v); want each of 3 applied once", tn.Slug, rows, distinct, err)
+		}
+	}
+}
