@@ -318,7 +318,11 @@ func TestDifferentialAgainstPgx(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			defer func() { op.Close() }()
+			defer func() {
+				if op != nil { // nil when the first fresh() failed
+					op.Close()
+				}
+			}()
 			for i := range *diffPrograms {
 				seed := uint64(maxConns)*1_000_000 + uint64(mode)*100_000 + uint64(i) + 1
 				if *diffSeed != 0 && seed != *diffSeed {

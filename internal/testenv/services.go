@@ -2,6 +2,27 @@
 // Redis servers: from environment variables, else on localhost, else in
 // throwaway Docker containers when a Docker engine answers.
 //
+// # Docker
+//
+// On a normal Docker engine nothing needs setting: the official images
+// (postgres:15-alpine, redis:7-alpine) are pulled if absent and run on the
+// default bridge network with their port published on 127.0.0.1. The
+// containers carry the label tenancykit.test=1 and are removed when the
+// package's tests end, also after a failure or an interrupt (SIGINT,
+// SIGTERM); `docker rm -f $(docker ps -aq --filter label=tenancykit.test=1)`
+// removes what a killed test binary left. Settings, by environment:
+//
+//   - TENANCY_FORCE_DOCKER=1 skips the environment URLs and localhost and
+//     always starts containers (CI runs the isolation suite this way).
+//   - TENANCY_DOCKER_PG_IMAGE, TENANCY_DOCKER_REDIS_IMAGE name other images
+//     with the official images' contract (POSTGRES_PASSWORD/POSTGRES_USER,
+//     a "postgres" or "redis-server" command with arguments).
+//   - TENANCY_DOCKER_NETWORK=host runs the containers on the host's network,
+//     each server on a free loopback port that testenv picks and passes as
+//     its command's arguments (for an engine without a bridge, as in CI).
+//
+// DOCKER_HOST selects the engine, as for the docker CLI.
+//
 // Tests never use the admin connection for the code under test. Each test
 // binary (one per package) gets its own database and two roles from
 // [PostgreSQL]: an owner role that owns the database (it provisions and
@@ -42,6 +63,18 @@ const (
 	// EnvRequireServices set to "1" turns a missing service from a skip
 	// into a test failure.
 	EnvRequireServices = "TENANCY_REQUIRE_SERVICES"
+	// EnvForceDocker set to "1" always starts containers: no environment
+	// URL and no localhost server is used.
+	EnvForceDocker = "TENANCY_FORCE_DOCKER"
+	// EnvDockerPGImage is the PostgreSQL image (default postgres:15-alpine).
+	EnvDockerPGImage = "TENANCY_DOCKER_PG_IMAGE"
+	// EnvDockerRedisImage is the Redis image (default redis:7-alpine).
+	EnvDockerRedisImage = "TENANCY_DOCKER_REDIS_IMAGE"
+	// EnvDockerNetwork is "host" for host networking on a free loopback
+	// port; empty for the default bridge with a published port.
+	EnvDockerNetwork = "TENANCY_DOCKER_NETWORK"
+	// ContainerLabel marks every container testenv starts.
+	ContainerLabel = "tenancykit.test"
 
 	localPGURL     = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
 	localRedisAddr = "127.0.0.1:6379"
@@ -63,38 +96,51 @@ type Service struct {
 	Source string
 	// Close removes the container of a "docker" service; for the others it does nothing.
 	Close func()
+	// Container is the ID of the container of a "docker" service.
+	Container string
 }
 
 // RequireServices reports whether TENANCY_REQUIRE_SERVICES=1.
 func RequireServices() bool { return os.Getenv(EnvRequireServices) == "1" }
+
+// ForceDocker reports whether TENANCY_FORCE_DOCKER=1.
+func ForceDocker() bool { return os.Getenv(EnvForceDocker) == "1" }
 
 // FindPostgreSQL returns a PostgreSQL server with admin rights: the one named
 // by TENANCY_PG_ADMIN_URL, else 127.0.0.1:5432 as user postgres, else a new
 // container. The error names PostgreSQL and what was tried.
 func FindPostgreSQL(ctx context.Context) (Service, error) {
 	svc := Service{Name: "PostgreSQL", Close: func() {}}
-	if url := os.Getenv(EnvPGAdminURL); url != "" {
-		if err := pingPG(ctx, url); err != nil {
-			return svc, fmt.Errorf("%w: PostgreSQL at %s=%s did not answer: %v", ErrUnavailable, EnvPGAdminURL, redact(url), err)
+	var localErr error = errors.New(EnvForceDocker + "=1")
+	if !ForceDocker() {
+		if url := os.Getenv(EnvPGAdminURL); url != "" {
+			if err := pingPG(ctx, url); err != nil {
+				return svc, fmt.Errorf("%w: PostgreSQL at %s=%s did not answer: %v", ErrUnavailable, EnvPGAdminURL, redact(url), err)
+			}
+			svc.URL, svc.Source = url, EnvPGAdminURL
+			return svc, nil
 		}
-		svc.URL, svc.Source = url, EnvPGAdminURL
-		return svc, nil
+		if localErr = pingPG(ctx, localPGURL); localErr == nil {
+			svc.URL, svc.Source = localPGURL, "localhost"
+			return svc, nil
+		}
 	}
-	localErr := pingPG(ctx, localPGURL)
-	if localErr == nil {
-		svc.URL, svc.Source = localPGURL, "localhost"
-		return svc, nil
-	}
-	url, closeFn, dockerErr := startContainer(ctx, "postgres", "15-alpine", "5432/tcp",
-		[]string{"POSTGRES_PASSWORD=tenancy", "POSTGRES_USER=postgres"},
-		func(hostPort string) string {
+	c, err := startContainer(ctx, container{
+		image: envOr(EnvDockerPGImage, "postgres:15-alpine"), port: "5432",
+		env: []string{"POSTGRES_PASSWORD=tenancy", "POSTGRES_USER=postgres"},
+		cmd: func(port string) []string {
+			return []string{"postgres", "-p", port, "-c", "listen_addresses=127.0.0.1"}
+		},
+		addr: func(hostPort string) string {
 			return "postgres://postgres:tenancy@" + hostPort + "/postgres?sslmode=disable"
-		}, pingPG)
-	if dockerErr != nil {
+		},
+		ping: pingPG,
+	})
+	if err != nil {
 		return svc, fmt.Errorf("%w: PostgreSQL not found: set %s, or run PostgreSQL on 127.0.0.1:5432 with user postgres (%v), or a Docker engine (%v)",
-			ErrUnavailable, EnvPGAdminURL, localErr, dockerErr)
+			ErrUnavailable, EnvPGAdminURL, localErr, err)
 	}
-	svc.URL, svc.Source, svc.Close = url, "docker", closeFn
+	svc.URL, svc.Source, svc.Close, svc.Container = c.url, "docker", c.close, c.id
 	return svc, nil
 }
 
@@ -102,26 +148,41 @@ func FindPostgreSQL(ctx context.Context) (Service, error) {
 // else a new container. The error names Redis and what was tried.
 func FindRedis(ctx context.Context) (Service, error) {
 	svc := Service{Name: "Redis", Close: func() {}}
-	if addr := os.Getenv(EnvRedisAddr); addr != "" {
-		if err := pingRedis(ctx, addr); err != nil {
-			return svc, fmt.Errorf("%w: Redis at %s=%s did not answer: %v", ErrUnavailable, EnvRedisAddr, addr, err)
+	var localErr error = errors.New(EnvForceDocker + "=1")
+	if !ForceDocker() {
+		if addr := os.Getenv(EnvRedisAddr); addr != "" {
+			if err := pingRedis(ctx, addr); err != nil {
+				return svc, fmt.Errorf("%w: Redis at %s=%s did not answer: %v", ErrUnavailable, EnvRedisAddr, addr, err)
+			}
+			svc.URL, svc.Source = addr, EnvRedisAddr
+			return svc, nil
 		}
-		svc.URL, svc.Source = addr, EnvRedisAddr
-		return svc, nil
+		if localErr = pingRedis(ctx, localRedisAddr); localErr == nil {
+			svc.URL, svc.Source = localRedisAddr, "localhost"
+			return svc, nil
+		}
 	}
-	localErr := pingRedis(ctx, localRedisAddr)
-	if localErr == nil {
-		svc.URL, svc.Source = localRedisAddr, "localhost"
-		return svc, nil
-	}
-	addr, closeFn, dockerErr := startContainer(ctx, "redis", "7-alpine", "6379/tcp", nil,
-		func(hostPort string) string { return hostPort }, pingRedis)
-	if dockerErr != nil {
+	c, err := startContainer(ctx, container{
+		image: envOr(EnvDockerRedisImage, "redis:7-alpine"), port: "6379",
+		cmd: func(port string) []string {
+			return []string{"redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"}
+		},
+		addr: func(hostPort string) string { return hostPort },
+		ping: pingRedis,
+	})
+	if err != nil {
 		return svc, fmt.Errorf("%w: Redis not found: set %s, or run Redis on %s (%v), or a Docker engine (%v)",
-			ErrUnavailable, EnvRedisAddr, localRedisAddr, localErr, dockerErr)
+			ErrUnavailable, EnvRedisAddr, localRedisAddr, localErr, err)
 	}
-	svc.URL, svc.Source, svc.Close = addr, "docker", closeFn
+	svc.URL, svc.Source, svc.Close, svc.Container = c.url, "docker", c.close, c.id
 	return svc, nil
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
 }
 
 // FindRedisCluster returns the nodes of a Redis Cluster whose state is ok:
@@ -195,37 +256,116 @@ var dockerPool = sync.OnceValues(func() (*dockertest.Pool, error) {
 	return pool, nil
 })
 
-// startContainer runs repo:tag, waits until ping answers on the published
-// port and returns the address built by addr. The image is pulled with a
-// deadline, since dockertest alone would wait for a pull forever.
-func startContainer(ctx context.Context, repo, tag, port string, env []string,
-	addr func(hostPort string) string, ping func(context.Context, string) error) (string, func(), error) {
+// container describes a server to start in Docker.
+type container struct {
+	image string // repository:tag
+	port  string // the server's port in the image's default network mode
+	env   []string
+	// cmd is the command that runs the server on port, used on the host
+	// network (where testenv picks the port).
+	cmd  func(port string) []string
+	addr func(hostPort string) string
+	ping func(context.Context, string) error
+}
+
+// started is a running container.
+type started struct {
+	id, url string
+	close   func()
+}
+
+// startContainer runs c's image, waits until ping answers and returns the
+// address built by addr. An absent image is pulled with a deadline, since
+// dockertest alone would wait for a pull forever.
+func startContainer(ctx context.Context, c container) (started, error) {
 	pool, err := dockerPool()
 	if err != nil {
-		return "", nil, err
+		return started{}, err
+	}
+	repo, tag, ok := strings.Cut(c.image, ":")
+	if !ok {
+		tag = "latest"
 	}
 	if _, err := pool.Client.InspectImage(repo + ":" + tag); err != nil {
 		pullCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 		err := pool.Client.PullImage(dc.PullImageOptions{Repository: repo, Tag: tag, Context: pullCtx}, dc.AuthConfiguration{})
 		cancel()
 		if err != nil {
-			return "", nil, fmt.Errorf("pull %s:%s: %w", repo, tag, err)
+			return started{}, fmt.Errorf("pull %s:%s: %w", repo, tag, err)
 		}
 	}
-	res, err := pool.RunWithOptions(&dockertest.RunOptions{Repository: repo, Tag: tag, Env: env,
-		Labels: map[string]string{"tenancykit.test": "1"}},
-		func(hc *dc.HostConfig) { hc.AutoRemove = true; hc.RestartPolicy = dc.RestartPolicy{Name: "no"} })
+	opts := &dockertest.RunOptions{Repository: repo, Tag: tag, Env: c.env,
+		Labels: map[string]string{ContainerLabel: "1"}}
+	host := os.Getenv(EnvDockerNetwork) == "host"
+	var hostPort string
+	if host {
+		if hostPort, err = freePort(); err != nil {
+			return started{}, err
+		}
+		opts.Cmd = c.cmd(hostPort)
+	} else {
+		opts.ExposedPorts = []string{c.port + "/tcp"}
+	}
+	res, err := pool.RunWithOptions(opts, func(hc *dc.HostConfig) {
+		hc.AutoRemove = true
+		hc.RestartPolicy = dc.RestartPolicy{Name: "no"}
+		if host {
+			hc.NetworkMode = "host"
+			hc.PortBindings = nil
+		}
+	})
 	if err != nil {
-		return "", nil, fmt.Errorf("run %s:%s: %w", repo, tag, err)
+		return started{}, fmt.Errorf("run %s: %w", c.image, err)
 	}
-	_ = res.Expire(30 * 60) // a crashed test process must not leave it running forever
-	closeFn := func() { _ = pool.Purge(res) }
-	url := addr(net.JoinHostPort("127.0.0.1", res.GetPort(port)))
-	if err := pool.Retry(func() error { return ping(ctx, url) }); err != nil {
+	track(res.Container.ID)
+	closeFn := func() {
+		_ = pool.Purge(res)
+		untrack(res.Container.ID)
+	}
+	if !host {
+		hostPort = res.GetPort(c.port + "/tcp")
+	}
+	url := c.addr(net.JoinHostPort("127.0.0.1", hostPort))
+	if err := pool.Retry(func() error { return c.ping(ctx, url) }); err != nil {
 		closeFn()
-		return "", nil, fmt.Errorf("%s:%s did not become ready: %w", repo, tag, err)
+		return started{}, fmt.Errorf("%s did not become ready at %s: %w", c.image, url, err)
 	}
-	return url, closeFn, nil
+	return started{id: res.Container.ID, url: url, close: closeFn}, nil
+}
+
+// freePort returns a loopback port nothing listens on now.
+func freePort() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	_, port, err := net.SplitHostPort(l.Addr().String())
+	return port, err
+}
+
+// running are the containers this process started and has not removed;
+// an interrupt removes them (see Main).
+var running = struct {
+	sync.Mutex
+	ids map[string]bool
+}{ids: map[string]bool{}}
+
+func track(id string)   { running.Lock(); running.ids[id] = true; running.Unlock() }
+func untrack(id string) { running.Lock(); delete(running.ids, id); running.Unlock() }
+
+// removeRunning force-removes every container this process started.
+func removeRunning() {
+	pool, err := dockerPool()
+	if err != nil {
+		return
+	}
+	running.Lock()
+	defer running.Unlock()
+	for id := range running.ids {
+		_ = pool.Client.RemoveContainer(dc.RemoveContainerOptions{ID: id, Force: true, RemoveVolumes: true})
+		delete(running.ids, id)
+	}
 }
 
 // redact hides the password of a URL for messages.

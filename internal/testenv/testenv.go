@@ -10,12 +10,14 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -36,6 +38,26 @@ import (
 // (-test.skip=^Example) and says why.
 func Main(m *testing.M) {
 	flag.Parse()
+	// An interrupt removes the containers this process started before it
+	// exits; a normal end removes them in teardown.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		sig := <-sigs
+		fmt.Fprintf(os.Stderr, "testenv: %v: removing containers\n", sig)
+		removeRunning()
+		os.Exit(130)
+	}()
+	if ForceDocker() {
+		// Testable examples find their servers by the variables a user
+		// would set; point them at the containers too.
+		if svc, err := pgService(); err == nil {
+			_ = os.Setenv("TENANCY_TEST_ADMIN_URL", svc.URL)
+		}
+		if addr, err := redis(); err == nil {
+			_ = os.Setenv("REDIS_ADDR", addr)
+		}
+	}
 	if !RequireServices() {
 		_, pgErr := pgService()
 		_, redisErr := redis()
@@ -496,4 +518,19 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// PostgreSQLService returns the server behind [PostgreSQL]: where it came
+// from and, for a container, its ID.
+func PostgreSQLService(t testing.TB) Service {
+	t.Helper()
+	PostgreSQL(t)
+	return pgState.svc
+}
+
+// RedisService returns the server behind [Redis]; see [PostgreSQLService].
+func RedisService(t testing.TB) Service {
+	t.Helper()
+	Redis(t)
+	return redisState.svc
 }

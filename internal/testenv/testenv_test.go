@@ -159,6 +159,7 @@ func TestTenantAndUniqueID(t *testing.T) {
 }
 
 func TestFindReportsWhatIsMissing(t *testing.T) {
+	t.Setenv(testenv.EnvForceDocker, "") // the variables are what is tried
 	t.Setenv(testenv.EnvPGAdminURL, "postgres://postgres@127.0.0.1:1/postgres?sslmode=disable")
 	t.Setenv(testenv.EnvRedisAddr, "127.0.0.1:1")
 	ctx := context.Background()
@@ -182,6 +183,7 @@ func TestMissingServiceFailsWhenRequired(t *testing.T) {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestPostgreSQLRoles$", "-test.v", "-test.count=1")
 		cmd.Env = append(os.Environ(),
 			"TESTENV_CHILD=1",
+			testenv.EnvForceDocker+"=", // the variable is what is tried
 			testenv.EnvPGAdminURL+"=postgres://postgres@127.0.0.1:1/postgres?sslmode=disable",
 			testenv.EnvRequireServices+"="+require)
 		out, err := cmd.CombinedOutput()
