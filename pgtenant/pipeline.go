@@ -393,6 +393,9 @@ func beginSQL(opts pgx.TxOptions) string {
 // longer be used as it is: its tables changed type under it (0A000) or it no
 // longer exists (26000).
 func isStaleStatement(err error) bool {
+	if err == nil {
+		return false // before the targets below, which escape: no allocation per statement
+	}
 	var pgErr *pgconn.PgError
 	var se *scopeError
 	return errors.As(err, &pgErr) && (pgErr.Code == "0A000" || pgErr.Code == "26000") && !errors.As(err, &se)
