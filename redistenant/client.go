@@ -27,7 +27,14 @@ func Prefix(t tenant.Tenant) string { return "t:{" + t.ID + "}:" }
 // Client is a rueidis.Client that confines every command sent with a tenant
 // context to that tenant's namespace: keys, channels and patterns get the
 // tenant's prefix, and commands that would reach beyond it are refused. Code
-// written for plain rueidis works unchanged. It is safe for concurrent use.
+// written for plain rueidis works unchanged where every call carries the
+// tenant in its context and no key name is read back: key names in replies
+// (SCAN, KEYS) and in client-side caching invalidations keep the prefix,
+// and a call whose context has no tenant fails with tenant.ErrNoTenant —
+// which is why rueidis's companion packages that send commands with
+// context.Background() or match on returned key names (rueidislock,
+// rueidisaside, rueidiscompat) do not work on a Client; see the package
+// doc. It is safe for concurrent use.
 type Client struct {
 	c       rueidis.Client
 	prefix  func(tenant.Tenant) string
