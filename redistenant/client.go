@@ -31,10 +31,9 @@ func Prefix(t tenant.Tenant) string { return "t:{" + t.ID + "}:" }
 // tenant in its context and no key name is read back: key names in replies
 // (SCAN, KEYS) and in client-side caching invalidations keep the prefix,
 // and a call whose context has no tenant fails with tenant.ErrNoTenant —
-// which is why rueidis's companion packages that send commands with
-// context.Background() or match on returned key names (rueidislock,
-// rueidisaside, rueidiscompat) do not work on a Client; see the package
-// doc. It is safe for concurrent use.
+// which is why rueidis's companion packages (rueidislock, rueidisaside,
+// rueidiscompat) are not supported on a Client; see the package doc. It is
+// safe for concurrent use.
 type Client struct {
 	c       rueidis.Client
 	prefix  func(tenant.Tenant) string

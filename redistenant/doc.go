@@ -89,17 +89,14 @@
 // # rueidis companion packages
 //
 // The companions take a rueidis.Client and drive it themselves, so what
-// holds for them is what holds for any code: a call without a tenant in its
-// context is refused, and key names they read back carry the prefix.
-// rueidislock releases with context.Background() (refused, so nothing is
-// released) and waits on invalidations of keys it named without the
-// prefix; rueidisaside writes its marker keys with a background context;
-// rueidiscompat's Scan returns prefixed keys and its Keys, FlushDB and
-// DBSize are refused. None of the three works on a Client today. A tenant
-// has to be bound to the client itself for them (the companions issue of
-// this project); until then give each such use a plain rueidis client and
-// build its keys with [Client.Key]. rueidislimiter, which passes the
-// caller's context and reads back no key names, works.
+// holds for any code holds for them: a call without a tenant in its context
+// is refused, and key names they read back (replies, client-side caching
+// invalidations) carry the prefix. rueidislock, rueidisaside and
+// rueidiscompat send some commands with context.Background() or match on
+// key names they get back, so they are not supported on a Client: give such
+// a use a plain rueidis client and build its keys with [Client.Key]. A
+// client bound to one tenant, for code that does not carry the tenant in its
+// contexts, is planned.
 //
 // # Commands used many times
 //
