@@ -114,6 +114,9 @@ build_services_image() {
 		--change 'CMD ["postgres"]' \
 		- "$TENANCY_CI_IMAGE" >/dev/null
 	rm -rf "$root" "$root.log"
+	# Earlier versions of the image only take space now.
+	dkr images tenancy-ci/services --format '{{.Repository}}:{{.Tag}}' | grep -vx "$TENANCY_CI_IMAGE" |
+		xargs -r /usr/bin/docker rmi >/dev/null 2>&1 || true
 	log "image $TENANCY_CI_IMAGE: built"
 }
 
