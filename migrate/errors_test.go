@@ -63,20 +63,7 @@ func TestLockedSchema(t *testing.T) {
 	ctx := context.Background()
 	first := make(chan migrate.TenantResult, 1)
 	go func() { first <- m.UpTenant(ctx, tn) }()
-	admin := pg.AdminPool(t)
-	for i := 0; ; i++ {
-		var n int
-		if err := admin.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(1.5)%' AND pid <> pg_backend_pid()").Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		if n > 0 {
-			break
-		}
-		if i > 200 {
-			t.Fatal("the first migration never started")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitForQuery(t, pg, "pg_sleep(1.5)")
 	wctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 	defer cancel()
 	r := m.UpTenant(wctx, tn)

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
@@ -229,11 +230,18 @@ func TestFailureIsolationAndRerun(t *testing.T) {
 func TestConcurrentUpAllAppliesOnce(t *testing.T) {
 	t.Parallel()
 	pg := testenv.PostgreSQL(t)
-	tenants := fleet(t, pg, "conc", 6)
-	m := newMigrator(t, pg, sub(t, tenantFiles, "testdata/tenant"), func(c *migrate.Config) { c.Concurrency = 3 })
+	upAllTwiceAtOnce(t, pg, sub(t, tenantFiles, "testdata/tenant"), fleet(t, pg, "conc", 6), 4)
+}
+
+// upAllTwiceAtOnce runs two UpAll passes of chain (with Migrators of their
+// own, three workers each) over tenants at once, and checks that each of the
+// chain's versions was recorded exactly once in every schema.
+func upAllTwiceAtOnce(t *testing.T, pg *testenv.PG, chain fs.FS, tenants []tenant.Tenant, versions int) {
+	t.Helper()
 	var wg sync.WaitGroup
 	errs := make(chan error, 2)
 	for range 2 {
+		m := newMigrator(t, pg, chain, func(c *migrate.Config) { c.Concurrency = 3 })
 		wg.Go(func() {
 			rep, err := m.UpAll(context.Background(), source(tenants))
 			if err == nil {
@@ -253,9 +261,29 @@ func TestConcurrentUpAllAppliesOnce(t *testing.T) {
 		var rows, distinct int
 		err := pg.OwnerPool(t).QueryRow(context.Background(), "SELECT count(*), count(DISTINCT version_id) FROM "+
 			pgx.Identifier{pgtenant.SchemaName(tn), "goose_db_version"}.Sanitize()+" WHERE version_id > 0").Scan(&rows, &distinct)
-		if err != nil || rows != 4 || distinct != 4 {
-			t.Errorf("%s: %d version rows, %d distinct (%v); want each of 4 applied once", tn.Slug, rows, distinct, err)
+		if err != nil || rows != versions || distinct != versions {
+			t.Errorf("%s: %d version rows, %d distinct (%v); want each of %d applied once", tn.Slug, rows, distinct, err, versions)
 		}
+	}
+}
+
+// waitForQuery waits until another session runs a query containing
+// fragment.
+func waitForQuery(t *testing.T, pg *testenv.PG, fragment string) {
+	t.Helper()
+	admin := pg.AdminPool(t)
+	for i := 0; ; i++ {
+		var n int
+		if err := admin.QueryRow(context.Background(), "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%' || $1 || '%' AND pid <> pg_backend_pid()", fragment).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			return
+		}
+		if i > 200 {
+			t.Fatalf("no session ran %q", fragment)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

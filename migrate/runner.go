@@ -2,7 +2,6 @@ package migrate
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -224,25 +223,21 @@ func isCode(err error, code string) bool {
 	return errors.As(err, &pgErr) && pgErr.Code == code
 }
 
-// secureError maps tenancy.secure_schema's refusals (SQLSTATE class TN,
-// names as a JSON array in DETAIL) to this package's errors.
+// secureError maps tenancy.secure_schema's refusals to this package's
+// errors.
 func secureError(err error) error {
-	var pgErr *pgconn.PgError
-	if !errors.As(err, &pgErr) || !strings.HasPrefix(pgErr.Code, "TN") {
+	code, names, ok := rls.Refusal(err)
+	if !ok {
 		return err
 	}
-	var names []string
-	if json.Unmarshal([]byte(pgErr.Detail), &names) != nil {
-		return err
-	}
-	switch pgErr.Code {
-	case "TN001":
+	switch code {
+	case rls.CodeMissing:
 		return fmt.Errorf("%w: %w", ErrMissingTenantColumn, rls.MissingError(names))
-	case "TN002":
+	case rls.CodeSerial:
 		return fmt.Errorf("%w: %w", ErrSequenceDefault, rls.SequenceDefaultError(names))
-	case "TN003":
+	case rls.CodeTwin:
 		return fmt.Errorf("%w: %w", ErrSharedTwin, rls.SharedTwinError(names))
-	case "TN004":
+	case rls.CodeForeignPolicy:
 		return fmt.Errorf("%w: %s", ErrForeignPolicy, strings.Join(names, ", "))
 	}
 	return err

@@ -445,7 +445,7 @@ func TestRunnerWaitsForTheSchemaLock(t *testing.T) {
 	pg := testenv.PostgreSQL(t)
 	tn := fleet(t, pg, "runlock", 1)[0]
 	chain := fstest.MapFS{
-		"00001_slow.sql": {Data: []byte("-- +goose Up\nCREATE TABLE slow (tenant_id text NOT NULL);\nSELECT pg_sleep(1.5);\n")},
+		"00001_slow.sql": {Data: []byte("-- +goose Up\nCREATE TABLE slow (tenant_id text NOT NULL);\nSELECT pg_sleep(1.51);\n")},
 	}
 	m := newMigrator(t, pg, chain, nil)
 	ctx := context.Background()
@@ -454,20 +454,7 @@ func TestRunnerWaitsForTheSchemaLock(t *testing.T) {
 	}
 	first := make(chan migrate.TenantResult, 1)
 	go func() { first <- m.UpTenant(ctx, tn) }()
-	admin := pg.AdminPool(t)
-	for i := 0; ; i++ {
-		var n int
-		if err := admin.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(1.5)%' AND pid <> pg_backend_pid()").Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		if n > 0 {
-			break
-		}
-		if i > 200 {
-			t.Fatal("the first migration never started")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitForQuery(t, pg, "pg_sleep(1.51)") // TestLockedSchema sleeps 1.5
 	wctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
 	rep, _ := m.UpAll(wctx, source([]tenant.Tenant{tn}))
@@ -525,32 +512,5 @@ func TestRunnerSchemaMissing(t *testing.T) {
 func TestRunnerConcurrentUpAll(t *testing.T) {
 	t.Parallel()
 	pg := testenv.PostgreSQL(t)
-	tenants := fleet(t, pg, "runconc", 6)
-	var wg sync.WaitGroup
-	errs := make(chan error, 2)
-	for range 2 {
-		m := newMigrator(t, pg, fastChain(), func(c *migrate.Config) { c.Concurrency = 3 })
-		wg.Go(func() {
-			rep, err := m.UpAll(context.Background(), source(tenants))
-			if err == nil {
-				err = rep.Err()
-			}
-			errs <- err
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Error(err)
-		}
-	}
-	for _, tn := range tenants {
-		var rows, distinct int
-		err := pg.OwnerPool(t).QueryRow(context.Background(), "SELECT count(*), count(DISTINCT version_id) FROM "+
-			pgx.Identifier{pgtenant.SchemaName(tn), "goose_db_version"}.Sanitize()+" WHERE version_id > 0").Scan(&rows, &distinct)
-		if err != nil || rows != 3 || distinct != 3 {
-			t.Errorf("%s: %d version rows, %d distinct (%v); want each of 3 applied once", tn.Slug, rows, distinct, err)
-		}
-	}
+	upAllTwiceAtOnce(t, pg, fastChain(), fleet(t, pg, "runconc", 6), 3)
 }

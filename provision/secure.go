@@ -1,12 +1,9 @@
 package provision
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/tenancykit/tenancy/internal/rls"
 )
 
@@ -132,22 +129,18 @@ const secureSQL = "SELECT tenancy.secure_schema($1, $2, $3, $4)"
 // secureError maps tenancy.secure_schema's refusals to this package's
 // errors, naming the tables and columns as rls's errors do.
 func secureError(err error) error {
-	var pgErr *pgconn.PgError
-	if !errors.As(err, &pgErr) || !strings.HasPrefix(pgErr.Code, "TN") {
+	code, names, ok := rls.Refusal(err)
+	if !ok {
 		return err
 	}
-	var names []string
-	if jsonErr := json.Unmarshal([]byte(pgErr.Detail), &names); jsonErr != nil {
-		return err
-	}
-	switch pgErr.Code {
-	case "TN001":
+	switch code {
+	case rls.CodeMissing:
 		return fmt.Errorf("%w: %w", ErrMissingTenantColumn, rls.MissingError(names))
-	case "TN002":
+	case rls.CodeSerial:
 		return fmt.Errorf("%w: %w", ErrSequenceDefault, rls.SequenceDefaultError(names))
-	case "TN003":
+	case rls.CodeTwin:
 		return fmt.Errorf("%w: %w", ErrSharedTwin, rls.SharedTwinError(names))
-	case "TN004":
+	case rls.CodeForeignPolicy:
 		return fmt.Errorf("provision: tables with policies of their own: %s; leave policies to provision, another permissive policy would widen access", strings.Join(names, ", "))
 	}
 	return err

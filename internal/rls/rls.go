@@ -5,11 +5,13 @@ package rls
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // PolicyName is the name of the policy on every tenant table.
@@ -202,4 +204,26 @@ func SequenceDefaultError(cols []string) error {
 // MissingError reports tables without tenant_id.
 func MissingError(tables []string) error {
 	return fmt.Errorf("%w: %s (every tenant table needs one; RLS filters on it)", ErrMissingTenantColumn, strings.Join(tables, ", "))
+}
+
+// The SQLSTATEs with which tenancy.secure_schema (provision's registry)
+// refuses a schema, the names as a JSON array in DETAIL.
+const (
+	CodeMissing       = "TN001" // tables without tenant_id
+	CodeSerial        = "TN002" // columns with a sequence default
+	CodeTwin          = "TN003" // tenant tables named like shared ones
+	CodeForeignPolicy = "TN004" // tables with policies of their own
+)
+
+// Refusal decodes a refusal of tenancy.secure_schema: its code (one of the
+// Code constants) and the names it reports. ok is false for any other error.
+func Refusal(err error) (code string, names []string, ok bool) {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || !strings.HasPrefix(pgErr.Code, "TN") {
+		return "", nil, false
+	}
+	if json.Unmarshal([]byte(pgErr.Detail), &names) != nil {
+		return "", nil, false
+	}
+	return pgErr.Code, names, true
 }
