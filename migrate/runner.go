@@ -140,8 +140,11 @@ func (m *Migrator) runFast(ctx context.Context, w *worker, t tenant.Tenant, from
 		res.Duration = time.Since(start)
 		return res
 	}
-	for {
-		failed, err := w.execBatch(ctx, qs)
+	locked := func() TenantResult {
+		return fail(0, fmt.Errorf("%w: %s, by another migration (%w)", ErrSchemaLocked, schema, ctx.Err()))
+	}
+	for waited := false; ; waited = true {
+		failed, completed, err := w.execBatch(ctx, qs)
 		switch {
 		case err == nil:
 			res.To, res.Applied = last, len(files)
@@ -150,10 +153,12 @@ func (m *Migrator) runFast(ctx context.Context, w *worker, t tenant.Tenant, from
 		case failed == lockAt && isCode(err, "22012"):
 			select {
 			case <-ctx.Done():
-				return fail(0, fmt.Errorf("%w: %s, by another migration (%w)", ErrSchemaLocked, schema, ctx.Err()))
+				return locked()
 			case <-time.After(lockPoll):
 				continue // the holder may have migrated it: the guard tells
 			}
+		case waited && ctx.Err() != nil && completed <= lockAt: // ended while still waiting for the lock
+			return locked()
 		case (failed == tableAt || failed == guardAt) && isCode(err, "3F000"):
 			return fail(0, fmt.Errorf("%w: %s; provision the tenant first", ErrSchemaMissing, schema))
 		case failed == guardAt && (isCode(err, "22012") || isCode(err, "42P01")): // moved, or its table is gone
@@ -181,12 +186,12 @@ type query struct {
 
 // execBatch sends qs on the worker's connection, written together before
 // one Sync, and returns the index of the first query that failed (-1 for
-// none) with the error. The queries run in one implicit transaction: all of
+// none), how many completed, and the error. The queries run in one implicit transaction: all of
 // them, or none. The Batch is built afresh for every call: pgconn appends
 // its Sync to a Batch it sends, so a Batch sent twice would carry two, and
 // the second ReadyForQuery would end the next call's read before its
 // results.
-func (w *worker) execBatch(ctx context.Context, qs []query) (failed int, err error) {
+func (w *worker) execBatch(ctx context.Context, qs []query) (failed, completed int, err error) {
 	var b pgconn.Batch
 	for _, q := range qs {
 		b.ExecParams(q.sql, q.args, nil, nil, nil)
@@ -194,28 +199,28 @@ func (w *worker) execBatch(ctx context.Context, qs []query) (failed int, err err
 	failed = -1
 	c, err := w.db.Conn(ctx)
 	if err != nil {
-		return -1, err
+		return -1, 0, err
 	}
 	defer c.Close()
 	err = c.Raw(func(dc any) error {
 		mrr := dc.(*stdlib.Conn).Conn().PgConn().ExecBatch(ctx, &b)
-		n := 0
 		for mrr.NextResult() {
-			if mrr.ResultReader().Read().Err != nil && failed < 0 {
-				failed = n
+			if mrr.ResultReader().Read().Err != nil {
+				failed = completed
+				break
 			}
-			n++
+			completed++
 		}
 		err := mrr.Close()
 		if err != nil && failed < 0 {
-			failed = n
+			failed = completed
 		}
 		return err
 	})
 	if ctx.Err() != nil { // cut short: no statement is to blame
 		failed = -1
 	}
-	return failed, err
+	return failed, completed, err
 }
 
 func isCode(err error, code string) bool {

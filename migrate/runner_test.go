@@ -445,7 +445,7 @@ func TestRunnerWaitsForTheSchemaLock(t *testing.T) {
 	pg := testenv.PostgreSQL(t)
 	tn := fleet(t, pg, "runlock", 1)[0]
 	chain := fstest.MapFS{
-		"00001_slow.sql": {Data: []byte("-- +goose Up\nCREATE TABLE slow (tenant_id text NOT NULL);\nSELECT pg_sleep(1.51);\n")},
+		"00001_slow.sql": {Data: []byte("-- +goose Up\nCREATE TABLE slow (tenant_id text NOT NULL);\nSELECT pg_sleep(1.6);\n")},
 	}
 	m := newMigrator(t, pg, chain, nil)
 	ctx := context.Background()
@@ -454,7 +454,7 @@ func TestRunnerWaitsForTheSchemaLock(t *testing.T) {
 	}
 	first := make(chan migrate.TenantResult, 1)
 	go func() { first <- m.UpTenant(ctx, tn) }()
-	waitForQuery(t, pg, "pg_sleep(1.51)") // TestLockedSchema sleeps 1.5
+	waitForQuery(t, pg, "pg_sleep(1.6)") // TestLockedSchema sleeps 1.5: not a substring
 	wctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
 	rep, _ := m.UpAll(wctx, source([]tenant.Tenant{tn}))
