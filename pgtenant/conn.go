@@ -130,13 +130,13 @@ func (c *Conn) Exec(ctx context.Context, sql string, args ...any) (pgconn.Comman
 }
 
 // stmt prepares a call: checks the tenant of ctx and applies query
-// rewriters. viaPgx reports that the statement goes through pgx itself
-// (explicit query options, or a pool that prepares nothing).
+// rewriters. viaPgx reports that the statement goes through pgx itself (an
+// explicit pgx.QueryExecMode, or the simple protocol).
 func (c *Conn) stmt(ctx context.Context, sql string, args []any) (string, []any, bool, error) {
 	if t, ok := tenant.FromContext(ctx); ok && t != c.sc.tenant {
 		return "", nil, false, fmt.Errorf("%w: %s, not %s", ErrTenantMismatch, t, c.sc.tenant)
 	}
-	sql, args, opts, err := splitArgs(ctx, sql, args)
+	sql, args, opts, err := c.p.callArgs(ctx, sql, args)
 	if err != nil {
 		return "", nil, false, err
 	}

@@ -105,7 +105,8 @@
 // the Pool, Tx and Conn methods with the caller's SQL and arguments, the
 // tenant in its context, and the context it returned carried to the end.
 // This holds in every exec mode but the simple protocol: statements sent
-// through pgx itself (the simple protocol, explicit query options) are
+// through pgx itself (the simple protocol, an explicit pgx.QueryExecMode
+// argument) are
 // traced by pgx, as a batch with the scope statement first. The pool's own statements that go through pgx (the role
 // check, the session reset of Acquire) are traced too. CopyFrom is traced by
 // pgx as what it runs: the COPY into its staging table and the INSERT that

@@ -19,8 +19,11 @@ import (
 // description (prepare, run); in QueryExecModeExec everything goes as
 // parameterised text (runExec). execStmt, queryStmt and rowStmt wrap run
 // with tracing, the session-state backstop and stale-statement handling.
-// Only the simple protocol, explicit pgx query options and batches behind a
-// pooler go through pgx itself (pool.go: send, beginScoped; batch.go).
+// pgx.QueryResultFormats and QueryResultFormatsByOID (what pgx's
+// database/sql driver passes) travel ahead of the arguments and run applies
+// them, as pgx does (ignored in QueryExecModeExec, as in pgx). Only the
+// simple protocol, an explicit pgx.QueryExecMode argument and batches behind
+// a pooler go through pgx itself (pool.go: send, beginScoped; batch.go).
 
 // step says what travels before a statement in its round trip.
 type step uint8
@@ -187,8 +190,18 @@ func (p *Pool) run(ctx context.Context, c *pgx.Conn, st *connState, sc scope, sq
 			return nil, began, err
 		}
 	}
+	formats, byOID, args := resultFormats(args)
 	if err := st.eqb.Build(c.TypeMap(), sd, args); err != nil {
 		return nil, began, fmt.Errorf("pgtenant: encode arguments: %w", err)
+	}
+	if byOID != nil { // as pgx applies them: by each result column's type
+		formats = make(pgx.QueryResultFormats, len(sd.Fields))
+		for i, f := range sd.Fields {
+			formats[i] = byOID[f.DataTypeOID]
+		}
+	}
+	if formats == nil {
+		formats = st.eqb.ResultFormats
 	}
 	b := st.batch(c.PgConn())
 	if s == withBegin {
@@ -199,7 +212,7 @@ func (p *Pool) run(ctx context.Context, c *pgx.Conn, st *connState, sc scope, sq
 	if s != inScope {
 		b.ExecStatement(st.scopeSD, p.scopeValues(sc), nil, nil)
 	}
-	b.ExecStatement(sd, st.eqb.ParamValues, st.eqb.ParamFormats, st.eqb.ResultFormats)
+	b.ExecStatement(sd, st.eqb.ParamValues, st.eqb.ParamFormats, formats)
 	var sent bool
 	mrr, sent, err = p.sendStmt(ctx, c, sc, b, s)
 	// A BEGIN that ran with the prepare, or with the statement.
@@ -210,6 +223,9 @@ func (p *Pool) run(ctx context.Context, c *pgx.Conn, st *connState, sc scope, sq
 // prepared): BEGIN, the scope statement and sql go as parameterised text in
 // one batch, the arguments encoded as pgx encodes them in that mode.
 func (p *Pool) runExec(ctx context.Context, c *pgx.Conn, st *connState, sc scope, sql string, args []any, s step, opts pgx.TxOptions) (*pgconn.MultiResultReader, bool, error) {
+	// Result formats are ignored in this mode, as pgx ignores them: nothing
+	// is described, so results come as text.
+	_, _, args = resultFormats(args)
 	if err := st.eqb.Build(c.TypeMap(), nil, args); err != nil {
 		return nil, false, fmt.Errorf("pgtenant: encode arguments: %w", err)
 	}
@@ -424,4 +440,55 @@ func splitArgs(ctx context.Context, sql string, args []any) (string, []any, []an
 		break
 	}
 	return sql, args, opts, nil
+}
+
+// callArgs is splitArgs for the statement path of Pool, Tx and Conn: result
+// formats that statementPath accepts go back ahead of the arguments, for run
+// to apply, and opts holds what must go through pgx.
+func (p *Pool) callArgs(ctx context.Context, sql string, args []any) (string, []any, []any, error) {
+	sql, args, opts, err := splitArgs(ctx, sql, args)
+	if err == nil && len(opts) > 0 && p.statementPath(opts) {
+		args, opts = append(opts, args...), nil
+	}
+	return sql, args, opts, err
+}
+
+// statementPath reports whether a call with opts (from splitArgs) goes the
+// statement path: with none, or with result formats only on a pool that
+// does not use the simple protocol (run applies them; in exec mode they are
+// ignored, as pgx ignores them there). The caller then passes the options
+// ahead of the arguments. An explicit QueryExecMode goes through pgx.
+func (p *Pool) statementPath(opts []any) bool {
+	if len(opts) == 0 {
+		return true
+	}
+	if p.simple {
+		return false
+	}
+	for _, o := range opts {
+		if _, ok := o.(pgx.QueryExecMode); ok {
+			return false
+		}
+	}
+	return true
+}
+
+// resultFormats takes the result-format options that lead args (placed
+// there by callers of statementPath) and returns them with the arguments
+// proper; the last of each kind wins, as in pgx.
+func resultFormats(args []any) (pgx.QueryResultFormats, pgx.QueryResultFormatsByOID, []any) {
+	var formats pgx.QueryResultFormats
+	var byOID pgx.QueryResultFormatsByOID
+	for len(args) > 0 {
+		switch a := args[0].(type) {
+		case pgx.QueryResultFormats:
+			formats = a
+		case pgx.QueryResultFormatsByOID:
+			byOID = a
+		default:
+			return formats, byOID, args
+		}
+		args = args[1:]
+	}
+	return formats, byOID, args
 }

@@ -174,7 +174,7 @@ func (p *Pool) prepareCall(ctx context.Context, sql string, args []any) (scope, 
 	if err != nil {
 		return sc, "", nil, nil, nil, err
 	}
-	sql, args, opts, err := splitArgs(ctx, sql, args)
+	sql, args, opts, err := p.callArgs(ctx, sql, args)
 	if err != nil {
 		return sc, "", nil, nil, nil, err
 	}

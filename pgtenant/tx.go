@@ -342,7 +342,7 @@ func (t *Tx) stmt(ctx context.Context, sql string, args []any) (string, []any, *
 	if err := t.usable(ctx); err != nil {
 		return "", nil, nil, false, err
 	}
-	sql, args, opts, err := splitArgs(ctx, sql, args)
+	sql, args, opts, err := t.p.callArgs(ctx, sql, args)
 	if err != nil {
 		return "", nil, nil, false, err
 	}
