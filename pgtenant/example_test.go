@@ -219,3 +219,47 @@ func ExamplePool_tracelog() {
 	// acme: INSERT INTO notes (body) VALUES ($1) INSERT 0 1
 	// acme: SELECT count(*) FROM notes SELECT 1
 }
+
+func ExampleOpenDB() {
+	// Two tenants, acme and globex, each with a notes table confined by row
+	// level security, in a throwaway database (provisiontest: an
+	// administrator from $TENANCY_TEST_ADMIN_URL or local postgres).
+	env, cleanup, err := provisiontest.Start(context.Background(), provisiontest.Options{
+		Slugs:   []string{"acme", "globex"},
+		Builder: provision.DDL(`CREATE TABLE notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, tenant_id text NOT NULL, body text)`),
+	})
+	if cleanup != nil {
+		defer cleanup()
+	}
+	if err != nil {
+		panic(err)
+	}
+	cfg, _ := pgxpool.ParseConfig(env.AppURL)
+	pool, err := pgtenant.New(context.Background(), pgtenant.Config{PoolConfig: cfg})
+	if err != nil {
+		panic(err)
+	}
+	defer pool.Close()
+
+	// database/sql code (or sqlx, bun, GORM on top of it) uses the tenant of
+	// each call's context, as the pool's own methods do.
+	db := pgtenant.OpenDB(pool)
+	defer db.Close()
+	for _, t := range []tenant.Tenant{env.Tenants[0].Tenant(), env.Tenants[1].Tenant()} {
+		ctx := tenant.NewContext(context.Background(), t)
+		if _, err := db.ExecContext(ctx, "INSERT INTO notes (body) VALUES ($1)", "hello from "+t.Slug); err != nil {
+			panic(err)
+		}
+		var body string
+		if err := db.QueryRowContext(ctx, "SELECT body FROM notes").Scan(&body); err != nil {
+			panic(err)
+		}
+		fmt.Println(body)
+	}
+	_, err = db.ExecContext(context.Background(), "DELETE FROM notes")
+	fmt.Println(err)
+	// Output:
+	// hello from acme
+	// hello from globex
+	// tenant: no tenant in context
+}

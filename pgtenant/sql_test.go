@@ -276,3 +276,78 @@ func TestOpenDBWithSqlx(t *testing.T) {
 		t.Errorf("sqlx without a tenant: %d, %v", n, err)
 	}
 }
+
+// TestOpenDBAttacks: a transaction whose context is cancelled midway keeps
+// nothing and leaves the pool usable; two tenants interleaved on one
+// *sql.Conn each see their own rows; with a Pool of one connection,
+// database/sql's calls take turns on it.
+func TestOpenDBAttacks(t *testing.T) {
+	t.Parallel()
+	pg := testenv.PostgreSQL(t)
+	tenants := createTenants(t, pg, "sqlatk", 2, 1)
+	a, b := tenants[0], tenants[1]
+	p := newPool(t, pg, func(c *pgtenant.Config) { c.PoolConfig.MaxConns = 1 })
+	db := pgtenant.OpenDB(p)
+	defer db.Close()
+
+	ctx, cancel := context.WithCancel(ctxFor(a))
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.ExecContext(ctx, "INSERT INTO items (name) VALUES ('cancelled')"); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if err := tx.Commit(); err == nil {
+		t.Error("commit after the context was cancelled succeeded")
+	}
+	if diff := cmp.Diff(want(a, 1), sqlNames(t, db, ctxFor(a))); diff != "" {
+		t.Errorf("after a cancelled transaction (-want +got):\n%s", diff)
+	}
+
+	conn, err := db.Conn(ctxFor(a))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for range 3 {
+		for _, tn := range tenants {
+			var names []string
+			rows, err := conn.QueryContext(ctxFor(tn), "SELECT name FROM items ORDER BY id")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for rows.Next() {
+				var n string
+				_ = rows.Scan(&n)
+				names = append(names, n)
+			}
+			rows.Close()
+			if diff := cmp.Diff(want(tn, 1), names); diff != "" {
+				t.Errorf("%s on a shared *sql.Conn (-want +got):\n%s", tn.Slug, diff)
+			}
+		}
+	}
+	if err := conn.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// One server connection: a transaction holds it until it ends, then the
+	// next call gets it.
+	tx, err = db.BeginTx(ctxFor(b), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.ExecContext(ctxFor(b), "UPDATE items SET name = name"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want(b, 1), sqlNames(t, db, ctxFor(b))); diff != "" {
+		t.Errorf("tenant b (-want +got):\n%s", diff)
+	}
+	if s := p.Stat(); s.AcquiredConns() != 0 {
+		t.Errorf("%d server connections still held", s.AcquiredConns())
+	}
+}
