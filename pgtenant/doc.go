@@ -43,6 +43,17 @@
 // in one of its own. One difference: an error in BEGIN itself (an unusable
 // TxOptions.BeginQuery) comes from the first statement, not from BeginTx.
 //
+// # Code you already have
+//
+//   - sqlc (pgx/v5): a *Pool is sqlc's DBTX and its transactions work with
+//     WithTx; scany, pgx.CollectRows and pgx.BeginFunc work unchanged.
+//   - database/sql, and sqlx, bun, GORM's postgres driver or ent on top of
+//     it: [OpenDB] returns a *sql.DB whose statements and transactions run in
+//     the tenant of each call's context, with the same guarantees (sqlx is
+//     tested; values scan as through pgx's stdlib).
+//   - Tracing: see below; tracelog and OpenTelemetry tracers see the
+//     caller's SQL with the tenant in the context.
+//
 // # A deleted tenant
 //
 // PostgreSQL skips a search_path entry whose schema does not exist, so a
