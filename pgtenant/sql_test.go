@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/jmoiron/sqlx"
@@ -161,11 +162,21 @@ func TestOpenDBMatchesStdlib(t *testing.T) {
 	t.Parallel()
 	pg := testenv.PostgreSQL(t)
 	tn := createTenants(t, pg, "sqltypes", 1, 2)[0]
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol} {
+		t.Run(mode.String(), func(t *testing.T) { openDBMatchesStdlib(t, pg, tn, mode) })
+	}
+}
+
+func openDBMatchesStdlib(t *testing.T, pg *testenv.PG, tn tenant.Tenant, mode pgx.QueryExecMode) {
 	rec := &recorder{}
-	p := newPool(t, pg, func(c *pgtenant.Config) { c.PoolConfig.ConnConfig.Tracer = rec })
+	p := newPool(t, pg, func(c *pgtenant.Config) {
+		c.PoolConfig.ConnConfig.Tracer = rec
+		c.PoolConfig.ConnConfig.DefaultQueryExecMode = mode
+	})
 	db := pgtenant.OpenDB(p)
 	defer db.Close()
 	cfg := pg.AppConfig(t)
+	cfg.ConnConfig.DefaultQueryExecMode = mode
 	cfg.ConnConfig.RuntimeParams["search_path"] = pgtenant.SchemaName(tn)
 	cfg.ConnConfig.RuntimeParams["app.tenant_id"] = tn.ID
 	raw, err := pgxpool.NewWithConfig(context.Background(), cfg)
@@ -214,6 +225,9 @@ func TestOpenDBMatchesStdlib(t *testing.T) {
 	}
 	if _, err := db.ExecContext(ctx, "UPDATE items SET name = name WHERE id = $1", 1); err != nil {
 		t.Fatal(err)
+	}
+	if mode == pgx.QueryExecModeSimpleProtocol {
+		return // database/sql's result formats go through pgx in a transaction there
 	}
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
