@@ -30,16 +30,7 @@ func TestQueryRowAllocations(t *testing.T) {
 				c.PoolConfig.MaxConns = 1
 				c.PoolConfig.ConnConfig.DefaultQueryExecMode = mode
 			})
-			cfg := pg.AppConfig(t)
-			cfg.MaxConns = 1
-			cfg.ConnConfig.DefaultQueryExecMode = mode
-			cfg.ConnConfig.RuntimeParams["search_path"] = pgtenant.SchemaName(tn)
-			cfg.ConnConfig.RuntimeParams["app.tenant_id"] = tn.ID
-			raw, err := pgxpool.NewWithConfig(context.Background(), cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer raw.Close()
+			raw := tenantSessionPool(t, pg, tn, mode, func(c *pgxpool.Config) { c.MaxConns = 1 })
 			ctx := ctxFor(tn)
 			var name string
 			read := func(q interface {

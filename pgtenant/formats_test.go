@@ -8,7 +8,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/tenancykit/tenancy/internal/testenv"
 	"github.com/tenancykit/tenancy/pgtenant"
 )
@@ -63,15 +62,7 @@ func TestResultFormatsMatchPgx(t *testing.T) {
 				c.PoolConfig.ConnConfig.DefaultQueryExecMode = mode
 				c.PoolConfig.ConnConfig.Tracer = rec
 			})
-			cfg := pg.AppConfig(t)
-			cfg.ConnConfig.DefaultQueryExecMode = mode
-			cfg.ConnConfig.RuntimeParams["search_path"] = pgtenant.SchemaName(tn)
-			cfg.ConnConfig.RuntimeParams["app.tenant_id"] = tn.ID
-			raw, err := pgxpool.NewWithConfig(context.Background(), cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer raw.Close()
+			raw := tenantSessionPool(t, pg, tn, mode, nil)
 			ctx := ctxFor(tn)
 			for name, opt := range options {
 				want := read(t, func() (pgx.Rows, error) { return raw.Query(context.Background(), sql, opt, 2) })

@@ -110,3 +110,24 @@ func want(tn tenant.Tenant, n int) []string {
 	}
 	return out
 }
+
+// tenantSessionPool is the oracle of the comparisons with plain pgx: a
+// pgxpool on the app role whose connections carry tn's schema and RLS
+// setting as session parameters, in exec mode mode; configure adjusts it.
+// Closed when the test ends.
+func tenantSessionPool(t testing.TB, pg *testenv.PG, tn tenant.Tenant, mode pgx.QueryExecMode, configure func(*pgxpool.Config)) *pgxpool.Pool {
+	t.Helper()
+	cfg := pg.AppConfig(t)
+	cfg.ConnConfig.DefaultQueryExecMode = mode
+	cfg.ConnConfig.RuntimeParams["search_path"] = pgtenant.SchemaName(tn)
+	cfg.ConnConfig.RuntimeParams["app.tenant_id"] = tn.ID
+	if configure != nil {
+		configure(cfg)
+	}
+	raw, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(raw.Close)
+	return raw
+}

@@ -9,7 +9,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/jmoiron/sqlx"
 	"github.com/tenancykit/tenancy/internal/testenv"
@@ -175,16 +174,7 @@ func openDBMatchesStdlib(t *testing.T, pg *testenv.PG, tn tenant.Tenant, mode pg
 	})
 	db := pgtenant.OpenDB(p)
 	defer db.Close()
-	cfg := pg.AppConfig(t)
-	cfg.ConnConfig.DefaultQueryExecMode = mode
-	cfg.ConnConfig.RuntimeParams["search_path"] = pgtenant.SchemaName(tn)
-	cfg.ConnConfig.RuntimeParams["app.tenant_id"] = tn.ID
-	raw, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
-	oracle := stdlib.OpenDBFromPool(raw)
+	oracle := stdlib.OpenDBFromPool(tenantSessionPool(t, pg, tn, mode, nil))
 	defer oracle.Close()
 
 	const q = `SELECT id, id::int2, id::int4, id::float4 / 3, id::float8 / 3, id > 1, name, name::bytea,

@@ -270,16 +270,7 @@ func tracedLikePgx(t *testing.T, pg *testenv.PG, tn tenant.Tenant, mode pgx.Quer
 	program(ctxFor(tn), p)
 
 	oracle := &recorder{}
-	cfg := pg.AppConfig(t)
-	cfg.ConnConfig.Tracer = oracle
-	cfg.ConnConfig.DefaultQueryExecMode = mode
-	cfg.ConnConfig.RuntimeParams["search_path"] = pgtenant.SchemaName(tn)
-	cfg.ConnConfig.RuntimeParams["app.tenant_id"] = tn.ID
-	raw, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
+	raw := tenantSessionPool(t, pg, tn, mode, func(c *pgxpool.Config) { c.ConnConfig.Tracer = oracle })
 	program(context.Background(), raw)
 
 	if diff := cmp.Diff(traced(oracle), traced(ours)); diff != "" {
