@@ -32,8 +32,8 @@ func Prefix(t tenant.Tenant) string { return "t:{" + t.ID + "}:" }
 // (SCAN, KEYS) and in client-side caching invalidations keep the prefix,
 // and a call whose context has no tenant fails with tenant.ErrNoTenant —
 // which is why rueidis's companion packages (rueidislock, rueidisaside,
-// rueidiscompat) are not supported on a Client; see the package doc. It is
-// safe for concurrent use.
+// rueidiscompat) need a tenant-bound handle ([Client.For], [ClientBuilder]);
+// see the package doc. It is safe for concurrent use.
 type Client struct {
 	c       rueidis.Client
 	prefix  func(tenant.Tenant) string

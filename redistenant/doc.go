@@ -86,17 +86,27 @@
 // Pub/sub messages reach Receive callbacks without the prefix. The prefix
 // cache is per Client.
 //
-// # rueidis companion packages
+// # Code that does not carry the tenant: bound clients and rueidis companions
 //
-// The companions take a rueidis.Client and drive it themselves, so what
-// holds for any code holds for them: a call without a tenant in its context
-// is refused, and key names they read back (replies, client-side caching
-// invalidations) carry the prefix. rueidislock, rueidisaside and
-// rueidiscompat send some commands with context.Background() or match on
-// key names they get back, so they are not supported on a Client: give such
-// a use a plain rueidis client and build its keys with [Client.Key]. A
-// client bound to one tenant, for code that does not carry the tenant in its
-// contexts, is planned.
+// [Client.For] returns a [Bound] handle: a rueidis.Client confined to one
+// tenant whatever its calls' contexts carry (a context naming another
+// tenant is refused with [ErrTenantMismatch]; closing the handle leaves the
+// shared client open). [ClientBuilder] makes such clients from a
+// rueidis.ClientOption, for companions that build their own, and delivers
+// their client-side caching invalidations without the tenant's prefix.
+//
+//   - rueidislock: pass ClientBuilder(t, cfg) as LockerOption.ClientBuilder;
+//     the same lock name is a different lock in each tenant, and release
+//     (which rueidislock sends with context.Background()) works. Tested.
+//   - rueidiscompat: NewAdapter(handle) reads and writes the tenant's keys;
+//     the key names its Scan and Keys return carry the prefix (strip them
+//     with [Client.Strip]). Tested.
+//   - rueidisaside is not on the module proxy this project builds from, so
+//     it is untested; it calls with context.Background() like rueidislock,
+//     which a handle from For or ClientBuilder covers.
+//
+// On a [Client] itself (no handle), a companion's background-context calls
+// are refused with tenant.ErrNoTenant, as any call without a tenant is.
 //
 // # Commands used many times
 //
