@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/redis/rueidis"
+	"github.com/redis/rueidis/rueidislock"
 	"github.com/tenancykit/tenancy/redistenant"
 	"github.com/tenancykit/tenancy/tenant"
 )
@@ -81,4 +82,44 @@ func ExampleClient_Purge() {
 	// Output:
 	// 3 <nil>
 	// 0
+}
+
+func ExampleClientBuilder() {
+	addr := os.Getenv("REDIS_ADDR") // or Redis on localhost
+	if addr == "" {
+		addr = "127.0.0.1:6379"
+	}
+	acme, _ := tenant.New("example-lock-acme", "acme")
+	globex, _ := tenant.New("example-lock-globex", "globex")
+
+	// rueidislock builds its own client and calls it with
+	// context.Background(): give it a client bound to the tenant.
+	newLocker := func(t tenant.Tenant) rueidislock.Locker {
+		l, err := rueidislock.NewLocker(rueidislock.LockerOption{
+			ClientOption:  rueidis.ClientOption{InitAddress: []string{addr}},
+			ClientBuilder: redistenant.ClientBuilder(t, redistenant.Config{}),
+			KeyMajority:   1,
+		})
+		if err != nil {
+			panic(err)
+		}
+		return l
+	}
+	acmeLocks, globexLocks := newLocker(acme), newLocker(globex)
+	defer acmeLocks.Close()
+	defer globexLocks.Close()
+
+	// "nightly-report" is a different lock in each tenant.
+	_, releaseAcme, err := acmeLocks.TryWithContext(context.Background(), "nightly-report")
+	fmt.Println("acme locked:", err == nil)
+	_, releaseGlobex, err := globexLocks.TryWithContext(context.Background(), "nightly-report")
+	fmt.Println("globex locked:", err == nil)
+	_, _, err = acmeLocks.TryWithContext(context.Background(), "nightly-report")
+	fmt.Println("acme again:", errors.Is(err, rueidislock.ErrNotLocked))
+	releaseAcme()
+	releaseGlobex()
+	// Output:
+	// acme locked: true
+	// globex locked: true
+	// acme again: true
 }
