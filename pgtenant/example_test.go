@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/tracelog"
 	"github.com/tenancykit/tenancy/pgtenant"
@@ -262,4 +263,64 @@ func ExampleOpenDB() {
 	// hello from acme
 	// hello from globex
 	// tenant: no tenant in context
+}
+
+// sqlcNotes is what sqlc generates for pgx/v5 (trimmed): a DBTX interface, a
+// Queries struct over it, WithTx for transactions.
+type sqlcNotes struct {
+	db interface {
+		Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
+		QueryRow(context.Context, string, ...any) pgx.Row
+	}
+}
+
+func (q *sqlcNotes) WithTx(tx pgx.Tx) *sqlcNotes { return &sqlcNotes{db: tx} }
+
+func (q *sqlcNotes) CreateNote(ctx context.Context, body string) error {
+	_, err := q.db.Exec(ctx, "INSERT INTO notes (body) VALUES ($1)", body)
+	return err
+}
+
+func (q *sqlcNotes) CountNotes(ctx context.Context) (n int64, err error) {
+	err = q.db.QueryRow(ctx, "SELECT count(*) FROM notes").Scan(&n)
+	return n, err
+}
+
+func Example_sqlc() {
+	// Two tenants, acme and globex, each with a notes table confined by row
+	// level security, in a throwaway database (provisiontest: an
+	// administrator from $TENANCY_TEST_ADMIN_URL or local postgres).
+	env, cleanup, err := provisiontest.Start(context.Background(), provisiontest.Options{
+		Slugs:   []string{"acme", "globex"},
+		Builder: provision.DDL(`CREATE TABLE notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, tenant_id text NOT NULL, body text)`),
+	})
+	if cleanup != nil {
+		defer cleanup()
+	}
+	if err != nil {
+		panic(err)
+	}
+	cfg, _ := pgxpool.ParseConfig(env.AppURL)
+	pool, err := pgtenant.New(context.Background(), pgtenant.Config{PoolConfig: cfg})
+	if err != nil {
+		panic(err)
+	}
+	defer pool.Close()
+
+	// sqlc's generated code takes the pool as its DBTX, and its WithTx takes
+	// the pool's transactions: nothing to adapt.
+	q := &sqlcNotes{db: pool}
+	acme := tenant.NewContext(context.Background(), env.Tenants[0].Tenant())
+	globex := tenant.NewContext(context.Background(), env.Tenants[1].Tenant())
+	_ = q.CreateNote(acme, "one")
+	err = pgx.BeginFunc(acme, pool, func(tx pgx.Tx) error {
+		return q.WithTx(tx).CreateNote(acme, "two")
+	})
+	if err != nil {
+		panic(err)
+	}
+	nAcme, _ := q.CountNotes(acme)
+	nGlobex, _ := q.CountNotes(globex)
+	fmt.Println("acme:", nAcme, "globex:", nGlobex)
+	// Output: acme: 2 globex: 0
 }
