@@ -193,9 +193,16 @@ func TestRueidiscompatOnBound(t *testing.T) {
 	if got := rawKeys(t, raw, b); len(got) != 0 {
 		t.Errorf("keys of b: %v", got)
 	}
-	keys, _, err := rdb.Scan(ctx, 0, "*", 100).Result()
-	if err != nil {
-		t.Fatal(err)
+	var keys []string
+	for cursor := uint64(0); ; { // SCAN visits part of the keyspace per call
+		page, next, err := rdb.Scan(ctx, cursor, "*", 1000).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, page...)
+		if cursor = next; cursor == 0 {
+			break
+		}
 	}
 	for _, k := range keys {
 		if _, ok := c.Strip(ctxFor(a), k); !ok {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/redis/rueidis"
 	"github.com/redis/rueidis/rueidislock"
@@ -109,12 +110,15 @@ func ExampleClientBuilder() {
 	defer acmeLocks.Close()
 	defer globexLocks.Close()
 
-	// "nightly-report" is a different lock in each tenant.
-	_, releaseAcme, err := acmeLocks.TryWithContext(context.Background(), "nightly-report")
+	// One lock name is a different lock in each tenant. (The name is new on
+	// every run: rueidislock deletes a released lock's key in the background,
+	// and closing the locker right after may leave it to expire.)
+	name := fmt.Sprintf("nightly-report-%d", time.Now().UnixNano())
+	_, releaseAcme, err := acmeLocks.TryWithContext(context.Background(), name)
 	fmt.Println("acme locked:", err == nil)
-	_, releaseGlobex, err := globexLocks.TryWithContext(context.Background(), "nightly-report")
+	_, releaseGlobex, err := globexLocks.TryWithContext(context.Background(), name)
 	fmt.Println("globex locked:", err == nil)
-	_, _, err = acmeLocks.TryWithContext(context.Background(), "nightly-report")
+	_, _, err = acmeLocks.TryWithContext(context.Background(), name)
 	fmt.Println("acme again:", errors.Is(err, rueidislock.ErrNotLocked))
 	releaseAcme()
 	releaseGlobex()
