@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/tenancykit/tenancy/internal/testenv"
 	"github.com/tenancykit/tenancy/pgtenant"
 	"github.com/tenancykit/tenancy/tenant"
@@ -230,6 +231,34 @@ func BenchmarkQueryRowExecMode(b *testing.B) {
 			run(b, parallel, func(i int) error {
 				var name string
 				return p.QueryRow(env.ctxs[i%benchTenants], "SELECT name FROM items WHERE id = $1", 1+i%benchRows).Scan(&name)
+			})
+		})
+	}
+}
+
+// BenchmarkDatabaseSQL compares a primary-key read through database/sql,
+// tenants rotating over 100 schemas: raw is pgx's stdlib on a plain pgxpool
+// (schema-qualified SQL, a role that bypasses RLS), scoped is OpenDB on a
+// pgtenant pool (scope and statement in one round trip).
+func BenchmarkDatabaseSQL(b *testing.B) {
+	env := setupBench(b)
+	pg := testenv.PostgreSQL(b)
+	for _, mode := range []string{"serial", "parallel"} {
+		parallel := mode == "parallel"
+		b.Run("mode="+mode+"/impl=raw", func(b *testing.B) {
+			db := stdlib.OpenDBFromPool(benchPool(b, env.rawURL))
+			b.Cleanup(func() { _ = db.Close() })
+			run(b, parallel, func(i int) error {
+				var name string
+				return db.QueryRowContext(context.Background(), env.rawSQL[i%benchTenants], 1+i%benchRows).Scan(&name)
+			})
+		})
+		b.Run("mode="+mode+"/impl=scoped", func(b *testing.B) {
+			db := pgtenant.OpenDB(newPool(b, pg, nil))
+			b.Cleanup(func() { _ = db.Close() })
+			run(b, parallel, func(i int) error {
+				var name string
+				return db.QueryRowContext(env.ctxs[i%benchTenants], "SELECT name FROM items WHERE id = $1", 1+i%benchRows).Scan(&name)
 			})
 		})
 	}
