@@ -48,7 +48,9 @@
 // and a rerun finishes it. goose reads the result as its own: the version
 // table is goose's, with goose's rows, and goose run by hand afterwards
 // agrees (TestRunnerMatchesGoose compares schemas built both ways). goose
-// itself still runs Go migrations, NO TRANSACTION and ENVSUB files, schemas
+// itself still runs Go migrations, NO TRANSACTION and ENVSUB files, files
+// with transaction control (COMMIT, SAVEPOINT, …) or with several SQL
+// statements in one goose statement, schemas
 // whose version table moved since UpAll's Status read it (goose run by
 // hand: goose then decides, and reports out-of-order versions as it always
 // does), and every tenant of a database without the registry.

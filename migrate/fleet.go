@@ -254,7 +254,9 @@ func (r Report) Err() error {
 // tables read afterwards, by Status or by goose itself, show the same
 // versions as if goose had applied them. Any other tenant goes through goose,
 // one migration per transaction, like UpTenant: Go migrations, files marked
-// NO TRANSACTION or ENVSUB, a database without provision's registry, and a
+// NO TRANSACTION or ENVSUB, files with transaction control or with several
+// SQL statements in one goose statement, a database without provision's
+// registry, and a
 // schema whose goose table disagrees with the version summary (someone ran
 // goose by hand; goose then decides, and reports out-of-order versions).
 //

@@ -26,7 +26,9 @@ import (
 // the table holds what Status read, each migration's statements followed by
 // its goose version row, the securing of new tables, and the fleet's
 // version summary. The first error rolls all of it back. Everything else —
-// Go migrations, NO TRANSACTION and ENVSUB files, a schema whose goose table
+// Go migrations, NO TRANSACTION and ENVSUB files, files with transaction
+// control or several SQL statements in one goose statement, a schema whose
+// goose table
 // disagrees with Status (goose run by hand, out-of-order versions), a
 // database without the securing function — goes through goose, one
 // migration per transaction, as UpTenant does.

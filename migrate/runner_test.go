@@ -108,6 +108,8 @@ func TestParseUpMatchesGoose(t *testing.T) {
 		"no up":                     "CREATE TABLE a (tenant_id text);\n",
 		"unfinished block":          "-- +goose Up\n-- +goose StatementBegin\nCREATE TABLE a (tenant_id text);\n",
 		"missing semicolon":         "-- +goose Up\nCREATE TABLE a (tenant_id text)\n",
+		"commit":                    "-- +goose Up\nCREATE TABLE a (tenant_id text);\nCOMMIT;\nCREATE TABLE b (tenant_id text);\n",
+		"savepoint":                 "-- +goose Up\nSAVEPOINT s;\nCREATE TABLE a (tenant_id text);\n",
 	} {
 		if _, fast, _ := migrate.ParseUp(src); fast {
 			t.Errorf("%s: the runner would apply it; goose must", name)

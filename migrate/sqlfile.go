@@ -122,8 +122,14 @@ func parseUp(r io.Reader) upFile {
 		return notFast("unfinished file")
 	}
 	for i, s := range out.stmts {
-		if n := len(sqllex.Split(s)); n != 1 {
-			return notFast(fmt.Sprintf("statement %d holds %d SQL statements", i+1, n))
+		sts := sqllex.Split(s)
+		if len(sts) != 1 {
+			return notFast(fmt.Sprintf("statement %d holds %d SQL statements", i+1, len(sts)))
+		}
+		// COMMIT or ROLLBACK would end the runner's transaction midway, and
+		// BEGIN would be refused in it: goose runs such a file as it would.
+		if sqllex.TxControl(sts[0]) {
+			return notFast(fmt.Sprintf("statement %d is transaction control", i+1))
 		}
 	}
 	return out

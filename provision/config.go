@@ -75,8 +75,7 @@ func (d ddl) check() error {
 				return false
 			}
 			switch {
-			case at(0, "begin"), at(0, "start"), at(0, "commit"), at(0, "end"), at(0, "abort"),
-				at(0, "rollback"), at(0, "savepoint"), at(0, "release"), at(0, "prepare") && at(1, "transaction"):
+			case sqllex.TxControl(st):
 				return fmt.Errorf("DDL statement %d: %s: transaction control is not allowed; Create runs the DDL in its own transaction", i+1, strings.ToUpper(st[0].Text))
 			case at(0, "set") && (has("role") || has("authorization")):
 				return fmt.Errorf("DDL statement %d: SET ROLE / SESSION AUTHORIZATION is not allowed: the tenant's objects must belong to the owner role", i+1)

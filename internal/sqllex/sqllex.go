@@ -144,3 +144,21 @@ func isIdentStart(c byte) bool {
 func isIdentChar(c byte) bool { return isIdentStart(c) || isDigit(c) }
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+// TxControl reports whether st is a transaction control statement —
+// BEGIN, START TRANSACTION, COMMIT, END, ABORT, ROLLBACK, SAVEPOINT,
+// RELEASE, PREPARE TRANSACTION — which would end or split a transaction its
+// caller runs it in.
+func TxControl(st []Token) bool {
+	if len(st) == 0 {
+		return false
+	}
+	switch {
+	case st[0].Is("begin"), st[0].Is("start"), st[0].Is("commit"), st[0].Is("end"), st[0].Is("abort"),
+		st[0].Is("rollback"), st[0].Is("savepoint"), st[0].Is("release"):
+		return true
+	case st[0].Is("prepare") && len(st) > 1 && st[1].Is("transaction"):
+		return true
+	}
+	return false
+}
