@@ -34,7 +34,8 @@ import (
 // Use the *sql.DB with ...Context methods: database/sql's methods without a
 // context pass context.Background(), which carries no tenant. Rows scan as
 // through pgx's own database/sql driver (stdlib): integers, floats, bools,
-// bytea, dates and timestamps as Go values, every other type as its text.
+// bytea, dates and timestamps as Go values, json, jsonb and xml as the bytes
+// of their text, every other type as its text.
 //
 // Where it differs from stdlib.OpenDBFromPool: database/sql's connections
 // are handles that hold no server connection of their own — each statement
