@@ -387,12 +387,9 @@ func (m *Migrator) secure(ctx context.Context, w *worker, t tenant.Tenant, schem
 		if len(plan.Twins) > 0 {
 			return fmt.Errorf("%w: %w", ErrSharedTwin, rls.SharedTwinError(plan.Twins))
 		}
-		if len(stmts) > 0 {
-			// One round trip: the statements hold only quoted identifiers and
-			// catalog types; a multi-statement query is one transaction.
-			if _, err := pc.Exec(ctx, strings.Join(stmts, ";\n"), pgx.QueryExecModeSimpleProtocol); err != nil {
-				return err
-			}
+		// One round trip, one implicit transaction, one statement per query.
+		if err := rls.ExecEach(ctx, pc.PgConn(), stmts); err != nil {
+			return err
 		}
 		if len(missing) > 0 {
 			return fmt.Errorf("%w: %w", ErrMissingTenantColumn, rls.MissingError(missing))

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/tenancykit/tenancy/internal/rls"
 	"github.com/tenancykit/tenancy/pgtenant"
 	"github.com/tenancykit/tenancy/tenant"
 )
@@ -262,12 +263,8 @@ func (r *Registry) secureSharedTables(ctx context.Context, tx pgx.Tx) error {
 	return nil
 }
 
+// execAll runs stmts in tx in one round trip, one statement per query (see
+// rls.ExecEach).
 func execAll(ctx context.Context, tx pgx.Tx, stmts []string) error {
-	if len(stmts) == 0 {
-		return nil
-	}
-	// One round trip: the statements hold no values, only identifiers
-	// quoted by pgx.Identifier and types from the catalog.
-	_, err := tx.Exec(ctx, strings.Join(stmts, ";\n"), pgx.QueryExecModeSimpleProtocol)
-	return err
+	return rls.ExecEach(ctx, tx.Conn().PgConn(), stmts)
 }

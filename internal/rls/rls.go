@@ -227,3 +227,22 @@ func Refusal(err error) (code string, names []string, ok bool) {
 	}
 	return pgErr.Code, names, true
 }
+
+// ExecEach runs stmts on pc in one round trip, each as an extended-protocol
+// query of its own before a single Sync: inside the caller's transaction if
+// one is open, else as one implicit transaction. One statement per query
+// string is what Citus needs to forward DDL to its workers (a joined string
+// fails there); on PostgreSQL it costs the same round trip. The statements
+// hold no values, only identifiers quoted by pgx.Identifier and catalog
+// types. The first error is returned.
+func ExecEach(ctx context.Context, pc *pgconn.PgConn, stmts []string) error {
+	if len(stmts) == 0 {
+		return nil
+	}
+	var b pgconn.Batch
+	for _, s := range stmts {
+		b.ExecParams(s, nil, nil, nil, nil)
+	}
+	_, err := pc.ExecBatch(ctx, &b).ReadAll()
+	return err
+}
