@@ -145,15 +145,24 @@ func (r *Registry) auditPublicCreate(ctx context.Context) ([]Finding, error) {
 	})
 }
 
+// extensionMember is SQL that is true when the object (catalog, oid)
+// belongs to an extension (pg_stat_statements' views, Citus's views and
+// functions): the extension's, reviewed with it, not the application's.
+func extensionMember(catalog, oid string) string {
+	return "EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = " + catalog + " AND e.objid = " + oid + " AND e.deptype = 'e')"
+}
+
 func (r *Registry) auditDefiners(ctx context.Context) ([]Finding, error) {
 	rows, _ := r.cfg.Owner.Query(ctx, `SELECT 'view', format('%I.%I', n.nspname, c.relname)
 		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 		WHERE c.relkind = 'v' AND n.nspname NOT IN `+systemSchemas+` AND n.nspname NOT LIKE 'pg\_%'
 			AND NOT coalesce(c.reloptions && ARRAY['security_invoker=true', 'security_invoker=on', 'security_invoker=1', 'security_invoker=yes'], false)
+			AND NOT `+extensionMember("'pg_class'::regclass", "c.oid")+`
 		UNION ALL
 		SELECT 'function', format('%I.%I(%s)', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid))
 		FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 		WHERE p.prosecdef AND n.nspname NOT IN `+systemSchemas+` AND n.nspname NOT LIKE 'pg\_%'
+			AND NOT `+extensionMember("'pg_proc'::regclass", "p.oid")+`
 		ORDER BY 1, 2`)
 	var out []Finding
 	var kind, name string

@@ -88,5 +88,7 @@
 // another role or owns a tenant table, PUBLIC CREATE on a schema, views without security_invoker,
 // SECURITY DEFINER functions, registry rows without a schema and schemas
 // without a registry row, and unique indexes on shared tables that omit
-// tenant_id. Each [Finding] names the object and the fix.
+// tenant_id. Each [Finding] names the object and the fix. Views and
+// functions that belong to an extension (pg_stat_statements, Citus) are the
+// extension's and are not reported.
 package provision
