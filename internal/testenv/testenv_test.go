@@ -65,6 +65,7 @@ func TestAppRoleIsSubjectToRLS(t *testing.T) {
 	ctx := context.Background()
 	owner := pg.OwnerPool(t)
 	for _, s := range []string{
+		"DROP TABLE IF EXISTS rls_probe", // a run before this one (-count)
 		"CREATE TABLE rls_probe (tenant_id text NOT NULL, v text)",
 		"INSERT INTO rls_probe VALUES ('a', 'a1'), ('a', 'a2'), ('b', 'b1')",
 		"ALTER TABLE rls_probe ENABLE ROW LEVEL SECURITY",
