@@ -39,11 +39,13 @@
 // rate and ETA, for a progress bar or a log line) and slog.
 //
 // UpAll's fleet runner applies a tenant's pending migrations itself when
-// they are all goose SQL files that run in a transaction and the database
-// has provision's registry (whose tenancy.secure_schema confines new
-// tables): the migrations' statements, split exactly as goose splits them,
-// goose's version rows, the securing step and the version summary go to the
-// server as one implicit transaction in one round trip. A tenant that fails
+// they are all goose SQL files that run in a transaction: the migrations'
+// statements, split exactly as goose splits them, goose's version rows, the
+// securing step and the version summary go to the server as one transaction
+// — in one round trip where the database has provision's registry (whose
+// tenancy.secure_schema confines new tables in the server), in two
+// otherwise (the tables are listed in the first, confined by rls.Plan's
+// statements, as goose's path does, in the second). A tenant that fails
 // there keeps none of its pending migrations — not a prefix, as with goose —
 // and a rerun finishes it. goose reads the result as its own: the version
 // table is goose's, with goose's rows, and goose run by hand afterwards
@@ -53,7 +55,7 @@
 // statements in one goose statement, schemas
 // whose version table moved since UpAll's Status read it (goose run by
 // hand: goose then decides, and reports out-of-order versions as it always
-// does), and every tenant of a database without the registry.
+// does).
 // TenantResult.ViaGoose says which path a tenant took. UpTenant, UpTo and
 // DownTo always use goose.
 //

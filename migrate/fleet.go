@@ -248,17 +248,16 @@ func (r Report) Err() error {
 // A tenant whose pending migrations are all goose SQL files that run in a
 // transaction gets them from the fleet runner: all of them, goose's version
 // rows, the securing of new tables (row level security and grants, as
-// provision does) and the version summary in one transaction sent in one
-// round trip — a failing tenant keeps none of its pending migrations. This
-// needs tenancy.secure_schema, which provision's registry installs; goose's
-// tables read afterwards, by Status or by goose itself, show the same
-// versions as if goose had applied them. Any other tenant goes through goose,
-// one migration per transaction, like UpTenant: Go migrations, files marked
-// NO TRANSACTION or ENVSUB, files with transaction control or with several
-// SQL statements in one goose statement, a database without provision's
-// registry, and a
-// schema whose goose table disagrees with the version summary (someone ran
-// goose by hand; goose then decides, and reports out-of-order versions).
+// provision does) and the version summary in one transaction — one round
+// trip with provision's registry installed (tenancy.secure_schema), two
+// without — and a failing tenant keeps none of its pending migrations.
+// goose's tables read afterwards, by Status or by goose itself, show the
+// same versions as if goose had applied them. Any other tenant goes through
+// goose, one migration per transaction, like UpTenant: Go migrations, files
+// marked NO TRANSACTION or ENVSUB, files with transaction control or with
+// several SQL statements in one goose statement, and a schema whose goose
+// table disagrees with the version summary (someone ran goose by hand;
+// goose then decides, and reports out-of-order versions).
 //
 // A failing tenant stays at its last good version and the others go on
 // (unless StopOnError); rerunning UpAll finishes the job. Cancelling ctx
@@ -344,8 +343,8 @@ func (m *Migrator) UpAll(ctx context.Context, tenants TenantSource) (Report, err
 // upOne brings one tenant to the latest version: through the fleet runner
 // where it can (see UpAll), else through goose.
 func (m *Migrator) upOne(ctx context.Context, w *worker, job TenantStatus, secure bool) TenantResult {
-	if files, fast := m.pending(job.Current); fast && secure && len(files) > 0 && job.Tenant.Validate() == nil {
-		res := m.runFast(ctx, w, job.Tenant, job.Current, files)
+	if files, fast := m.pending(job.Current); fast && len(files) > 0 && job.Tenant.Validate() == nil {
+		res := m.runFast(ctx, w, job.Tenant, job.Current, files, secure)
 		if res.Err != errNotFast {
 			return res
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/tenancykit/tenancy/internal/rls"
 	"github.com/tenancykit/tenancy/pgtenant"
@@ -18,20 +19,22 @@ import (
 
 // The fleet runner. UpAll applies a tenant's pending migrations itself when
 // every one of them is a goose SQL file it can run in a transaction (see
-// parseUp) and the database has tenancy.secure_schema (installed by
-// provision's registry): the whole job for one tenant is one implicit
+// parseUp). Where the database has tenancy.secure_schema (installed by
+// provision's registry) the whole job for one tenant is one implicit
 // transaction sent in one round trip on the worker's connection — the
 // tenant's search_path and RLS setting (transaction-local), the schema's
 // lock, goose's version table (created as goose creates it), a guard that
 // the table holds what Status read, each migration's statements followed by
 // its goose version row, the securing of new tables, and the fleet's
-// version summary. The first error rolls all of it back. Everything else —
-// Go migrations, NO TRANSACTION and ENVSUB files, files with transaction
-// control or several SQL statements in one goose statement, a schema whose
-// goose table
-// disagrees with Status (goose run by hand, out-of-order versions), a
-// database without the securing function — goes through goose, one
-// migration per transaction, as UpTenant does.
+// version summary. The first error rolls all of it back. Without the
+// function it is one explicit transaction over two round trips: BEGIN, the
+// same statements up to the version rows and the relations query, then
+// rls.Plan's statements, the summary and COMMIT (secureAndCommit).
+// Everything else — Go migrations, NO TRANSACTION and ENVSUB files, files
+// with transaction control or several SQL statements in one goose
+// statement, a schema whose goose table disagrees with Status (goose run by
+// hand, out-of-order versions) — goes through goose, one migration per
+// transaction, as UpTenant does.
 
 // chainFile is one migration of the tenant chain as the runner sees it.
 type chainFile struct {
@@ -48,8 +51,8 @@ const gooseTableSQL = `CREATE TABLE IF NOT EXISTS %s (
 		tstamp timestamp NOT NULL DEFAULT now()
 	)`
 
-// secureFunction is looked up once per UpAll: without it the runner cannot
-// secure new tables in its transaction, and goose runs every tenant.
+// secureFunction is looked up once per UpAll: with it the runner secures new
+// tables in the server, in its one round trip; without it, in a second.
 const secureFunction = "tenancy.secure_schema(text,text,text,text)"
 
 // pending returns the chain's migrations above from, and whether the runner
@@ -72,7 +75,7 @@ var errNotFast = errors.New("migrate: runner cannot apply this tenant's migratio
 // runFast applies t's migrations above from on w in one transaction and one
 // round trip. It returns errNotFast (and has changed nothing) when goose
 // must run the tenant instead.
-func (m *Migrator) runFast(ctx context.Context, w *worker, t tenant.Tenant, from int64, files []chainFile) TenantResult {
+func (m *Migrator) runFast(ctx context.Context, w *worker, t tenant.Tenant, from int64, files []chainFile, secure bool) TenantResult {
 	start := time.Now()
 	res := TenantResult{Tenant: t, Schema: pgtenant.SchemaName(t), From: from, To: from}
 	table := pgx.Identifier{res.Schema, "goose_db_version"}.Sanitize()
@@ -85,6 +88,12 @@ func (m *Migrator) runFast(ctx context.Context, w *worker, t tenant.Tenant, from
 			q.args[i] = []byte(a)
 		}
 		qs = append(qs, q)
+	}
+	if !secure {
+		// Two round trips: the tables to confine are known once the
+		// migrations have run, and the plan is made here (rls.Plan), so the
+		// transaction is explicit and spans both.
+		add("BEGIN")
 	}
 	add("SELECT set_config('search_path', $1 || ', public', true), set_config($2, $3, true)", schema, m.cfg.Setting, t.ID)
 	// Division by zero when another migration holds the schema: the
@@ -125,17 +134,34 @@ func (m *Migrator) runFast(ctx context.Context, w *worker, t tenant.Tenant, from
 	last := files[len(files)-1].version
 	firstAt := guardAt + 1
 	secureAt := firstAt + len(steps)
-	// Securing runs when a table lacks the tenant policy, as rls.Pending
-	// decides for goose's path (an ALTER or an index needs none).
-	add(`SELECT tenancy.secure_schema($1, $2, $3, $4) WHERE EXISTS (SELECT FROM pg_depend d JOIN pg_class c ON c.oid = d.objid
+	summary := query{sql: `INSERT INTO tenancy.migrate_versions (schema_name, schema_oid, version)
+		VALUES ($1, to_regnamespace(quote_ident($1)), $2::bigint)
+		ON CONFLICT (schema_name) DO UPDATE SET schema_oid = excluded.schema_oid, version = excluded.version, updated_at = now()`,
+		args: [][]byte{[]byte(res.Schema), []byte(strconv.FormatInt(last, 10))}}
+	var rels []rls.Relation
+	var read func(i int, m *pgtype.Map, rr *pgconn.ResultReader) error
+	if secure {
+		// Securing runs when a table lacks the tenant policy, as rls.Pending
+		// decides for goose's path (an ALTER or an index needs none).
+		add(`SELECT tenancy.secure_schema($1, $2, $3, $4) WHERE EXISTS (SELECT FROM pg_depend d JOIN pg_class c ON c.oid = d.objid
 		WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_namespace'::regclass
 			AND d.refobjid = to_regnamespace(quote_ident($1)) AND c.relkind IN ('r', 'p') AND c.relname <> 'goose_db_version'
 			AND NOT EXISTS (SELECT FROM pg_policy p WHERE p.polrelid = c.oid AND p.polname = '`+rls.PolicyName+`'))`,
-		res.Schema, m.cfg.Setting, m.cfg.AppRole, t.ID)
-	add(`INSERT INTO tenancy.migrate_versions (schema_name, schema_oid, version)
-		VALUES ($1, to_regnamespace(quote_ident($1)), $2::bigint)
-		ON CONFLICT (schema_name) DO UPDATE SET schema_oid = excluded.schema_oid, version = excluded.version, updated_at = now()`,
-		res.Schema, strconv.FormatInt(last, 10))
+			res.Schema, m.cfg.Setting, m.cfg.AppRole, t.ID)
+		qs = append(qs, summary)
+	} else {
+		relAt := len(qs)
+		ra := rls.RelationsArgs(res.Schema)
+		add(rls.RelationsSQL, ra[0].(string), ra[1].(string))
+		read = func(i int, tm *pgtype.Map, rr *pgconn.ResultReader) error {
+			if i != relAt {
+				return rr.Read().Err
+			}
+			var err error
+			rels, err = rls.ScanRelations(pgx.RowsFromResultReader(tm, rr))
+			return err
+		}
+	}
 
 	fail := func(version int64, err error) TenantResult {
 		res.Err = &MigrationError{Tenant: t, Version: version, Err: err}
@@ -145,39 +171,105 @@ func (m *Migrator) runFast(ctx context.Context, w *worker, t tenant.Tenant, from
 	locked := func() TenantResult {
 		return fail(0, fmt.Errorf("%w: %s, by another migration (%w)", ErrSchemaLocked, schema, ctx.Err()))
 	}
-	for waited := false; ; waited = true {
-		failed, completed, err := w.execBatch(ctx, qs)
+	var out TenantResult
+	err := w.raw(ctx, func(pc *pgx.Conn) error {
+		// A failed explicit transaction is ended before anything else runs
+		// on the connection.
+		rollback := func() {
+			if !pc.IsClosed() && pc.PgConn().TxStatus() != 'I' {
+				_, _ = pc.PgConn().Exec(context.WithoutCancel(ctx), "ROLLBACK").ReadAll()
+			}
+		}
+		for waited := false; ; waited = true {
+			failed, completed, err := execBatch(ctx, pc, qs, read)
+			if err != nil {
+				rollback()
+			}
+			switch {
+			case err == nil && secure:
+				res.To, res.Applied = last, len(files)
+				res.Duration = time.Since(start)
+				out = res
+			case err == nil:
+				out = m.secureAndCommit(ctx, pc, res, t, rels, summary, files, start, fail, rollback)
+			case failed == lockAt && isCode(err, "22012"):
+				select {
+				case <-ctx.Done():
+					out = locked()
+				case <-time.After(lockPoll):
+					continue // the holder may have migrated it: the guard tells
+				}
+			case waited && ctx.Err() != nil && completed <= lockAt: // ended while still waiting for the lock
+				out = locked()
+			case (failed == tableAt || failed == guardAt) && isCode(err, "3F000"):
+				out = fail(0, fmt.Errorf("%w: %s; provision the tenant first", ErrSchemaMissing, schema))
+			case failed == guardAt && (isCode(err, "22012") || isCode(err, "42P01")): // moved, or its table is gone
+				res.Err = errNotFast
+				out = res
+			case failed >= firstAt && failed < secureAt:
+				s := steps[failed-firstAt]
+				if s.stmt > 0 {
+					err = fmt.Errorf("statement %d: %w", s.stmt, err)
+				}
+				out = fail(s.version, err)
+			case failed == secureAt && secure:
+				out = fail(last, secureError(err))
+			default:
+				out = fail(last, err)
+			}
+			return nil
+		}
+	})
+	if err != nil {
+		return fail(0, err)
+	}
+	return out
+}
+
+// secureAndCommit is the second round trip of a runner transaction on a
+// database without tenancy.secure_schema: the migrations have run, rels are
+// the schema's relations as the transaction sees them; new tables are
+// confined and granted as migrate's goose path does (rls.Plan), the summary
+// written, and the transaction committed. A table the plan refuses rolls
+// everything back.
+func (m *Migrator) secureAndCommit(ctx context.Context, pc *pgx.Conn, res TenantResult, t tenant.Tenant, rels []rls.Relation,
+	summary query, files []chainFile, start time.Time, fail func(int64, error) TenantResult, rollback func()) TenantResult {
+	last := files[len(files)-1].version
+	var qs []query
+	if rls.Pending(rels) {
+		plan := rls.Plan(res.Schema, rels, m.cfg.Setting, m.cfg.AppRole, t.ID)
+		var refused error
 		switch {
-		case err == nil:
-			res.To, res.Applied = last, len(files)
-			res.Duration = time.Since(start)
-			return res
-		case failed == lockAt && isCode(err, "22012"):
-			select {
-			case <-ctx.Done():
-				return locked()
-			case <-time.After(lockPoll):
-				continue // the holder may have migrated it: the guard tells
-			}
-		case waited && ctx.Err() != nil && completed <= lockAt: // ended while still waiting for the lock
-			return locked()
-		case (failed == tableAt || failed == guardAt) && isCode(err, "3F000"):
-			return fail(0, fmt.Errorf("%w: %s; provision the tenant first", ErrSchemaMissing, schema))
-		case failed == guardAt && (isCode(err, "22012") || isCode(err, "42P01")): // moved, or its table is gone
-			res.Err = errNotFast
-			return res
-		case failed >= firstAt && failed < secureAt:
-			s := steps[failed-firstAt]
-			if s.stmt > 0 {
-				err = fmt.Errorf("statement %d: %w", s.stmt, err)
-			}
-			return fail(s.version, err)
-		case failed == secureAt:
-			return fail(last, secureError(err))
-		default:
-			return fail(0, err)
+		case len(plan.Serial) > 0:
+			refused = fmt.Errorf("%w: %w", ErrSequenceDefault, rls.SequenceDefaultError(plan.Serial))
+		case len(plan.Twins) > 0:
+			refused = fmt.Errorf("%w: %w", ErrSharedTwin, rls.SharedTwinError(plan.Twins))
+		case len(plan.Missing) > 0:
+			refused = fmt.Errorf("%w: %w", ErrMissingTenantColumn, rls.MissingError(plan.Missing))
+		case len(plan.Foreign) > 0:
+			refused = fmt.Errorf("%w: %s", ErrForeignPolicy, strings.Join(plan.Foreign, ", "))
+		}
+		if refused != nil {
+			rollback()
+			return fail(last, refused)
+		}
+		for _, s := range plan.Stmts {
+			qs = append(qs, query{sql: s})
 		}
 	}
+	qs = append(qs, summary, query{sql: "COMMIT"})
+	if _, _, err := execBatch(ctx, pc, qs, nil); err != nil {
+		rollback()
+		return fail(last, err)
+	}
+	// COMMIT of a transaction that failed reports ROLLBACK, not an error.
+	if pc.PgConn().TxStatus() != 'I' {
+		rollback()
+		return fail(last, errors.New("migrate: the transaction did not commit"))
+	}
+	res.To, res.Applied = last, len(files)
+	res.Duration = time.Since(start)
+	return res
 }
 
 // query is one extended-protocol query of a runner pipeline.
@@ -186,39 +278,53 @@ type query struct {
 	args [][]byte // text format
 }
 
-// execBatch sends qs on the worker's connection, written together before
-// one Sync, and returns the index of the first query that failed (-1 for
-// none), how many completed, and the error. The queries run in one implicit transaction: all of
-// them, or none. The Batch is built afresh for every call: pgconn appends
-// its Sync to a Batch it sends, so a Batch sent twice would carry two, and
-// the second ReadyForQuery would end the next call's read before its
-// results.
-func (w *worker) execBatch(ctx context.Context, qs []query) (failed, completed int, err error) {
+// raw runs f with the worker's pgx connection, held for the whole call (a
+// runner transaction that spans two round trips must not meet database/sql's
+// session reset in between).
+func (w *worker) raw(ctx context.Context, f func(pc *pgx.Conn) error) error {
+	c, err := w.db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return c.Raw(func(dc any) error { return f(dc.(*stdlib.Conn).Conn()) })
+}
+
+// execBatch sends qs on pc, written together before one Sync, and returns
+// the index of the first query that failed (-1 for none), how many
+// completed, and the error. Outside an explicit transaction the queries run
+// in one implicit transaction: all of them, or none. read, if set, reads
+// each result instead of discarding it. The Batch is built afresh for every
+// call: pgconn appends its Sync to a Batch it sends, so a Batch sent twice
+// would carry two, and the second ReadyForQuery would end the next call's
+// read before its results.
+func execBatch(ctx context.Context, pc *pgx.Conn, qs []query, read func(i int, m *pgtype.Map, rr *pgconn.ResultReader) error) (failed, completed int, err error) {
 	var b pgconn.Batch
 	for _, q := range qs {
 		b.ExecParams(q.sql, q.args, nil, nil, nil)
 	}
 	failed = -1
-	c, err := w.db.Conn(ctx)
-	if err != nil {
-		return -1, 0, err
-	}
-	defer c.Close()
-	err = c.Raw(func(dc any) error {
-		mrr := dc.(*stdlib.Conn).Conn().PgConn().ExecBatch(ctx, &b)
-		for mrr.NextResult() {
-			if mrr.ResultReader().Read().Err != nil {
-				failed = completed
-				break
-			}
-			completed++
+	mrr := pc.PgConn().ExecBatch(ctx, &b)
+	for mrr.NextResult() {
+		var rerr error
+		if read != nil {
+			rerr = read(completed, pc.TypeMap(), mrr.ResultReader())
+		} else {
+			rerr = mrr.ResultReader().Read().Err
 		}
-		err := mrr.Close()
-		if err != nil && failed < 0 {
+		if rerr != nil {
+			failed = completed
+			err = rerr
+			break
+		}
+		completed++
+	}
+	if cerr := mrr.Close(); cerr != nil {
+		err = cerr
+		if failed < 0 {
 			failed = completed
 		}
-		return err
-	})
+	}
 	if ctx.Err() != nil { // cut short: no statement is to blame
 		failed = -1
 	}

@@ -409,33 +409,83 @@ func TestRunnerHandsDriftToGoose(t *testing.T) {
 }
 
 // TestRunnerWithoutSecureFunction: in a database without provision's
-// registry function the runner cannot secure new tables in its
-// transaction, so every tenant goes through goose, and is secured.
+// securing function the runner takes two round trips in one explicit
+// transaction — the migrations and the relations query, then rls.Plan's
+// statements, the summary and COMMIT — and builds what goose builds. A
+// refused table rolls the tenant back, and the worker's connection goes on
+// to the next tenant cleanly.
 func TestRunnerWithoutSecureFunction(t *testing.T) {
 	t.Parallel()
 	pg := testenv.PostgreSQL(t).NewDatabase(t)
-	tenants := fleet(t, pg, "nofunc", 2)
+	tenants := fleet(t, pg, "nofunc", 5)
 	ctx := context.Background()
 	if _, err := pg.AdminPool(t).Exec(ctx, "DROP FUNCTION tenancy.secure_schema(text, text, text, text)"); err != nil {
 		t.Fatal(err)
 	}
 	m := newMigrator(t, pg, fastChain(), nil)
-	rep, err := m.UpAll(ctx, source(tenants))
+	viaGoose, runner := tenants[0], tenants[1:3]
+	if r := m.UpTenant(ctx, viaGoose); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	rep, err := m.UpAll(ctx, source(runner))
 	if err != nil || rep.Err() != nil || rep.Migrated != 2 {
 		t.Fatalf("UpAll: %+v, %v, %v", rep, err, rep.Err())
 	}
+	want := snapshotOf(t, pg, viaGoose)
 	for _, r := range rep.Results {
-		if !r.ViaGoose {
-			t.Errorf("%s: the runner ran without the securing function", r.Tenant.Slug)
+		if r.ViaGoose || r.To != 3 {
+			t.Errorf("%s: %+v, want the runner to take it to 3", r.Tenant.Slug, r)
+		}
+		if diff := cmp.Diff(want, snapshotOf(t, pg, r.Tenant)); diff != "" {
+			t.Errorf("%s (-goose +runner):\n%s", r.Tenant.Slug, diff)
 		}
 	}
 	pool := appPool(t, pg)
-	if _, err := pool.Exec(ctxFor(tenants[0]), "INSERT INTO items (qty) VALUES (1)"); err != nil {
+	if _, err := pool.Exec(ctxFor(runner[0]), "INSERT INTO items (qty) VALUES (1)"); err != nil {
 		t.Fatal(err)
 	}
 	var n int
-	if err := pool.QueryRow(ctxFor(tenants[1]), "SELECT count(*) FROM "+pgx.Identifier{pgtenant.SchemaName(tenants[0]), "items"}.Sanitize()).Scan(&n); err != nil || n != 0 {
+	if err := pool.QueryRow(ctxFor(runner[1]), "SELECT count(*) FROM "+pgx.Identifier{pgtenant.SchemaName(runner[0]), "items"}.Sanitize()).Scan(&n); err != nil || n != 0 {
 		t.Errorf("tenant 1 reads %d of tenant 0's rows (%v)", n, err)
+	}
+
+	// A refused table: the tenant keeps nothing, the next tenant on the same
+	// worker is migrated.
+	bad := fstest.MapFS{
+		"00001_ok.sql":  {Data: []byte("-- +goose Up\nCREATE TABLE ok_table (tenant_id text NOT NULL, v int);\n")},
+		"00002_bad.sql": {Data: []byte("-- +goose Up\nCREATE TABLE leaky (v int);\n")},
+	}
+	mb := newMigrator(t, pg, bad, func(c *migrate.Config) { c.Concurrency = 1 })
+	rep, err = mb.UpAll(ctx, source(tenants[3:4]))
+	if err != nil || len(rep.Results) != 1 {
+		t.Fatalf("UpAll: %+v, %v", rep, err)
+	}
+	if r := rep.Results[0]; !errors.Is(r.Err, migrate.ErrMissingTenantColumn) || r.ViaGoose || !strings.Contains(r.Err.Error(), "leaky") {
+		t.Errorf("refused table: %+v", r)
+	}
+	if err := pg.OwnerPool(t).QueryRow(ctx, "SELECT count(*) FROM pg_class WHERE relnamespace = to_regnamespace(quote_ident($1))",
+		pgtenant.SchemaName(tenants[3])).Scan(&n); err != nil || n != 0 {
+		t.Errorf("%d relations left after the refusal (%v)", n, err)
+	}
+	ok := newMigrator(t, pg, fstest.MapFS{"00001_ok.sql": bad["00001_ok.sql"]}, func(c *migrate.Config) { c.Concurrency = 1 })
+	rep, err = ok.UpAll(ctx, source(tenants[3:5]))
+	if err != nil || rep.Err() != nil || rep.Migrated != 2 {
+		t.Errorf("after a refusal: %+v, %v, %v", rep, err, rep.Err())
+	}
+	// A statement that fails in the first round trip: each tenant on the
+	// one worker fails with its own error, not an aborted transaction left
+	// by the one before.
+	failing := fstest.MapFS{"00001_ok.sql": bad["00001_ok.sql"],
+		"00002_fails.sql": {Data: []byte("-- +goose Up\nALTER TABLE ok_table ADD COLUMN w int;\nSELECT 1/0;\n")}}
+	mf := newMigrator(t, pg, failing, func(c *migrate.Config) { c.Concurrency = 1 })
+	rep, err = mf.UpAll(ctx, source(tenants[3:5]))
+	if err != nil || rep.Failed != 2 {
+		t.Fatalf("UpAll: %+v, %v", rep, err)
+	}
+	for _, r := range rep.Results {
+		if r.ViaGoose || r.To != 1 || !strings.Contains(fmt.Sprint(r.Err), "division by zero") || !strings.Contains(fmt.Sprint(r.Err), "statement 2") {
+			t.Errorf("%s: %+v", r.Tenant.Slug, r)
+		}
 	}
 }
 

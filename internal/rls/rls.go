@@ -101,7 +101,14 @@ type Relation struct {
 func Relations(ctx context.Context, q interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }, schema string) ([]Relation, error) {
-	rows, _ := q.Query(ctx, `SELECT c.relname, c.relkind::text,
+	rows, _ := q.Query(ctx, RelationsSQL, RelationsArgs(schema)...)
+	return ScanRelations(rows)
+}
+
+// RelationsSQL is the query of Relations, for callers that send it in a
+// pipeline of their own, with RelationsArgs; read its rows with
+// ScanRelations.
+const RelationsSQL = `SELECT c.relname, c.relkind::text,
 			coalesce(format_type(a.atttypid, a.atttypmod), ''),
 			EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid),
 			EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid AND p.polname = $2),
@@ -116,7 +123,13 @@ func Relations(ctx context.Context, q interface {
 		LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped
 		WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_namespace'::regclass
 			AND d.refobjid = to_regnamespace($1) AND c.relkind IN ('r', 'p', 'S')
-		ORDER BY c.relname`, pgx.Identifier{schema}.Sanitize(), PolicyName)
+		ORDER BY c.relname`
+
+// RelationsArgs are the arguments of RelationsSQL for schema.
+func RelationsArgs(schema string) []any { return []any{pgx.Identifier{schema}.Sanitize(), PolicyName} }
+
+// ScanRelations reads the rows of RelationsSQL.
+func ScanRelations(rows pgx.Rows) ([]Relation, error) {
 	return pgx.CollectRows(rows, pgx.RowToStructByPos[Relation])
 }
 
