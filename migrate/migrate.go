@@ -9,7 +9,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"regexp"
-	"strings"
 	"sync"
 	"time"
 
@@ -363,13 +362,7 @@ func unlockAndRecord(ctx context.Context, db *sql.DB, id int64, schemaName strin
 // without tenant_id is left without grants (the app role cannot read it) and
 // named in the error.
 func (m *Migrator) secure(ctx context.Context, w *worker, t tenant.Tenant, schema string) error {
-	conn, err := w.db.Conn(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	return conn.Raw(func(driverConn any) error {
-		pc := driverConn.(*stdlib.Conn).Conn()
+	return w.raw(ctx, func(pc *pgx.Conn) error {
 		rels, err := rls.Relations(ctx, pc, schema)
 		if err != nil {
 			return err
@@ -378,24 +371,24 @@ func (m *Migrator) secure(ctx context.Context, w *worker, t tenant.Tenant, schem
 			return nil // no new table: nothing to confine or grant
 		}
 		plan := rls.Plan(schema, rels, m.cfg.Setting, m.cfg.AppRole, t.ID)
-		stmts, missing, foreign := plan.Stmts, plan.Missing, plan.Foreign
 		// Nothing confined or granted on these: the new tables stay unusable
 		// for the app role, and the tenant's migration reports why.
 		if len(plan.Serial) > 0 {
-			return fmt.Errorf("%w: %w", ErrSequenceDefault, rls.SequenceDefaultError(plan.Serial))
+			return refusal(rls.CodeSerial, plan.Serial)
 		}
 		if len(plan.Twins) > 0 {
-			return fmt.Errorf("%w: %w", ErrSharedTwin, rls.SharedTwinError(plan.Twins))
+			return refusal(rls.CodeTwin, plan.Twins)
 		}
 		// One round trip, one implicit transaction, one statement per query.
-		if err := rls.ExecEach(ctx, pc.PgConn(), stmts); err != nil {
+		// Tables with tenant_id are confined even when others are refused.
+		if err := rls.ExecEach(ctx, pc.PgConn(), plan.Stmts); err != nil {
 			return err
 		}
-		if len(missing) > 0 {
-			return fmt.Errorf("%w: %w", ErrMissingTenantColumn, rls.MissingError(missing))
+		if len(plan.Missing) > 0 {
+			return refusal(rls.CodeMissing, plan.Missing)
 		}
-		if len(foreign) > 0 {
-			return fmt.Errorf("%w: %s, not granted to the app role", ErrForeignPolicy, strings.Join(foreign, ", "))
+		if len(plan.Foreign) > 0 {
+			return refusal(rls.CodeForeignPolicy, plan.Foreign)
 		}
 		return nil
 	})

@@ -238,20 +238,9 @@ func (m *Migrator) secureAndCommit(ctx context.Context, pc *pgx.Conn, res Tenant
 	var qs []query
 	if rls.Pending(rels) {
 		plan := rls.Plan(res.Schema, rels, m.cfg.Setting, m.cfg.AppRole, t.ID)
-		var refused error
-		switch {
-		case len(plan.Serial) > 0:
-			refused = fmt.Errorf("%w: %w", ErrSequenceDefault, rls.SequenceDefaultError(plan.Serial))
-		case len(plan.Twins) > 0:
-			refused = fmt.Errorf("%w: %w", ErrSharedTwin, rls.SharedTwinError(plan.Twins))
-		case len(plan.Missing) > 0:
-			refused = fmt.Errorf("%w: %w", ErrMissingTenantColumn, rls.MissingError(plan.Missing))
-		case len(plan.Foreign) > 0:
-			refused = fmt.Errorf("%w: %s", ErrForeignPolicy, strings.Join(plan.Foreign, ", "))
-		}
-		if refused != nil {
+		if code, names := plan.Refusal(); code != "" { // as tenancy.secure_schema refuses
 			rollback()
-			return fail(last, refused)
+			return fail(last, refusal(code, names))
 		}
 		for _, s := range plan.Stmts {
 			qs = append(qs, query{sql: s})
@@ -336,22 +325,25 @@ func isCode(err error, code string) bool {
 	return errors.As(err, &pgErr) && pgErr.Code == code
 }
 
+// refusals are this package's sentinels for the securing step's refusals.
+var refusals = map[string]error{
+	rls.CodeMissing:       ErrMissingTenantColumn,
+	rls.CodeSerial:        ErrSequenceDefault,
+	rls.CodeTwin:          ErrSharedTwin,
+	rls.CodeForeignPolicy: ErrForeignPolicy,
+}
+
+// refusal is the error for names the securing step refused with code (an
+// rls Code constant), matching this package's sentinel.
+func refusal(code string, names []string) error {
+	return fmt.Errorf("%w: %w", refusals[code], rls.RefusalError(code, names))
+}
+
 // secureError maps tenancy.secure_schema's refusals to this package's
-// errors.
+// errors; other errors pass unchanged.
 func secureError(err error) error {
-	code, names, ok := rls.Refusal(err)
-	if !ok {
-		return err
-	}
-	switch code {
-	case rls.CodeMissing:
-		return fmt.Errorf("%w: %w", ErrMissingTenantColumn, rls.MissingError(names))
-	case rls.CodeSerial:
-		return fmt.Errorf("%w: %w", ErrSequenceDefault, rls.SequenceDefaultError(names))
-	case rls.CodeTwin:
-		return fmt.Errorf("%w: %w", ErrSharedTwin, rls.SharedTwinError(names))
-	case rls.CodeForeignPolicy:
-		return fmt.Errorf("%w: %s", ErrForeignPolicy, strings.Join(names, ", "))
+	if code, names, ok := rls.Refusal(err); ok && refusals[code] != nil {
+		return refusal(code, names)
 	}
 	return err
 }

@@ -2,7 +2,6 @@ package provision
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/tenancykit/tenancy/internal/rls"
 )
@@ -133,15 +132,19 @@ func secureError(err error) error {
 	if !ok {
 		return err
 	}
-	switch code {
-	case rls.CodeMissing:
-		return fmt.Errorf("%w: %w", ErrMissingTenantColumn, rls.MissingError(names))
-	case rls.CodeSerial:
-		return fmt.Errorf("%w: %w", ErrSequenceDefault, rls.SequenceDefaultError(names))
-	case rls.CodeTwin:
-		return fmt.Errorf("%w: %w", ErrSharedTwin, rls.SharedTwinError(names))
-	case rls.CodeForeignPolicy:
-		return fmt.Errorf("provision: tables with policies of their own: %s; leave policies to provision, another permissive policy would widen access", strings.Join(names, ", "))
+	refused := rls.RefusalError(code, names)
+	if refused == nil {
+		return err
 	}
-	return err
+	if sentinel := refusals[code]; sentinel != nil {
+		return fmt.Errorf("%w: %w", sentinel, refused)
+	}
+	return fmt.Errorf("provision: %w", refused) // foreign policies: no sentinel of this package
+}
+
+// refusals are this package's sentinels for the securing step's refusals.
+var refusals = map[string]error{
+	rls.CodeMissing: ErrMissingTenantColumn,
+	rls.CodeSerial:  ErrSequenceDefault,
+	rls.CodeTwin:    ErrSharedTwin,
 }

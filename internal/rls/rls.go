@@ -228,6 +228,50 @@ const (
 	CodeForeignPolicy = "TN004" // tables with policies of their own
 )
 
+// ErrForeignPolicy is wrapped by ForeignPolicyError.
+var ErrForeignPolicy = errors.New("tables with policies of their own")
+
+// ForeignPolicyError reports new tenant tables that carry policies of their
+// own.
+func ForeignPolicyError(tables []string) error {
+	return fmt.Errorf("%w: %s (another permissive policy would widen access; leave policies to tenancy)", ErrForeignPolicy, strings.Join(tables, ", "))
+}
+
+// RefusalError is the error for names refused with code (one of the Code
+// constants): MissingError, SequenceDefaultError, SharedTwinError or
+// ForeignPolicyError. It is nil for any other code.
+func RefusalError(code string, names []string) error {
+	switch code {
+	case CodeMissing:
+		return MissingError(names)
+	case CodeSerial:
+		return SequenceDefaultError(names)
+	case CodeTwin:
+		return SharedTwinError(names)
+	case CodeForeignPolicy:
+		return ForeignPolicyError(names)
+	}
+	return nil
+}
+
+// Refusal returns the first thing p refuses, in the order
+// tenancy.secure_schema checks them (tables without tenant_id, sequence
+// defaults, shared twins, foreign policies): its code and names, or "" when
+// p refuses nothing.
+func (p PlanResult) Refusal() (code string, names []string) {
+	switch {
+	case len(p.Missing) > 0:
+		return CodeMissing, p.Missing
+	case len(p.Serial) > 0:
+		return CodeSerial, p.Serial
+	case len(p.Twins) > 0:
+		return CodeTwin, p.Twins
+	case len(p.Foreign) > 0:
+		return CodeForeignPolicy, p.Foreign
+	}
+	return "", nil
+}
+
 // Refusal decodes a refusal of tenancy.secure_schema: its code (one of the
 // Code constants) and the names it reports. ok is false for any other error.
 func Refusal(err error) (code string, names []string, ok bool) {
