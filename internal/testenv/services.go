@@ -110,69 +110,71 @@ func ForceDocker() bool { return os.Getenv(EnvForceDocker) == "1" }
 // by TENANCY_PG_ADMIN_URL, else 127.0.0.1:5432 as user postgres, else a new
 // container. The error names PostgreSQL and what was tried.
 func FindPostgreSQL(ctx context.Context) (Service, error) {
-	svc := Service{Name: "PostgreSQL", Close: func() {}}
-	var localErr error = errors.New(EnvForceDocker + "=1")
-	if !ForceDocker() {
-		if url := os.Getenv(EnvPGAdminURL); url != "" {
-			if err := pingPG(ctx, url); err != nil {
-				return svc, fmt.Errorf("%w: PostgreSQL at %s=%s did not answer: %v", ErrUnavailable, EnvPGAdminURL, redact(url), err)
-			}
-			svc.URL, svc.Source = url, EnvPGAdminURL
-			return svc, nil
-		}
-		if localErr = pingPG(ctx, localPGURL); localErr == nil {
-			svc.URL, svc.Source = localPGURL, "localhost"
-			return svc, nil
-		}
-	}
-	c, err := startContainer(ctx, container{
-		image: envOr(EnvDockerPGImage, "postgres:15-alpine"), port: "5432",
-		env: []string{"POSTGRES_PASSWORD=tenancy", "POSTGRES_USER=postgres"},
-		cmd: func(port string) []string {
-			return []string{"postgres", "-p", port, "-c", "listen_addresses=127.0.0.1"}
+	return find(ctx, finder{
+		name: "PostgreSQL", env: EnvPGAdminURL, local: localPGURL,
+		localDesc: "PostgreSQL on 127.0.0.1:5432 with user postgres", show: redact, ping: pingPG,
+		container: container{
+			image: envOr(EnvDockerPGImage, "postgres:15-alpine"), port: "5432",
+			env: []string{"POSTGRES_PASSWORD=tenancy", "POSTGRES_USER=postgres"},
+			cmd: func(port string) []string {
+				return []string{"postgres", "-p", port, "-c", "listen_addresses=127.0.0.1"}
+			},
+			addr: func(hostPort string) string {
+				return "postgres://postgres:tenancy@" + hostPort + "/postgres?sslmode=disable"
+			},
+			ping: pingPG,
 		},
-		addr: func(hostPort string) string {
-			return "postgres://postgres:tenancy@" + hostPort + "/postgres?sslmode=disable"
-		},
-		ping: pingPG,
 	})
-	if err != nil {
-		return svc, fmt.Errorf("%w: PostgreSQL not found: set %s, or run PostgreSQL on 127.0.0.1:5432 with user postgres (%v), or a Docker engine (%v)",
-			ErrUnavailable, EnvPGAdminURL, localErr, err)
-	}
-	svc.URL, svc.Source, svc.Close, svc.Container = c.url, "docker", c.close, c.id
-	return svc, nil
 }
 
 // FindRedis returns a Redis server: TENANCY_REDIS_ADDR, else 127.0.0.1:6379,
 // else a new container. The error names Redis and what was tried.
 func FindRedis(ctx context.Context) (Service, error) {
-	svc := Service{Name: "Redis", Close: func() {}}
+	return find(ctx, finder{
+		name: "Redis", env: EnvRedisAddr, local: localRedisAddr,
+		localDesc: "Redis on " + localRedisAddr, show: func(a string) string { return a }, ping: pingRedis,
+		container: container{
+			image: envOr(EnvDockerRedisImage, "redis:7-alpine"), port: "6379",
+			cmd: func(port string) []string {
+				return []string{"redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"}
+			},
+			addr: func(hostPort string) string { return hostPort },
+			ping: pingRedis,
+		},
+	})
+}
+
+// finder is how one kind of server is found: its variable, its localhost
+// address, its container.
+type finder struct {
+	name, env, local, localDesc string
+	show                        func(string) string // the address as messages show it
+	ping                        func(context.Context, string) error
+	container                   container
+}
+
+// find tries f's variable, else localhost, else a container (only the
+// container under TENANCY_FORCE_DOCKER=1).
+func find(ctx context.Context, f finder) (Service, error) {
+	svc := Service{Name: f.name, Close: func() {}}
 	var localErr error = errors.New(EnvForceDocker + "=1")
 	if !ForceDocker() {
-		if addr := os.Getenv(EnvRedisAddr); addr != "" {
-			if err := pingRedis(ctx, addr); err != nil {
-				return svc, fmt.Errorf("%w: Redis at %s=%s did not answer: %v", ErrUnavailable, EnvRedisAddr, addr, err)
+		if addr := os.Getenv(f.env); addr != "" {
+			if err := f.ping(ctx, addr); err != nil {
+				return svc, fmt.Errorf("%w: %s at %s=%s did not answer: %v", ErrUnavailable, f.name, f.env, f.show(addr), err)
 			}
-			svc.URL, svc.Source = addr, EnvRedisAddr
+			svc.URL, svc.Source = addr, f.env
 			return svc, nil
 		}
-		if localErr = pingRedis(ctx, localRedisAddr); localErr == nil {
-			svc.URL, svc.Source = localRedisAddr, "localhost"
+		if localErr = f.ping(ctx, f.local); localErr == nil {
+			svc.URL, svc.Source = f.local, "localhost"
 			return svc, nil
 		}
 	}
-	c, err := startContainer(ctx, container{
-		image: envOr(EnvDockerRedisImage, "redis:7-alpine"), port: "6379",
-		cmd: func(port string) []string {
-			return []string{"redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"}
-		},
-		addr: func(hostPort string) string { return hostPort },
-		ping: pingRedis,
-	})
+	c, err := startContainer(ctx, f.container)
 	if err != nil {
-		return svc, fmt.Errorf("%w: Redis not found: set %s, or run Redis on %s (%v), or a Docker engine (%v)",
-			ErrUnavailable, EnvRedisAddr, localRedisAddr, localErr, err)
+		return svc, fmt.Errorf("%w: %s not found: set %s, or run %s (%v), or a Docker engine (%v)",
+			ErrUnavailable, f.name, f.env, f.localDesc, localErr, err)
 	}
 	svc.URL, svc.Source, svc.Close, svc.Container = c.url, "docker", c.close, c.id
 	return svc, nil
