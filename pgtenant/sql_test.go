@@ -310,6 +310,28 @@ func TestOpenDBAttacks(t *testing.T) {
 		t.Errorf("after a cancelled transaction (-want +got):\n%s", diff)
 	}
 
+	// An error mid-transaction aborts it as in pgx: the next statement fails,
+	// Commit fails, nothing is kept, and the one server connection is usable.
+	tx, err = db.BeginTx(ctxFor(a), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.ExecContext(ctxFor(a), "INSERT INTO items (name) VALUES ('before-error')"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.ExecContext(ctxFor(a), "SELECT 1/0"); err == nil {
+		t.Fatal("division by zero succeeded")
+	}
+	if _, err := tx.ExecContext(ctxFor(a), "INSERT INTO items (name) VALUES ('after-error')"); err == nil || !strings.Contains(err.Error(), "25P02") {
+		t.Errorf("statement after the error: %v, want the aborted transaction's 25P02", err)
+	}
+	if err := tx.Commit(); err == nil {
+		t.Error("commit of an aborted transaction succeeded")
+	}
+	if diff := cmp.Diff(want(a, 1), sqlNames(t, db, ctxFor(a))); diff != "" {
+		t.Errorf("after an aborted transaction (-want +got):\n%s", diff)
+	}
+
 	conn, err := db.Conn(ctxFor(a))
 	if err != nil {
 		t.Fatal(err)
