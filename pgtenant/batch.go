@@ -127,6 +127,10 @@ func (p *Pool) sendBatch(ctx context.Context, c *pgx.Conn, st *connState, sc sco
 		}
 	}
 	pb := st.batch(c.PgConn())
+	if p.block(s) {
+		// Citus mode: the batch runs in a block that carries the tenant.
+		pb.ExecParams("begin", nil, nil, nil, nil)
+	}
 	switch {
 	case s == inScope:
 	case p.prepared:
@@ -136,6 +140,9 @@ func (p *Pool) sendBatch(ctx context.Context, c *pgx.Conn, st *connState, sc sco
 		pb.ExecStatement(st.scopeSD, p.scopeValues(sc), nil, nil)
 	default:
 		pb.ExecParams(p.scopeSQL(), p.scopeValues(sc), nil, nil, nil)
+	}
+	if p.citus && s != inScope {
+		p.queueCitus(pb, sc)
 	}
 	for i, k := range keys {
 		if !p.prepared {
@@ -158,10 +165,24 @@ func (p *Pool) sendBatch(ctx context.Context, c *pgx.Conn, st *connState, sc sco
 		}
 		pb.ExecStatement(sd, st.eqb.ParamValues, st.eqb.ParamFormats, st.eqb.ResultFormats)
 	}
+	if p.block(s) {
+		pb.ExecParams("commit", nil, nil, nil, nil)
+	}
 	mrr := c.PgConn().ExecBatch(ctx, pb)
-	if s != inScope {
+	if p.block(s) {
 		if err := readResult(mrr); err != nil {
-			return fail(scopeFailed(ctx, c, sc, err))
+			return fail(err)
+		}
+	}
+	if s != inScope {
+		n := 1
+		if p.citus {
+			n += citusResults
+		}
+		for range n {
+			if err := readResult(mrr); err != nil {
+				return fail(scopeFailed(ctx, c, sc, err))
+			}
 		}
 	}
 	return &stmtBatch{ctx: ctx, b: b, mrr: mrr, conn: c, st: st, classes: items.classes, keys: keys, args: items.args, bt: p.bt, finish: finish}

@@ -33,6 +33,47 @@ func (m Mode) String() string {
 	return fmt.Sprintf("Mode(%d)", int(m))
 }
 
+// CitusMode says whether a [Pool] carries the tenant as a Citus cluster
+// needs it.
+//
+// On Citus, a statement on a distributed table runs on a worker node in a
+// transaction the coordinator opens there; a setting made with set_config
+// stays on the coordinator, so row level security on the worker would see
+// no tenant (reads return no rows, writes are refused). In Citus mode every
+// statement therefore runs in an explicit transaction block that also sets
+// the tenant with SET LOCAL, which Citus forwards to the workers (with
+// citus.propagate_set_commands = 'local', set in the same block): the pool's
+// statements and batches become BEGIN, scope, the SET LOCALs, the
+// statement(s) and COMMIT, still in one write and one round trip; a
+// transaction's BEGIN carries the SET LOCALs. A block that failed is rolled
+// back before its connection returns to the pool. The tenant ID travels as
+// a quoted literal there (SET takes no parameters); [tenant.ValidateID]
+// allows only letters, digits, '_' and '-' in it.
+type CitusMode int
+
+const (
+	// CitusAuto turns Citus mode on when the citus extension is installed
+	// in the database of the pool's first connection.
+	CitusAuto CitusMode = iota
+	// CitusOn always uses Citus mode.
+	CitusOn
+	// CitusOff never does: on a Citus cluster, statements on distributed
+	// tables then see no tenant on the workers and fail closed.
+	CitusOff
+)
+
+func (m CitusMode) String() string {
+	switch m {
+	case CitusAuto:
+		return "CitusAuto"
+	case CitusOn:
+		return "CitusOn"
+	case CitusOff:
+		return "CitusOff"
+	}
+	return fmt.Sprintf("CitusMode(%d)", int(m))
+}
+
 // Config configures [New]. Zero fields mean their documented defaults.
 type Config struct {
 	// PoolConfig is the pgx pool configuration, as for pgxpool.NewWithConfig.
@@ -54,6 +95,11 @@ type Config struct {
 	// a role ignores RLS; use it only when isolation by schema is all you
 	// want. Defaults to false.
 	AllowPrivilegedRole bool
+	// Citus says whether the pool runs on a Citus cluster, where the tenant
+	// setting must reach the worker nodes. Defaults to CitusAuto: on when
+	// the citus extension is installed in the connected database. See
+	// [CitusMode] for what changes.
+	Citus CitusMode
 	// StatementCacheCapacity bounds the statements each connection keeps
 	// prepared. A statement is prepared per (tenant schema, SQL), so size it
 	// for distinct statements × tenants active at once; the least recently
@@ -72,15 +118,19 @@ type settings struct {
 	setting  string
 	capacity int
 	allow    bool
+	citus    CitusMode
 }
 
 func (c Config) settings() (settings, error) {
-	s := settings{mode: c.Mode, setting: c.Setting, capacity: c.StatementCacheCapacity, allow: c.AllowPrivilegedRole}
+	s := settings{mode: c.Mode, setting: c.Setting, capacity: c.StatementCacheCapacity, allow: c.AllowPrivilegedRole, citus: c.Citus}
 	if c.PoolConfig == nil {
 		return s, fmt.Errorf("%w: Config.PoolConfig is nil; build one with pgxpool.ParseConfig", ErrInvalidConfig)
 	}
 	if s.mode != SchemaPerTenant && s.mode != SharedTables {
 		return s, fmt.Errorf("%w: Config.Mode is %v; use SchemaPerTenant or SharedTables", ErrInvalidConfig, s.mode)
+	}
+	if s.citus < CitusAuto || s.citus > CitusOff {
+		return s, fmt.Errorf("%w: Config.Citus is %v; use CitusAuto, CitusOn or CitusOff", ErrInvalidConfig, s.citus)
 	}
 	if s.setting == "" {
 		s.setting = DefaultSetting

@@ -2,12 +2,14 @@ package pgtenant
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/tenancykit/tenancy/internal/sqllex"
 	"github.com/tenancykit/tenancy/tenant"
 )
 
@@ -28,6 +30,14 @@ const resetTimeout = 5 * time.Second
 // The tenant's settings are set at the session level on checkout, and the
 // session is reset on [Conn.Release]; a connection whose reset fails or that
 // is released inside a transaction is closed rather than reused.
+//
+// In Citus mode (see [CitusMode]) the session's settings carry the scope on
+// the coordinator only: each statement, query and batch of a Conn runs in a
+// block of its own that sets the tenant for the workers, and Begin/BeginTx
+// set it in the transaction. Transaction control in SQL (BEGIN, COMMIT, ...)
+// is refused there: begin with Conn.Begin. Statements sent on [Conn.Conn]
+// directly, outside a Tx, do not carry the tenant to the workers: reads of
+// distributed tables return no rows and writes are refused.
 //
 // Session use is not safe behind PgBouncer in transaction pooling mode, where
 // consecutive statements may run on different server connections. The
@@ -122,11 +132,37 @@ func (c *Conn) Exec(ctx context.Context, sql string, args ...any) (pgconn.Comman
 	if err != nil {
 		return pgconn.CommandTag{}, err
 	}
+	if viaPgx && c.p.citus {
+		return c.p.execInTx(ctx, c.c.Conn(), c.st, c.sc, sessionClass, sql, args)
+	}
 	if viaPgx {
 		return c.c.Conn().Exec(ctx, sql, args...)
 	}
-	ct, _, err := c.p.execStmt(ctx, c.c.Conn(), c.st, c.sc, sessionClass, sql, args, inScope, pgx.TxOptions{})
+	ct, _, err := c.p.execStmt(ctx, c.c.Conn(), c.st, c.sc, sessionClass, sql, args, c.step(), pgx.TxOptions{})
 	return ct, err
+}
+
+// step is what a statement on the connection carries: nothing, as the
+// session has the scope, except in Citus mode, where each statement runs in
+// a block of its own that sets the tenant for the workers (session settings
+// never reach them).
+func (c *Conn) step() step {
+	if c.p.citus {
+		return withScope
+	}
+	return inScope
+}
+
+// finish ends what a statement on the connection leaves open: in Citus
+// mode, a block that failed is rolled back.
+func (c *Conn) finish(ctx context.Context) func(error) error {
+	if !c.p.citus {
+		return nil
+	}
+	return func(err error) error {
+		abortBlock(ctx, c.c.Conn())
+		return err
+	}
 }
 
 // stmt prepares a call: checks the tenant of ctx and applies query
@@ -139,6 +175,11 @@ func (c *Conn) stmt(ctx context.Context, sql string, args []any) (string, []any,
 	sql, args, opts, err := c.p.callArgs(ctx, sql, args)
 	if err != nil {
 		return "", nil, false, err
+	}
+	if c.p.citus {
+		if err := citusSessionCheck(c.c.Conn(), sql); err != nil {
+			return "", nil, false, err
+		}
 	}
 	if len(opts) > 0 || c.p.simple {
 		return sql, append(opts, args...), true, nil
@@ -153,10 +194,17 @@ func (c *Conn) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, er
 		return errRows{err}, err
 	}
 	pc := c.c.Conn()
+	if viaPgx && c.p.citus {
+		rows, err := c.p.queryInTx(ctx, pc, c.st, c.sc, sessionClass, sql, args, func(err error) error { return err })
+		if err != nil {
+			return errRows{err}, err
+		}
+		return rows, nil
+	}
 	if viaPgx {
 		return pc.Query(ctx, sql, args...)
 	}
-	rows, _, err := c.p.queryStmt(ctx, pc, c.st, c.sc, sessionClass, sql, args, inScope, pgx.TxOptions{}, nil)
+	rows, _, err := c.p.queryStmt(ctx, pc, c.st, c.sc, sessionClass, sql, args, c.step(), pgx.TxOptions{}, c.finish(ctx))
 	if err != nil {
 		return errRows{err}, err
 	}
@@ -178,10 +226,17 @@ func (c *Conn) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 		return c.c.Conn().SendBatch(ctx, b)
 	}
 	items, err := c.p.batchItems(ctx, b, true)
+	if err == nil && c.p.citus {
+		for _, sql := range items.sql {
+			if err = citusSessionCheck(c.c.Conn(), sql); err != nil {
+				break
+			}
+		}
+	}
 	if err != nil {
 		return failedBatch(b, err)
 	}
-	return c.p.sendBatch(ctx, c.c.Conn(), c.st, c.sc, b, items, inScope, nil)
+	return c.p.sendBatch(ctx, c.c.Conn(), c.st, c.sc, b, items, c.step(), c.finish(ctx))
 }
 
 // CopyFrom copies rows into tableName, resolved in the tenant's schema, in a
@@ -201,7 +256,16 @@ func (c *Conn) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) 
 	if t, ok := tenant.FromContext(ctx); ok && t != c.sc.tenant {
 		return nil, fmt.Errorf("%w: %s, not %s", ErrTenantMismatch, t, c.sc.tenant)
 	}
-	if _, err := c.c.Conn().PgConn().Exec(ctx, beginSQL(opts)).ReadAll(); err != nil {
+	if c.p.citus {
+		// BEGIN and the SET LOCALs that carry the tenant to the workers.
+		b := c.st.batch(c.c.Conn().PgConn())
+		b.ExecParams(beginSQL(opts), nil, nil, nil, nil)
+		c.p.queueCitus(b, c.sc)
+		if _, err := c.c.Conn().PgConn().ExecBatch(ctx, b).ReadAll(); err != nil {
+			abortBlock(ctx, c.c.Conn())
+			return nil, err
+		}
+	} else if _, err := c.c.Conn().PgConn().Exec(ctx, beginSQL(opts)).ReadAll(); err != nil {
 		return nil, err
 	}
 	t := &Tx{p: c.p, sc: c.sc, conn: c.c.Conn(), st: c.st, opts: opts, open: true}
@@ -219,3 +283,19 @@ func (c *Conn) Conn() *pgx.Conn { return c.c.Conn() }
 
 // Tenant returns the tenant the connection was acquired for.
 func (c *Conn) Tenant() tenant.Tenant { return c.sc.tenant }
+
+// citusSessionCheck refuses, in Citus mode, transaction control in SQL sent
+// through a Conn — each statement runs in a block of its own there, so a
+// BEGIN would be committed at once — and a statement sent while the
+// connection is inside a transaction that was not begun with Conn.Begin.
+func citusSessionCheck(c *pgx.Conn, sql string) error {
+	for _, st := range sqllex.Split(sql) {
+		if sqllex.TxControl(st) {
+			return fmt.Errorf("pgtenant: in Citus mode a Conn runs each statement in a transaction block of its own that carries the tenant; transaction control in SQL (%q) is refused: use Conn.Begin", sql)
+		}
+	}
+	if c.PgConn().TxStatus() != 'I' {
+		return errors.New("pgtenant: in Citus mode a Conn statement must not run inside a transaction begun on Conn.Conn() directly; use Conn.Begin")
+	}
+	return nil
+}

@@ -97,6 +97,14 @@ func (p *Pool) prepare(ctx context.Context, c *pgx.Conn, st *connState, sc scope
 	if s != inScope {
 		pl.SendQueryStatement(st.scopeSD, p.scopeValues(sc), nil, nil)
 	}
+	// A transaction begun here carries the tenant to Citus workers from now
+	// on; on the pool's path (withScope) this implicit transaction only
+	// parses, and the statement's own block sets the tenant.
+	citus := p.citus && s == withBegin
+	if citus {
+		pl.SendQueryParams(citusPropagateSQL, nil, nil, nil, nil)
+		pl.SendQueryParams(p.scopeParams(sc).citusSet, nil, nil, nil, nil)
+	}
 	for i, k := range keys {
 		pl.SendPrepare(names[i], k.sql, nil)
 	}
@@ -120,6 +128,11 @@ func (p *Pool) prepare(ctx context.Context, c *pgx.Conn, st *connState, sc scope
 		began = true
 	}
 	if s != inScope {
+		if err := pipelineResult(pl); err != nil {
+			return fail(scopeFailed(ctx, c, sc, err))
+		}
+	}
+	for i := 0; citus && i < citusResults; i++ {
 		if err := pipelineResult(pl); err != nil {
 			return fail(scopeFailed(ctx, c, sc, err))
 		}
@@ -204,15 +217,21 @@ func (p *Pool) run(ctx context.Context, c *pgx.Conn, st *connState, sc scope, sq
 		formats = st.eqb.ResultFormats
 	}
 	b := st.batch(c.PgConn())
-	if s == withBegin {
+	if s == withBegin || p.block(s) {
 		if err := p.queueBegin(ctx, c, st, b, opts); err != nil {
 			return nil, false, err
 		}
 	}
 	if s != inScope {
 		b.ExecStatement(st.scopeSD, p.scopeValues(sc), nil, nil)
+		if p.citus {
+			p.queueCitus(b, sc)
+		}
 	}
 	b.ExecStatement(sd, st.eqb.ParamValues, st.eqb.ParamFormats, formats)
+	if p.block(s) {
+		b.ExecParams("commit", nil, nil, nil, nil)
+	}
 	var sent bool
 	mrr, sent, err = p.sendStmt(ctx, c, sc, b, s)
 	// A BEGIN that ran with the prepare, or with the statement.
@@ -230,29 +249,42 @@ func (p *Pool) runExec(ctx context.Context, c *pgx.Conn, st *connState, sc scope
 		return nil, false, fmt.Errorf("pgtenant: encode arguments: %w", err)
 	}
 	b := st.batch(c.PgConn())
-	if s == withBegin {
+	if s == withBegin || p.block(s) {
 		b.ExecParams(beginSQL(opts), nil, nil, nil, nil)
 	}
 	if s != inScope {
 		b.ExecParams(p.scopeSQL(), p.scopeValues(sc), nil, nil, nil)
+		if p.citus {
+			p.queueCitus(b, sc)
+		}
 	}
 	b.ExecParams(sql, st.eqb.ParamValues, nil, st.eqb.ParamFormats, st.eqb.ResultFormats)
+	if p.block(s) {
+		b.ExecParams("commit", nil, nil, nil, nil)
+	}
 	return p.sendStmt(ctx, c, sc, b, s)
 }
 
-// sendStmt writes b — [BEGIN], [scope], the statement — and reads up to the
-// statement's result. began reports whether a BEGIN in b ran.
+// sendStmt writes b — [BEGIN], [scope, [Citus SET LOCALs]], the statement,
+// [COMMIT] — and reads up to the statement's result. began reports whether a
+// BEGIN in b ran.
 func (p *Pool) sendStmt(ctx context.Context, c *pgx.Conn, sc scope, b *pgconn.Batch, s step) (mrr *pgconn.MultiResultReader, began bool, err error) {
 	mrr = c.PgConn().ExecBatch(ctx, b)
-	if s == withBegin {
+	if s == withBegin || p.block(s) {
 		if err := readResult(mrr); err != nil {
 			return nil, false, err
 		}
 		began = true
 	}
 	if s != inScope {
-		if err := readResult(mrr); err != nil {
-			return nil, began, scopeFailed(ctx, c, sc, err)
+		n := 1
+		if p.citus {
+			n += citusResults
+		}
+		for range n {
+			if err := readResult(mrr); err != nil {
+				return nil, began, scopeFailed(ctx, c, sc, err)
+			}
 		}
 	}
 	if !mrr.NextResult() {
@@ -280,6 +312,9 @@ func (p *Pool) execStmt(ctx context.Context, c *pgx.Conn, st *connState, sc scop
 	}
 	p.traceEnd(ctx, c, ct, err)
 	st.settle(stmtKey{schema: sc.key, sql: sql}, err)
+	if err != nil && p.block(s) {
+		abortBlock(ctx, c)
+	}
 	return ct, began, err
 }
 
@@ -294,6 +329,9 @@ func (p *Pool) queryStmt(ctx context.Context, c *pgx.Conn, st *connState, sc sco
 	if err != nil {
 		st.settle(key, err)
 		p.traceEnd(ctx, c, pgconn.CommandTag{}, err)
+		if p.block(s) {
+			abortBlock(ctx, c)
+		}
 		return nil, began, err
 	}
 	return &stmtRows{Rows: pgx.RowsFromResultReader(c.TypeMap(), mrr.ResultReader()), mrr: mrr,
@@ -313,6 +351,9 @@ func (p *Pool) rowStmt(ctx context.Context, c *pgx.Conn, st *connState, sc scope
 	if r.err != nil {
 		st.settle(key, r.err)
 		p.traceEnd(ctx, c, pgconn.CommandTag{}, r.err)
+		if p.block(s) {
+			abortBlock(ctx, c)
+		}
 	}
 	return r, began
 }
@@ -329,6 +370,25 @@ func (p *Pool) queueBegin(ctx context.Context, c *pgx.Conn, st *connState, b *pg
 	}
 	b.ExecStatement(sd, nil, nil, nil)
 	return nil
+}
+
+// block reports whether a statement sent after s runs in an explicit block
+// of its own, BEGIN to COMMIT: on the pool's path (withScope) in Citus mode,
+// so that the tenant's SET LOCAL reaches the workers.
+func (p *Pool) block(s step) bool { return p.citus && s == withScope }
+
+// abortBlock rolls back a transaction block left open on c by a statement
+// that failed in it (Citus mode's blocks), or closes c if that fails, so
+// that the next statement on c starts clean.
+func abortBlock(ctx context.Context, c *pgx.Conn) {
+	if c.IsClosed() || c.PgConn().TxStatus() == 'I' {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), resetTimeout)
+	defer cancel()
+	if _, err := c.PgConn().Exec(ctx, "rollback").ReadAll(); err != nil || c.PgConn().TxStatus() != 'I' {
+		_ = c.Close(ctx)
+	}
 }
 
 // readResult reads the next result of mrr. If it failed, the server skipped

@@ -37,6 +37,10 @@ type Pool struct {
 	roleMu      sync.Mutex
 	role        *poolRole
 
+	// citus: Citus mode (see CitusMode), decided in New before any
+	// statement runs.
+	citus bool
+
 	qt pgx.QueryTracer
 	pt pgx.PrepareTracer
 	bt pgx.BatchTracer
@@ -106,6 +110,8 @@ type poolRole struct {
 	super, bypass bool
 	// member: a member of another role, so it could SET ROLE to it.
 	member bool
+	// citus: the citus extension is installed in the database.
+	citus bool
 }
 
 // learnRole reads, on the pool's first connection and before it prepares
@@ -122,9 +128,10 @@ func (p *Pool) learnRole(ctx context.Context, c *pgx.Conn) error {
 	}
 	var r poolRole
 	err := c.QueryRow(ctx, `SELECT rolname, rolsuper, rolbypassrls,
-			EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members m WHERE m.member = r.oid)
+			EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members m WHERE m.member = r.oid),
+			EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'citus')
 		FROM pg_catalog.pg_roles r WHERE rolname = session_user`, pgx.QueryExecModeSimpleProtocol).
-		Scan(&r.name, &r.super, &r.bypass, &r.member)
+		Scan(&r.name, &r.super, &r.bypass, &r.member, &r.citus)
 	if err != nil {
 		return fmt.Errorf("pgtenant: check role attributes: %w", err)
 	}
@@ -145,9 +152,14 @@ func (p *Pool) checkRole(ctx context.Context) error {
 	p.roleMu.Lock()
 	r := p.role
 	p.roleMu.Unlock()
+	if r != nil {
+		p.citus = p.cfg.citus == CitusOn || p.cfg.citus == CitusAuto && r.citus
+	}
 	switch {
 	case r == nil:
 		return errors.New("pgtenant: the pool's role was not learnt")
+	case p.citus && p.simple:
+		return fmt.Errorf("%w: Citus mode (%v) cannot use QueryExecModeSimpleProtocol: the tenant's SET LOCAL would share a query message with other statements, and Citus forwards the whole message to the workers; use QueryExecModeExec behind a pooler, or a prepared mode", ErrInvalidConfig, p.cfg.citus)
 	case p.cfg.allow:
 	case r.super:
 		return &PrivilegedRoleError{Role: r.name, Attribute: "SUPERUSER"}
@@ -189,6 +201,9 @@ func (p *Pool) release(c *pgxpool.Conn, st *connState) {
 		p.destroy(c)
 		return
 	}
+	// A block of Citus mode that failed: rolled back here rather than
+	// destroyed by the pool.
+	abortBlock(context.Background(), c.Conn())
 	c.Release()
 }
 
@@ -244,6 +259,29 @@ func (p *Pool) execInTx(ctx context.Context, c *pgx.Conn, st *connState, sc scop
 	return ct, tx.Commit(ctx)
 }
 
+// queryInTx runs a query with explicit pgx options (an exec mode, result
+// formats) through pgx, in a transaction that carries the scope; closing the
+// rows ends it and calls finish. On an error, the transaction is over and
+// finish is not called.
+func (p *Pool) queryInTx(ctx context.Context, c *pgx.Conn, st *connState, sc scope, cls *class, sql string, args []any, finish func(error) error) (pgx.Rows, error) {
+	tx, err := p.beginScoped(ctx, c, sc, pgx.TxOptions{})
+	if err != nil {
+		return nil, err
+	}
+	rows, err := tx.Query(ctx, sql, args...)
+	if err != nil {
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	return &stmtRows{Rows: rows, st: st, cls: cls, conn: c, finish: func(rowsErr error) error {
+		if rowsErr != nil {
+			_ = tx.Rollback(context.WithoutCancel(ctx))
+			return finish(rowsErr)
+		}
+		return finish(tx.Commit(ctx))
+	}}, nil
+}
+
 // beginScoped begins a transaction on c through pgx and sets the tenant's
 // scope in the same round trip, for the paths that hand statements to pgx
 // itself (explicit query options, connections that prepare nothing).
@@ -255,13 +293,12 @@ func (p *Pool) beginScoped(ctx context.Context, c *pgx.Conn, sc scope, opts pgx.
 	} else {
 		p.queueScope(b, sc)
 	}
+	p.queueCitusText(b, sc)
 	br := c.SendBatch(ctx, b)
 	tx := br.Tx()
 	_, err := br.Exec()
 	if err == nil {
-		if _, err = br.Exec(); err != nil {
-			err = scopeFailed(ctx, c, sc, err)
-		}
+		err = p.readScope(ctx, c, sc, br)
 	}
 	if closeErr := br.Close(); err == nil {
 		err = closeErr
@@ -288,6 +325,31 @@ func (p *Pool) send(ctx context.Context, c *pgx.Conn, sc scope, sql string, args
 		return nil, scopeFailed(ctx, c, sc, err)
 	}
 	return br, nil
+}
+
+// queueCitusText queues, in Citus mode, the SET LOCALs that carry the
+// tenant to the workers (see queueCitus) on a pgx batch, which must not use
+// the simple protocol (New refuses it in Citus mode).
+func (p *Pool) queueCitusText(b *pgx.Batch, sc scope) {
+	if p.citus {
+		b.Queue(citusPropagateSQL)
+		b.Queue(p.scopeParams(sc).citusSet)
+	}
+}
+
+// readScope reads the results of the scope statement and, in Citus mode,
+// of the SET LOCALs after it, from a pgx batch.
+func (p *Pool) readScope(ctx context.Context, c *pgx.Conn, sc scope, br pgx.BatchResults) error {
+	n := 1
+	if p.citus {
+		n += citusResults
+	}
+	for range n {
+		if _, err := br.Exec(); err != nil {
+			return scopeFailed(ctx, c, sc, err)
+		}
+	}
+	return nil
 }
 
 // Query runs sql in the tenant's scope, setting and statement in one round
@@ -322,22 +384,7 @@ func (p *Pool) queryOn(ctx context.Context, c *pgxpool.Conn, st *connState, sc s
 		return err
 	}
 	if len(opts) > 0 {
-		tx, err := p.beginScoped(ctx, c.Conn(), sc, pgx.TxOptions{})
-		if err != nil {
-			return nil, err
-		}
-		rows, err := tx.Query(ctx, sql, append(opts, args...)...)
-		if err != nil {
-			_ = tx.Rollback(context.WithoutCancel(ctx))
-			return nil, err
-		}
-		return &stmtRows{Rows: rows, st: st, cls: cls, conn: c.Conn(), finish: func(rowsErr error) error {
-			if rowsErr != nil {
-				_ = tx.Rollback(context.WithoutCancel(ctx))
-				return release(rowsErr)
-			}
-			return release(tx.Commit(ctx))
-		}}, nil
+		return p.queryInTx(ctx, c.Conn(), st, sc, cls, sql, append(opts, args...), release)
 	}
 	if p.simple {
 		br, err := p.send(ctx, c.Conn(), sc, sql, args)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/tenancykit/tenancy/internal/rls"
 	"github.com/tenancykit/tenancy/tenant"
 )
 
@@ -95,7 +96,14 @@ func (p *Pool) queueScope(b *pgx.Batch, sc scope) {
 // worth doing once.
 type scopeParams struct {
 	values [][]byte
+	// citusSet is the SET LOCAL statement that carries the tenant to
+	// Citus workers (see CitusMode); built only in Citus mode.
+	citusSet string
 }
+
+// citusPropagateSQL makes Citus forward the SET LOCAL statements that follow
+// it in the transaction to the workers.
+const citusPropagateSQL = rls.CitusPropagateSQL
 
 // scopeCache maps tenant.Tenant to *scopeParams. It is cleared when it passes
 // maxScopeCache entries, which bounds it for fleets of any size.
@@ -106,22 +114,38 @@ type scopeCache struct {
 
 const maxScopeCache = 8192
 
-func (p *Pool) scopeValues(sc scope) [][]byte {
+func (p *Pool) scopeValues(sc scope) [][]byte { return p.scopeParams(sc).values }
+
+func (p *Pool) scopeParams(sc scope) *scopeParams {
 	if v, ok := p.scopes.m.Load(sc.tenant); ok {
-		return v.(*scopeParams).values
+		return v.(*scopeParams)
 	}
 	args := p.args(sc)
-	values := make([][]byte, len(args))
+	sp := &scopeParams{values: make([][]byte, len(args))}
 	for i, a := range args {
-		values[i] = []byte(a.(string))
+		sp.values[i] = []byte(a.(string))
+	}
+	if p.citus {
+		// The scope's tenant passed tenant.Validate (see Pool.require).
+		sp.citusSet = rls.CitusSetLocalSQL(p.cfg.setting, sc.tenant.ID)
 	}
 	if p.scopes.n.Add(1) > maxScopeCache {
 		p.scopes.m.Clear()
 		p.scopes.n.Store(1)
 	}
-	p.scopes.m.Store(sc.tenant, &scopeParams{values: values})
-	return values
+	p.scopes.m.Store(sc.tenant, sp)
+	return sp
 }
+
+// queueCitus queues, on a Citus pool, what carries the tenant to the
+// workers after the scope statement of an explicit transaction block.
+func (p *Pool) queueCitus(b *pgconn.Batch, sc scope) {
+	b.ExecParams(citusPropagateSQL, nil, nil, nil, nil)
+	b.ExecParams(p.scopeParams(sc).citusSet, nil, nil, nil, nil)
+}
+
+// citusResults is how many results queueCitus adds.
+const citusResults = 2
 
 // scopeFailed wraps a failure of the scope statement. A connection that lost
 // its prepared scope statement is closed, and the pool replaces it.

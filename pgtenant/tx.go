@@ -95,6 +95,11 @@ func (t *Tx) begin(ctx context.Context) error {
 		b.ExecParams(beginSQL(t.opts), nil, nil, nil, nil)
 		b.ExecParams(t.p.scopeSQL(), t.p.scopeValues(t.sc), nil, nil, nil)
 	}
+	n := 1 // the scope statement's results
+	if t.p.citus {
+		t.p.queueCitus(b, t.sc)
+		n += citusResults
+	}
 	mrr := t.conn.PgConn().ExecBatch(ctx, b)
 	if err := readResult(mrr); err != nil {
 		t.p.traceBeginEnd(bctx, t.conn, withBegin, false, err)
@@ -102,8 +107,10 @@ func (t *Tx) begin(ctx context.Context) error {
 	}
 	t.p.traceBeginEnd(bctx, t.conn, withBegin, true, nil)
 	top.open = true
-	if err := readResult(mrr); err != nil {
-		return scopeFailed(ctx, t.conn, t.sc, err)
+	for range n {
+		if err := readResult(mrr); err != nil {
+			return scopeFailed(ctx, t.conn, t.sc, err)
+		}
 	}
 	return mrr.Close()
 }
@@ -253,7 +260,9 @@ func (t *Tx) finish(ctx context.Context) {
 // the COPY protocol. PostgreSQL refuses COPY FROM into tables with row level
 // security, so the rows are staged in a temporary table that is dropped at
 // commit and moved with one INSERT ... SELECT that checks every row against
-// the policy. This needs the TEMPORARY privilege on the database.
+// the policy. This needs the TEMPORARY privilege on the database. In Citus
+// mode the rows go as multi-row INSERTs of up to 1,000 rows instead (Citus
+// would move staged rows with COPY on the worker, which RLS refuses).
 func (t *Tx) CopyFrom(ctx context.Context, tableName pgx.Identifier, columnNames []string, rowSrc pgx.CopyFromSource) (int64, error) {
 	if err := t.usable(ctx); err != nil {
 		return 0, err
@@ -261,7 +270,7 @@ func (t *Tx) CopyFrom(ctx context.Context, tableName pgx.Identifier, columnNames
 	if err := t.begin(ctx); err != nil {
 		return 0, err
 	}
-	return copyStaged(ctx, t.conn, tableName, columnNames, rowSrc)
+	return copyStaged(ctx, t.conn, tableName, columnNames, rowSrc, t.p.citus)
 }
 
 // SendBatch sends b inside the transaction.

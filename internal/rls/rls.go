@@ -303,3 +303,20 @@ func ExecEach(ctx context.Context, pc *pgconn.PgConn, stmts []string) error {
 	_, err := pc.ExecBatch(ctx, &b).ReadAll()
 	return err
 }
+
+// CitusPropagateSQL makes Citus forward the SET LOCAL statements that follow
+// it in an explicit transaction block to the worker nodes the transaction
+// reaches; Citus never forwards this setting itself. A setting made with
+// set_config stays on the coordinator, where RLS on a distributed table's
+// shards never sees it.
+const CitusPropagateSQL = "SET LOCAL citus.propagate_set_commands = 'local'"
+
+// CitusSetLocalSQL is "SET LOCAL <setting> = '<id>'", the tenant setting as
+// Citus forwards it to the workers (after CitusPropagateSQL, in an explicit
+// block, as a query string of its own: Citus forwards the whole string). SET
+// takes no parameters, so id is a literal: callers pass a setting that
+// matches "prefix.name" and an ID that passed tenant.ValidateID (letters,
+// digits, '_', '-'); quotes are doubled all the same.
+func CitusSetLocalSQL(setting, id string) string {
+	return "SET LOCAL " + setting + " = '" + strings.ReplaceAll(id, "'", "''") + "'"
+}

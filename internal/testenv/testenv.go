@@ -411,6 +411,7 @@ func setupPG(ctx context.Context, adminURL string) (*PG, error) {
 }
 
 func teardown() {
+	teardownCitus()
 	if pg := pgState.pg; pg != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		if admin, err := pgx.Connect(ctx, pgState.svc.URL); err == nil {
