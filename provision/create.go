@@ -114,7 +114,7 @@ func (r *Registry) Create(ctx context.Context, spec Spec) (Record, error) {
 				return step("secure shared tables", err)
 			}
 		} else {
-			if _, err := tx.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize()); err != nil {
+			if err := r.createSchema(ctx, tx, schema); err != nil {
 				var pgErr *pgconn.PgError
 				if errors.As(err, &pgErr) && pgErr.Code == "42P06" {
 					err = fmt.Errorf("%w: schema %q exists without a registry row (see Audit)", ErrTenantExists, schema)
@@ -267,4 +267,24 @@ func (r *Registry) secureSharedTables(ctx context.Context, tx pgx.Tx) error {
 // rls.ExecEach).
 func execAll(ctx context.Context, tx pgx.Tx, stmts []string) error {
 	return rls.ExecEach(ctx, tx.Conn().PgConn(), stmts)
+}
+
+// createSchema creates a tenant's schema; on Citus, as a distributed schema,
+// so that its tables live together on one worker and statements that stay
+// in the schema are routed there whole.
+func (r *Registry) createSchema(ctx context.Context, tx pgx.Tx, schema string) error {
+	if r.citus {
+		if _, err := tx.Exec(ctx, shardingSQL, "on"); err != nil {
+			return err
+		}
+	}
+	if _, err := tx.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize()); err != nil {
+		return err
+	}
+	if r.citus {
+		if _, err := tx.Exec(ctx, shardingSQL, "off"); err != nil {
+			return err
+		}
+	}
+	return nil
 }

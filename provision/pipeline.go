@@ -46,7 +46,17 @@ func (r *Registry) createPipelined(ctx context.Context, t tenant.Tenant, schema,
 		pipelined{"register", `INSERT INTO tenancy.tenants (id, slug, schema_name, name, status)
 			VALUES ($1, $2, $3, $4, 'active') RETURNING ` + recordColumns, []string{t.ID, t.Slug, schema, name}},
 		pipelined{"register names", namesSQL, []string{t.ID, t.Slug}},
+	)
+	if r.citus {
+		qs = append(qs, pipelined{"distribute schema", shardingSQL, []string{"on"}})
+	}
+	qs = append(qs,
 		pipelined{"create schema", "CREATE SCHEMA " + pgx.Identifier{schema}.Sanitize(), nil},
+	)
+	if r.citus {
+		qs = append(qs, pipelined{"distribute schema", shardingSQL, []string{"off"}})
+	}
+	qs = append(qs,
 		pipelined{"enter schema", "SELECT set_config('search_path', $1, true), set_config($2, $3, true)",
 			[]string{pgx.Identifier{schema}.Sanitize(), r.cfg.Setting, t.ID}},
 	)

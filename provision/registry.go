@@ -48,6 +48,9 @@ func (r Record) Tenant() tenant.Tenant { return tenant.Tenant{ID: r.ID, Slug: r.
 // tenant.Lookup. It is safe for concurrent use.
 type Registry struct {
 	cfg Config
+	// citus: the database has the citus extension; tenant schemas are then
+	// created as distributed schemas (see Config).
+	citus bool
 }
 
 var _ tenant.Lookup = (*Registry)(nil)
@@ -86,6 +89,14 @@ var registryDDL = []string{
 	3: secureFunctions,
 }
 
+// citusSQL reports whether the database has the citus extension.
+const citusSQL = "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'citus')"
+
+// shardingSQL switches Citus's schema-based sharding on or off for the rest
+// of the transaction: a schema created while it is on is a distributed
+// schema, whose tables Citus keeps together on one worker node.
+const shardingSQL = "SELECT set_config('citus.enable_schema_based_sharding', $1, true)"
+
 // registryLock serialises registry upgrades across processes.
 const registryLock = rls.SchemaLock
 
@@ -96,6 +107,9 @@ func New(ctx context.Context, cfg Config) (*Registry, error) {
 		return nil, err
 	}
 	r := &Registry{cfg: cfg}
+	if err := cfg.Owner.QueryRow(ctx, citusSQL).Scan(&r.citus); err != nil {
+		return nil, fmt.Errorf("provision: look for Citus: %w", err)
+	}
 	if err := r.upgrade(ctx); err != nil {
 		return nil, fmt.Errorf("provision: prepare registry: %w", err)
 	}
@@ -106,6 +120,13 @@ func (r *Registry) upgrade(ctx context.Context) error {
 	return pgx.BeginFunc(ctx, r.cfg.Owner, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", registryLock); err != nil {
 			return err
+		}
+		if r.citus {
+			// The registry stays on the coordinator, whatever the role or
+			// session says about schema-based sharding.
+			if _, err := tx.Exec(ctx, shardingSQL, "off"); err != nil {
+				return err
+			}
 		}
 		if _, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS tenancy;
 			CREATE TABLE IF NOT EXISTS tenancy.registry_version (version int NOT NULL);
