@@ -54,10 +54,12 @@ func (m *Migrator) status(ctx context.Context, source TenantSource) ([]TenantSta
 	if err != nil {
 		return nil, false, fmt.Errorf("migrate: read versions: %w", err)
 	}
-	var secure bool
-	if err := conn.QueryRow(ctx, "SELECT to_regprocedure($1) IS NOT NULL", secureFunction).Scan(&secure); err != nil {
+	var secure, citus bool
+	if err := conn.QueryRow(ctx, "SELECT to_regprocedure($1) IS NOT NULL, EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus')",
+		secureFunction).Scan(&secure, &citus); err != nil {
 		return nil, false, fmt.Errorf("migrate: %w", err)
 	}
+	m.citus.Store(citus)
 	out := make([]TenantStatus, len(tenants))
 	for i, t := range tenants {
 		cur := versions[pgtenant.SchemaName(t)]

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"regexp"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -75,6 +76,9 @@ type Migrator struct {
 	files       []chainFile // the same, as the fleet runner sees them
 	summaryOnce sync.Once
 	summaryErr  error
+	// citus: the database has the citus extension (learnt by status, before
+	// any tenant runs); see runFast and gooseTable.
+	citus atomic.Bool
 }
 
 var settingPattern = regexp.MustCompile(`^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$`)
@@ -300,6 +304,10 @@ func (m *Migrator) migrateTenant(ctx context.Context, w *worker, t tenant.Tenant
 			return fail(0, err)
 		}
 	}
+	if err := m.gooseTable(ctx, w.db, res.Schema); err != nil {
+		_ = unlockAndRecord(ctx, w.db, id, res.Schema, -1)
+		return fail(0, err)
+	}
 	p, err := m.provider(w.db, m.cfg.Tenant, res.Schema+".goose_db_version")
 	if err != nil {
 		_ = unlockAndRecord(ctx, w.db, id, res.Schema, -1)
@@ -408,4 +416,25 @@ func failedVersion(err error) int64 {
 // starts at the latest version.
 func (m *Migrator) BuildTenantSchema(ctx context.Context, t tenant.Tenant, _ string) error {
 	return m.UpTenant(ctx, t).Err
+}
+
+// gooseTable creates, on Citus, a tenant schema's goose version table before
+// goose would, with a bigint identity: in a distributed schema the table is
+// distributed, and Citus cannot draw values for an integer identity on a
+// worker node ("reached maximum value of sequence"), which is where goose's
+// inserts run. goose finds the table and uses it as its own.
+func (m *Migrator) gooseTable(ctx context.Context, db *sql.DB, schema string) error {
+	if !m.citus.Load() {
+		return nil
+	}
+	table := pgx.Identifier{schema, "goose_db_version"}.Sanitize()
+	for _, q := range []string{
+		fmt.Sprintf(gooseTableSQL, table, gooseIDType(true)),
+		"INSERT INTO " + table + " (version_id, is_applied) SELECT 0, true WHERE NOT EXISTS (SELECT FROM " + table + ")",
+	} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("migrate: create goose's version table in %s: %w", schema, err)
+		}
+	}
+	return nil
 }
