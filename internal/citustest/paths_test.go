@@ -3,6 +3,7 @@ package citustest_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"testing/fstest"
 
@@ -54,6 +55,14 @@ func program(t *testing.T, ctx context.Context, q querier, tag string) {
 	}
 	if inBatch != 2 {
 		t.Errorf("%s: the batch saw %d of its own rows, want 2", tag, inBatch)
+	}
+	// An explicit exec mode per call goes through pgx itself.
+	var viaPgx int
+	if err := q.QueryRow(ctx, "SELECT count(*) FROM items WHERE name LIKE $1", pgx.QueryExecModeExec, tag+"-%").Scan(&viaPgx); err != nil {
+		t.Fatalf("%s QueryRow with an explicit exec mode: %v", tag, err)
+	}
+	if viaPgx != 4 {
+		t.Errorf("%s: a read with an explicit exec mode saw %d of its 4 rows", tag, viaPgx)
 	}
 	var id string
 	if err := q.QueryRow(ctx, "SELECT DISTINCT tenant_id FROM items WHERE name LIKE $1", tag+"-%").Scan(&id); err != nil {
@@ -334,6 +343,42 @@ func TestMigrateOnCitus(t *testing.T) {
 		}
 		if !idx || !distributed {
 			t.Errorf("tenant %s: index %v, new table distributed %v; want both", tn.Slug, idx, distributed)
+		}
+	}
+}
+
+// TestCopyFromAndBeginFuncOnCitus: CopyFrom of more rows than one INSERT
+// carries (several types), and pgx.BeginFunc, each for two tenants.
+func TestCopyFromAndBeginFuncOnCitus(t *testing.T) {
+	c := newCluster(t)
+	p := c.pool(t, pgx.QueryExecModeCacheStatement)
+	const n = 2500
+	for i, tn := range []tenant.Tenant{c.a, c.b} {
+		ctx := tenant.NewContext(context.Background(), tn)
+		rows := make([][]any, n+i)
+		for r := range rows {
+			rows[r] = []any{int64(r + 1), fmt.Sprintf("%s-%04d", tn.Slug, r)}
+		}
+		got, err := p.CopyFrom(ctx, pgx.Identifier{"items"}, []string{"id", "name"}, pgx.CopyFromRows(rows))
+		if err != nil || got != int64(n+i) {
+			t.Fatalf("CopyFrom for %s: %d, %v; want %d", tn.Slug, got, err, n+i)
+		}
+		if err := pgx.BeginFunc(ctx, p, func(tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, "INSERT INTO items (id, name) VALUES (0, $1)", tn.Slug+"-beginfunc")
+			return err
+		}); err != nil {
+			t.Fatalf("BeginFunc: %v", err)
+		}
+	}
+	for i, tn := range []tenant.Tenant{c.a, c.b} {
+		ctx := tenant.NewContext(context.Background(), tn)
+		var count, foreign int
+		var first string
+		if err := p.QueryRow(ctx, "SELECT count(*), count(*) FILTER (WHERE tenant_id <> $1), min(name) FROM items", tn.ID).Scan(&count, &foreign, &first); err != nil {
+			t.Fatal(err)
+		}
+		if count != n+i+1 || foreign != 0 || first != tn.Slug+"-0000" {
+			t.Errorf("tenant %s: %d rows (%d foreign), first %q; want %d, 0, %q", tn.Slug, count, foreign, first, n+i+1, tn.Slug+"-0000")
 		}
 	}
 }
