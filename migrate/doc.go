@@ -66,4 +66,14 @@
 // [ErrMissingTenantColumn], [ErrForeignPolicy], [ErrSequenceDefault],
 // [ErrSharedTwin], [ErrSchemaMissing], [ErrSchemaLocked] or
 // [ErrNoTenantChain], or is the SQL error of the migration that failed.
+//
+// # Citus
+//
+// On a database with the citus extension, the fleet runner's transaction is
+// an explicit block that also sets the tenant with SET LOCAL, which Citus
+// forwards to the worker holding the schema (seed rows pass RLS there), and
+// goose's version table is made with a bigint identity (an integer identity
+// cannot draw values on a worker). goose's own path sets the tenant for the
+// session only, which does not reach the workers: DDL runs, statements on
+// tenant rows there do not. See "Scaling out on Citus" in package pgtenant.
 package migrate

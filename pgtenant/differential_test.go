@@ -292,12 +292,21 @@ func TestDifferentialAgainstPgx(t *testing.T) {
 	ctx := ctxFor(tn)
 	bg := context.Background()
 
+	// The citus variants run Citus mode's explicit blocks (see
+	// pgtenant.CitusMode) on plain PostgreSQL, where they must change
+	// nothing a program can see.
 	for _, variant := range []struct {
 		maxConns int32
 		mode     pgx.QueryExecMode
-	}{{1, pgx.QueryExecModeCacheStatement}, {4, pgx.QueryExecModeCacheStatement}, {1, pgx.QueryExecModeExec}} {
+		citus    bool
+	}{{1, pgx.QueryExecModeCacheStatement, false}, {4, pgx.QueryExecModeCacheStatement, false}, {1, pgx.QueryExecModeExec, false},
+		{1, pgx.QueryExecModeCacheStatement, true}, {1, pgx.QueryExecModeExec, true}} {
 		maxConns, mode := variant.maxConns, variant.mode
-		t.Run(fmt.Sprintf("MaxConns=%d/mode=%v", maxConns, mode), func(t *testing.T) {
+		name := fmt.Sprintf("MaxConns=%d/mode=%v", maxConns, mode)
+		if variant.citus {
+			name += "/citus"
+		}
+		t.Run(name, func(t *testing.T) {
 			var tp *pgtenant.Pool
 			var op *pgxpool.Pool
 			fresh := func() {
@@ -308,6 +317,9 @@ func TestDifferentialAgainstPgx(t *testing.T) {
 				tp = newPool(t, pg, func(c *pgtenant.Config) {
 					c.PoolConfig.MaxConns = maxConns
 					c.PoolConfig.ConnConfig.DefaultQueryExecMode = mode
+					if variant.citus {
+						c.Citus = pgtenant.CitusOn
+					}
 				})
 				cfg := pg.AppConfig(t)
 				cfg.MaxConns = maxConns

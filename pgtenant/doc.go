@@ -179,4 +179,83 @@
 // tenant table, even one left through a raw connection. On the statement
 // path and in transactions, create them with ON COMMIT DROP; [Tx.CopyFrom]
 // stages rows in one and needs the TEMPORARY privilege.
+//
+// # Scaling out on Citus
+//
+// On a Citus cluster (12 or later) each tenant schema can be a distributed
+// schema: its tables live together on one worker node, and Citus routes
+// every statement that stays in the schema to that worker whole — the
+// SDK's own model, so application code does not change. provision creates
+// tenant schemas as distributed schemas when the database has the citus
+// extension (the registry schema tenancy never is, whatever
+// citus.enable_schema_based_sharding says), and migrate runs tenant chains
+// on them (DDL goes one statement per query string, as Citus forwards DDL
+// text to the workers).
+//
+// A setting made with set_config stays on the coordinator, so RLS on a
+// worker would see no tenant: reads return no rows, writes are refused. In
+// Citus mode ([Config.Citus]; on by default when the extension is
+// installed) every statement runs in an explicit block — BEGIN, the scope,
+// SET LOCAL citus.propagate_set_commands = 'local', SET LOCAL of the tenant
+// setting, the statement, COMMIT — still written at once, one round trip
+// from the client; Citus forwards the SET LOCAL to each worker the
+// transaction reaches. Batches run in one such block; a transaction's BEGIN
+// carries the SET LOCALs; a block that failed is rolled back before its
+// connection is reused. This covers [Pool], [Tx], [Conn] (each statement in a
+// block of its own; transaction control in SQL is refused there, use
+// [Conn.Begin]), [Pool.SendBatch], [OpenDB], explicit per-call exec modes,
+// QueryExecModeExec and the prepared modes. Where it stops:
+//
+//   - The simple protocol is refused by [New] in Citus mode: pgx sends a
+//     batch as one query message, and Citus forwards the whole message as
+//     "the SET command" to the workers.
+//   - [Tx.CopyFrom] sends multi-row INSERTs instead of COPY (Citus moves
+//     staged rows with COPY on the worker, which RLS refuses).
+//   - Statements sent on [Conn.Conn] directly, outside a transaction, do not
+//     carry the tenant to the workers (they fail closed); those sent on
+//     [Tx.Conn] do.
+//   - migrate's goose path (Go migrations, NO TRANSACTION files) sets the
+//     tenant for the session only: DDL works, but statements that read or
+//     write tenant rows there see no tenant on the workers. Keep seed data in
+//     SQL files the fleet runner applies (it uses the block).
+//   - serial columns cannot draw values on a worker: provisioning and
+//     migrations refuse them as everywhere (use GENERATED ... AS IDENTITY on
+//     bigint).
+//
+// Shared data that every tenant joins with belongs in reference tables
+// (create_reference_table), copied to every worker, so a tenant's joins stay
+// on its worker. Move a tenant between workers with
+// citus_schema_move(schema, node, port, shard_transfer_mode =>
+// 'block_writes'): writes to that tenant wait until the move ends, nothing
+// fails (internal/citustest's TestMoveUnderLoad); the logical-replication
+// modes ('auto', 'force_logical') hang on tables with row level security.
+//
+// Costs, measured on one machine with a coordinator and two workers on
+// loopback (BENCHMARKS.md, "Citus"): a point read through pgtenant on the
+// coordinator takes about 10× the same read on plain PostgreSQL and 2.3×
+// raw pgx's schema-qualified read on the coordinator without RLS (most of
+// the cost is the cluster's routing; the block adds a remote BEGIN and
+// COMMIT on the worker); a point write 4.9× plain and 1.5× raw; creating a
+// tenant 4.9× plain.
+//
+// To run the Citus tests (internal/citustest; skipped unless
+// TENANCY_CITUS_URL names a coordinator's admin URL), build Citus from its
+// public source against Debian's PostgreSQL 15, out of the tree of this
+// project:
+//
+//	git clone https://github.com/citusdata/citus && cd citus && git checkout v13.2.2
+//	apt-get install postgresql-server-dev-15 libkrb5-dev liblz4-dev libzstd-dev \
+//	    libcurl4-openssl-dev libselinux1-dev libxslt1-dev libpam0g-dev libreadline-dev
+//	# PostgreSQL 15.20 exports have_createdb_privilege, which clashes with the
+//	# PG15 compatibility copy in src/include/pg_version_compat.h: delete that
+//	# static inline function and include "commands/dbcommands.h" instead.
+//	./configure --without-libcurl && make -j2 && make install
+//
+// then start a coordinator and two workers on loopback ports, each with
+// initdb, shared_preload_libraries = 'citus' and wal_level = logical, run
+// CREATE EXTENSION citus in each, and on the coordinator
+// citus_set_coordinator_host('127.0.0.1', 9700) and
+// citus_add_node('127.0.0.1', port) for each worker:
+//
+//	TENANCY_CITUS_URL=postgres://postgres@127.0.0.1:9700/postgres go test ./internal/citustest/
 package pgtenant

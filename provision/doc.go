@@ -91,4 +91,13 @@
 // tenant_id. Each [Finding] names the object and the fix. Views and
 // functions that belong to an extension (pg_stat_statements, Citus) are the
 // extension's and are not reported.
+//
+// # Citus
+//
+// When the database has the citus extension, Create makes each tenant
+// schema a distributed schema (citus.enable_schema_based_sharding is
+// switched on for its CREATE SCHEMA only), so that its tables live together
+// on one worker; the registry schema tenancy stays on the coordinator.
+// serial columns are refused as everywhere (Citus cannot draw their values
+// on a worker). See "Scaling out on Citus" in package pgtenant.
 package provision

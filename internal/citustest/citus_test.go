@@ -2,6 +2,7 @@ package citustest_test
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -25,28 +26,36 @@ type cluster struct {
 	owner *pgxpool.Pool
 }
 
-func citusPG(t *testing.T) *testenv.PG { t.Helper(); return testenv.Citus(t) }
+func citusPG(t testing.TB) *testenv.PG { t.Helper(); return testenv.Citus(t) }
 
 func newTenant(t *testing.T) tenant.Tenant { t.Helper(); return testenv.Tenant(t, "ct") }
 
-func newCluster(t *testing.T) *cluster {
+func newCluster(t testing.TB) *cluster {
 	t.Helper()
-	pg := testenv.Citus(t)
+	return setup(t, testenv.Citus(t), true)
+}
+
+// setup makes a registry on pg with two tenants; on Citus it checks that
+// their schemas are distributed and the registry is not.
+func setup(t testing.TB, pg *testenv.PG, citus bool) *cluster {
+	t.Helper()
 	ctx := context.Background()
 	owner := pg.OwnerPool(t)
-	reg, err := provision.New(ctx, provision.Config{Owner: owner, AppRole: pg.AppRole, Builder: provision.DDL(itemsDDL)})
+	reg, err := provision.New(ctx, provision.Config{Owner: owner, AppRole: pg.AppRole, Builder: provision.DDL(itemsDDL), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatalf("provision.New: %v", err)
 	}
 	c := &cluster{pg: pg, reg: reg, owner: owner}
 	for _, p := range []*tenant.Tenant{&c.a, &c.b} {
 		tn := testenv.Tenant(t, "ct")
-		slug := tn.Slug
 		rec, err := reg.Create(ctx, provision.Spec{Slug: tn.Slug, ID: tn.ID})
 		if err != nil {
-			t.Fatalf("Create %s: %v", slug, err)
+			t.Fatalf("Create %s: %v", tn.Slug, err)
 		}
 		*p = tenant.Tenant{ID: rec.ID, Slug: rec.Slug}
+	}
+	if !citus {
+		return c
 	}
 	// Tenant schemas are distributed schemas; the registry is not.
 	admin := pg.AdminPool(t)
@@ -65,7 +74,7 @@ func newCluster(t *testing.T) *cluster {
 	return c
 }
 
-func (c *cluster) pool(t *testing.T, mode pgx.QueryExecMode) *pgtenant.Pool {
+func (c *cluster) pool(t testing.TB, mode pgx.QueryExecMode) *pgtenant.Pool {
 	t.Helper()
 	cfg := c.pg.AppConfig(t)
 	cfg.ConnConfig.DefaultQueryExecMode = mode
