@@ -63,15 +63,19 @@ func (r *Registry) Create(ctx context.Context, spec Spec) (Record, error) {
 	if schema != "" && r.cfg.SchemaBuilder == nil {
 		stmts, ok := r.cfg.Builder.(ddl)
 		if ok || r.cfg.Builder == nil {
-			rec, err := r.createPipelined(ctx, t, schema, spec.Name, stmts)
+			rec, err := r.createPipelined(ctx, t, schema, spec.Name, stmts, pipelineOpts{distribute: r.citus})
+			if r.citus && citusBuildFailure(err, schema) {
+				err = r.diagnose(ctx, t, schema, spec.Name, stmts, err)
+			}
 			if !errors.Is(err, errMultiStatement) {
 				if err == nil {
 					r.cfg.Logger.InfoContext(ctx, "tenant created", "tenant_id", t.ID, "tenant_slug", t.Slug, "schema", schema)
 				}
 				return rec, err
 			}
-			// A string of several statements cannot go as one extended
-			// query: nothing was committed; run them one by one below.
+			// A string the server still sees as several statements after
+			// sqllex.Statements split it cannot go as one extended query:
+			// nothing was committed; run the strings one by one below.
 		}
 	}
 	step := func(name string, err error) error {
@@ -287,4 +291,28 @@ func (r *Registry) createSchema(ctx context.Context, tx pgx.Tx, schema string) e
 		}
 	}
 	return nil
+}
+
+// citusBuildFailure reports whether err is a DDL statement of Create failing
+// on Citus because the tenant's own new schema does not exist — on a
+// worker, where Citus sent an object the statement creates (the sequence of
+// a serial column, say) before the schema itself.
+func citusBuildFailure(err error, schema string) bool {
+	var se *StepError
+	var pgErr *pgconn.PgError
+	return errors.As(err, &se) && se.Step == "build schema" && errors.As(err, &pgErr) &&
+		pgErr.Code == "3F000" && strings.Contains(pgErr.Message, `"`+schema+`"`)
+}
+
+// diagnose runs Create's transaction once more with the schema kept on the
+// coordinator and rolls it back, so that the securing step can say what in
+// the DDL cannot be distributed (a serial column: ErrSequenceDefault, with
+// the columns). It returns that refusal, or orig if there is none.
+func (r *Registry) diagnose(ctx context.Context, t tenant.Tenant, schema, name string, stmts ddl, orig error) error {
+	_, err := r.createPipelined(ctx, t, schema, name, stmts, pipelineOpts{dryRun: true})
+	var se *StepError
+	if errors.As(err, &se) && se.Step == "secure tables" {
+		return fmt.Errorf("%w (on Citus the tenant's schema is distributed; Citus stopped at: %v)", err, orig)
+	}
+	return orig
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/tenancykit/tenancy/internal/sqllex"
 	"github.com/tenancykit/tenancy/pgtenant"
 	"github.com/tenancykit/tenancy/tenant"
 )
@@ -18,55 +19,75 @@ import (
 const namesSQL = `INSERT INTO tenancy.tenant_names (name, tenant_id)
 	SELECT DISTINCT name, $1 FROM unnest(ARRAY[$1, $2]::text[]) AS name ORDER BY name`
 
-// errMultiStatement reports a DDL string of several statements, which an
-// extended-protocol query cannot hold; Create then runs the DDL one
-// statement at a time.
+// errMultiStatement reports a DDL string of several statements that
+// sqllex.Statements did not split as the server does; Create then runs the
+// DDL one string at a time.
 var errMultiStatement = errors.New("provision: DDL string holds several statements")
 
-// ddlAt is the index of the first DDL statement in createPipelined.
-const ddlAt = 4
+// errDryRun ends a diagnosing run of createPipelined (see Create).
+var errDryRun = errors.New("provision: dry run")
 
 // pipelined is one statement of createPipelined.
 type pipelined struct {
 	step string
 	sql  string
 	args []string
+	// where names a DDL statement in errors: "statement 2", or "statement
+	// 2.3" for the third SQL statement of the second DDL string.
+	where string
+}
+
+// pipelineOpts vary createPipelined: distribute creates the schema as a
+// Citus distributed schema; dryRun rolls everything back at the end.
+type pipelineOpts struct {
+	distribute, dryRun bool
 }
 
 // createPipelined creates a tenant whose schema is built from DDL in one
 // round trip: every statement is an extended-protocol query of its own (one
-// statement per query string, as Citus needs to forward DDL), all written
+// statement per query string, as Citus needs to forward DDL: a DDL string of
+// several statements is split as psql would split it), all written
 // before a single Sync, so the server runs them in one implicit transaction
 // that commits at the Sync, or rolls back entirely at the first error. The
 // registry row goes in as active (nobody sees it before the commit), and the
 // tables are confined by tenancy.secure_schema in the same transaction.
-func (r *Registry) createPipelined(ctx context.Context, t tenant.Tenant, schema, name string, stmts ddl) (Record, error) {
+func (r *Registry) createPipelined(ctx context.Context, t tenant.Tenant, schema, name string, stmts ddl, o pipelineOpts) (Record, error) {
 	qs := make([]pipelined, 0, len(stmts)+6)
 	qs = append(qs,
 		pipelined{"register", `INSERT INTO tenancy.tenants (id, slug, schema_name, name, status)
-			VALUES ($1, $2, $3, $4, 'active') RETURNING ` + recordColumns, []string{t.ID, t.Slug, schema, name}},
-		pipelined{"register names", namesSQL, []string{t.ID, t.Slug}},
+			VALUES ($1, $2, $3, $4, 'active') RETURNING ` + recordColumns, []string{t.ID, t.Slug, schema, name}, ""},
+		pipelined{"register names", namesSQL, []string{t.ID, t.Slug}, ""},
 	)
-	if r.citus {
-		qs = append(qs, pipelined{"distribute schema", shardingSQL, []string{"on"}})
+	if o.distribute {
+		qs = append(qs, pipelined{step: "distribute schema", sql: shardingSQL, args: []string{"on"}})
 	}
 	qs = append(qs,
-		pipelined{"create schema", "CREATE SCHEMA " + pgx.Identifier{schema}.Sanitize(), nil},
+		pipelined{step: "create schema", sql: "CREATE SCHEMA " + pgx.Identifier{schema}.Sanitize()},
 	)
-	if r.citus {
-		qs = append(qs, pipelined{"distribute schema", shardingSQL, []string{"off"}})
+	if o.distribute {
+		qs = append(qs, pipelined{step: "distribute schema", sql: shardingSQL, args: []string{"off"}})
 	}
 	qs = append(qs,
 		pipelined{"enter schema", "SELECT set_config('search_path', $1, true), set_config($2, $3, true)",
-			[]string{pgx.Identifier{schema}.Sanitize(), r.cfg.Setting, t.ID}},
+			[]string{pgx.Identifier{schema}.Sanitize(), r.cfg.Setting, t.ID}, ""},
 	)
-	for _, s := range stmts {
-		qs = append(qs, pipelined{"build schema", s, nil})
+	for i, s := range stmts {
+		parts := sqllex.Statements(s)
+		if len(parts) <= 1 {
+			qs = append(qs, pipelined{step: "build schema", sql: s, where: fmt.Sprintf("statement %d", i+1)})
+			continue
+		}
+		for j, part := range parts {
+			qs = append(qs, pipelined{step: "build schema", sql: part, where: fmt.Sprintf("statement %d.%d", i+1, j+1)})
+		}
 	}
 	qs = append(qs,
-		pipelined{"secure tables", secureSQL, []string{schema, r.cfg.Setting, r.cfg.AppRole, t.ID}},
-		pipelined{"announce", "SELECT pg_notify($1, $2)", []string{WatchChannel, t.ID + " " + t.Slug}},
+		pipelined{"secure tables", secureSQL, []string{schema, r.cfg.Setting, r.cfg.AppRole, t.ID}, ""},
+		pipelined{"announce", "SELECT pg_notify($1, $2)", []string{WatchChannel, t.ID + " " + t.Slug}, ""},
 	)
+	if o.dryRun {
+		qs = append(qs, pipelined{step: "dry run", sql: "SELECT 1 / 0"})
+	}
 
 	var b pgconn.Batch
 	for _, q := range qs {
@@ -124,9 +145,11 @@ func pipelineError(t tenant.Tenant, qs []pipelined, failed int, err error) error
 		if isPg && pgErr.Code == "42601" && strings.Contains(pgErr.Message, "multiple commands") {
 			return errMultiStatement
 		}
-		err = fmt.Errorf("statement %d: %w", failed-ddlAt+1, err)
+		err = fmt.Errorf("%s: %w", qs[failed].where, err)
 	case step == "secure tables":
 		err = secureError(err)
+	case step == "dry run":
+		return errDryRun
 	}
 	if step == "register names" {
 		step = "register"

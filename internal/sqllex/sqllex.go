@@ -25,8 +25,43 @@ func (t Token) Is(word string) bool { return t.Word && !t.Quoted && t.Text == wo
 // standard_conforming_strings is assumed on, the default since PostgreSQL
 // 9.1.
 func Split(sql string) [][]Token {
+	stmts, _ := split(sql, false)
+	return stmts
+}
+
+// Statements splits sql into the source text of its statements, as psql
+// would send them one by one: a semicolon ends a statement only outside
+// parentheses (a multi-action CREATE RULE) and outside the BEGIN ... END of
+// a CREATE FUNCTION or PROCEDURE's SQL-standard body (BEGIN ATOMIC, with
+// its CASE ... END), and never inside a comment or a string, identifier or
+// dollar-quoted constant. Each text is trimmed of surrounding space; text
+// that holds no token (only comments) is dropped.
+func Statements(sql string) []string {
+	_, texts := split(sql, true)
+	return texts
+}
+
+// split is Split, and with psql set Statements: only then do parentheses and
+// function bodies hold semicolons (Split's callers classify statements, and
+// must not be led to read two statements as one).
+func split(sql string, psql bool) ([][]Token, []string) {
 	var stmts [][]Token
+	var texts []string
 	var cur []Token
+	start, parens, blocks := 0, 0, 0
+	// body: the statement creates a function or procedure, whose body may
+	// be BEGIN ATOMIC ... END with semicolons inside.
+	body := func() bool {
+		if len(cur) == 0 || !cur[0].Is("create") {
+			return false
+		}
+		for _, t := range cur[1:min(len(cur), 5)] {
+			if t.Is("function") || t.Is("procedure") {
+				return true
+			}
+		}
+		return false
+	}
 	i, n := 0, len(sql)
 	for i < n {
 		ch := sql[i]
@@ -95,23 +130,43 @@ func Split(sql string) [][]Token {
 			for j < n && (isIdentChar(sql[j]) || sql[j] == '$') {
 				j++
 			}
-			cur = append(cur, Token{Text: strings.ToLower(sql[i:j]), Word: true})
+			word := strings.ToLower(sql[i:j])
+			switch {
+			case !psql:
+			case word == "atomic" && len(cur) > 0 && cur[len(cur)-1].Is("begin") && body():
+				blocks++
+			case word == "case" && blocks > 0:
+				blocks++
+			case word == "end" && blocks > 0:
+				blocks--
+			}
+			cur = append(cur, Token{Text: word, Word: true})
 			i = j
-		case ch == ';':
+		case ch == ';' && parens == 0 && blocks == 0:
 			if len(cur) > 0 {
 				stmts = append(stmts, cur)
+				texts = append(texts, strings.TrimSpace(sql[start:i]))
 				cur = nil
 			}
 			i++
+			start = i
 		default:
+			switch {
+			case !psql:
+			case ch == '(':
+				parens++
+			case ch == ')':
+				parens = max(parens-1, 0)
+			}
 			cur = append(cur, Token{Text: sql[i : i+1]})
 			i++
 		}
 	}
 	if len(cur) > 0 {
 		stmts = append(stmts, cur)
+		texts = append(texts, strings.TrimSpace(sql[start:]))
 	}
-	return stmts
+	return stmts, texts
 }
 
 // skipString returns the index after the string constant whose opening quote
