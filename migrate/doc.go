@@ -71,9 +71,14 @@
 //
 // On a database with the citus extension, the fleet runner's transaction is
 // an explicit block that also sets the tenant with SET LOCAL, which Citus
-// forwards to the worker holding the schema (seed rows pass RLS there), and
-// goose's version table is made with a bigint identity (an integer identity
-// cannot draw values on a worker). goose's own path sets the tenant for the
-// session only, which does not reach the workers: DDL runs, statements on
-// tenant rows there do not. See "Scaling out on Citus" in package pgtenant.
+// forwards to the worker holding the schema (seed rows pass RLS there); a
+// goose statement that holds several SQL statements (a StatementBegin/End
+// block) is sent one SQL statement per query string by the runner instead of
+// going to goose, since Citus forwards each DDL statement's text to the
+// workers and fails on a string of several; and goose's version table is
+// made with a bigint identity (an integer identity cannot draw values on a
+// worker). goose's own path (Go migrations, NO TRANSACTION, ENVSUB) sets the
+// tenant for the session only, which does not reach the workers: DDL runs,
+// statements on tenant rows there do not. See "Scaling out on Citus" in
+// package pgtenant.
 package migrate

@@ -61,10 +61,11 @@ const secureFunction = "tenancy.secure_schema(text,text,text,text)"
 func (m *Migrator) pending(from int64) ([]chainFile, bool) {
 	var out []chainFile
 	fast := true
+	citus := m.citus.Load()
 	for _, f := range m.files {
 		if f.version > from {
 			out = append(out, f)
-			fast = fast && f.up.fast
+			fast = fast && (f.up.fast || citus && f.up.split != nil)
 		}
 	}
 	return out, fast
@@ -133,6 +134,13 @@ func (m *Migrator) runFast(ctx context.Context, w *worker, t tenant.Tenant, from
 	steps := make([]at, 0, 16)
 	for _, f := range files {
 		for i, s := range f.up.stmts {
+			if !f.up.fast { // on Citus: split into SQL statements (see upFile.split)
+				for _, part := range f.up.split[i] {
+					add(part)
+					steps = append(steps, at{f.version, i + 1})
+				}
+				continue
+			}
 			add(s)
 			steps = append(steps, at{f.version, i + 1})
 		}

@@ -21,6 +21,12 @@ type upFile struct {
 	// one; goose sends such text with the simple protocol).
 	fast bool
 	why  string // why not fast, for the debug log
+	// split, set when the only reason the file is not fast is a statement
+	// of several SQL statements, holds each statement's SQL statements
+	// (sqllex.Statements): on Citus, which forwards each DDL statement's
+	// text to the workers and fails on a string of several, the runner
+	// sends them one per query string rather than hand the file to goose.
+	split [][]string
 }
 
 // parseUp reads a goose SQL migration's Up section by goose's rules
@@ -121,16 +127,29 @@ func parseUp(r io.Reader) upFile {
 	if state == start || state == upBlock || state == downBlock || strings.TrimSpace(buf.String()) != "" {
 		return notFast("unfinished file")
 	}
+	multi := ""
 	for i, s := range out.stmts {
 		sts := sqllex.Split(s)
-		if len(sts) != 1 {
-			return notFast(fmt.Sprintf("statement %d holds %d SQL statements", i+1, len(sts)))
+		for _, st := range sts {
+			// COMMIT or ROLLBACK would end the runner's transaction midway,
+			// and BEGIN would be refused in it: goose runs such a file as
+			// it would.
+			if sqllex.TxControl(st) {
+				return notFast(fmt.Sprintf("statement %d is transaction control", i+1))
+			}
 		}
-		// COMMIT or ROLLBACK would end the runner's transaction midway, and
-		// BEGIN would be refused in it: goose runs such a file as it would.
-		if sqllex.TxControl(sts[0]) {
-			return notFast(fmt.Sprintf("statement %d is transaction control", i+1))
+		if len(sts) != 1 && multi == "" {
+			multi = fmt.Sprintf("statement %d holds %d SQL statements", i+1, len(sts))
 		}
+	}
+	if multi != "" {
+		split := make([][]string, len(out.stmts))
+		for i, s := range out.stmts {
+			if split[i] = sqllex.Statements(s); len(split[i]) == 0 {
+				return notFast(multi)
+			}
+		}
+		return upFile{stmts: out.stmts, why: multi, split: split}
 	}
 	return out
 }
