@@ -166,8 +166,8 @@ func (c *Conn) finish(ctx context.Context) func(error) error {
 }
 
 // stmt prepares a call: checks the tenant of ctx and applies query
-// rewriters. viaPgx reports that the statement goes through pgx itself (an
-// explicit pgx.QueryExecMode, or the simple protocol).
+// rewriters. viaPgx reports that the statement goes through pgx itself (the
+// simple protocol, the pool's or the call's).
 func (c *Conn) stmt(ctx context.Context, sql string, args []any) (string, []any, bool, error) {
 	if t, ok := tenant.FromContext(ctx); ok && t != c.sc.tenant {
 		return "", nil, false, fmt.Errorf("%w: %s, not %s", ErrTenantMismatch, t, c.sc.tenant)

@@ -116,9 +116,10 @@
 // the Pool, Tx and Conn methods with the caller's SQL and arguments, the
 // tenant in its context, and the context it returned carried to the end.
 // This holds in every exec mode but the simple protocol: statements sent
-// through pgx itself (the simple protocol, an explicit pgx.QueryExecMode
-// argument) are
-// traced by pgx, as a batch with the scope statement first. The pool's own statements that go through pgx (the role
+// through pgx itself (the pool's simple protocol, or
+// pgx.QueryExecModeSimpleProtocol passed to a call) are traced by pgx, as a
+// batch with the scope statement first, or as the transaction pgtenant runs
+// the call in. The pool's own statements that go through pgx (the role
 // check, the session reset of Acquire) are traced too. CopyFrom is traced by
 // pgx as what it runs: the COPY into its staging table and the INSERT that
 // moves the rows. A transaction is traced as pgx traces its own: "begin"

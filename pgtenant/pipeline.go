@@ -21,9 +21,10 @@ import (
 // with tracing, the session-state backstop and stale-statement handling.
 // pgx.QueryResultFormats and QueryResultFormatsByOID (what pgx's
 // database/sql driver passes) travel ahead of the arguments and run applies
-// them, as pgx does (ignored in QueryExecModeExec, as in pgx). Only the
-// simple protocol, an explicit pgx.QueryExecMode argument and batches behind
-// a pooler go through pgx itself (pool.go: send, beginScoped; batch.go).
+// them, as pgx does (ignored in QueryExecModeExec, as in pgx); an explicit
+// pgx.QueryExecMode argument picks runExec or the prepared path for its
+// call. Only the simple protocol (the pool's, or a call's) goes through pgx
+// itself (pool.go: send, beginScoped; batch.go: sendText).
 
 // step says what travels before a statement in its round trip.
 type step uint8
@@ -177,7 +178,8 @@ func pipelineResult(pl *pgconn.Pipeline) error {
 // BEGIN and the scope too where s asks for them. began reports whether a
 // BEGIN sent here ran.
 func (p *Pool) run(ctx context.Context, c *pgx.Conn, st *connState, sc scope, sql string, args []any, s step, opts pgx.TxOptions) (mrr *pgconn.MultiResultReader, began bool, err error) {
-	if !p.prepared {
+	// The pool's exec mode, unless the call names one (see statementPath).
+	if mode := callMode(args); mode == pgx.QueryExecModeExec || mode == 0 && !p.prepared {
 		return p.runExec(ctx, c, st, sc, sql, args, s, opts)
 	}
 	var sd *pgconn.StatementDescription
@@ -514,10 +516,14 @@ func (p *Pool) callArgs(ctx context.Context, sql string, args []any) (string, []
 }
 
 // statementPath reports whether a call with opts (from splitArgs) goes the
-// statement path: with none, or with result formats only on a pool that
-// does not use the simple protocol (run applies them; in exec mode they are
-// ignored, as pgx ignores them there). The caller then passes the options
-// ahead of the arguments. An explicit QueryExecMode goes through pgx.
+// statement path: with none, or, on a pool that does not use the simple
+// protocol, with result formats (run applies them; in exec mode they are
+// ignored, as pgx ignores them there) and an explicit QueryExecMode other
+// than the simple protocol (run sends the call as that mode sends it:
+// QueryExecModeExec as parameterised text, the others by a statement
+// prepared per tenant schema — what a prepared mode returns does not depend
+// on how the description was had). The caller then passes the options
+// ahead of the arguments. The simple protocol goes through pgx.
 func (p *Pool) statementPath(opts []any) bool {
 	if len(opts) == 0 {
 		return true
@@ -526,11 +532,27 @@ func (p *Pool) statementPath(opts []any) bool {
 		return false
 	}
 	for _, o := range opts {
-		if _, ok := o.(pgx.QueryExecMode); ok {
+		if m, ok := o.(pgx.QueryExecMode); ok && m == pgx.QueryExecModeSimpleProtocol {
 			return false
 		}
 	}
 	return true
+}
+
+// callMode returns the last QueryExecMode among the options that lead args
+// (placed there by callers of statementPath), or 0 when there is none.
+func callMode(args []any) pgx.QueryExecMode {
+	var mode pgx.QueryExecMode
+	for _, a := range args {
+		switch a := a.(type) {
+		case pgx.QueryExecMode:
+			mode = a
+		case pgx.QueryResultFormats, pgx.QueryResultFormatsByOID:
+		default:
+			return mode
+		}
+	}
+	return mode
 }
 
 // resultFormats takes the result-format options that lead args (placed
@@ -545,6 +567,7 @@ func resultFormats(args []any) (pgx.QueryResultFormats, pgx.QueryResultFormatsBy
 			formats = a
 		case pgx.QueryResultFormatsByOID:
 			byOID = a
+		case pgx.QueryExecMode: // callMode's
 		default:
 			return formats, byOID, args
 		}

@@ -243,7 +243,7 @@ func (p *Pool) Exec(ctx context.Context, sql string, args ...any) (pgconn.Comman
 	return ct, err
 }
 
-// execInTx runs a statement with explicit pgx options (an exec mode, result
+// execInTx runs a statement with explicit pgx options (the simple protocol, result
 // formats) through pgx, in a transaction that carries the scope.
 func (p *Pool) execInTx(ctx context.Context, c *pgx.Conn, st *connState, sc scope, cls *class, sql string, args []any) (pgconn.CommandTag, error) {
 	tx, err := p.beginScoped(ctx, c, sc, pgx.TxOptions{})
@@ -259,7 +259,7 @@ func (p *Pool) execInTx(ctx context.Context, c *pgx.Conn, st *connState, sc scop
 	return ct, tx.Commit(ctx)
 }
 
-// queryInTx runs a query with explicit pgx options (an exec mode, result
+// queryInTx runs a query with explicit pgx options (the simple protocol, result
 // formats) through pgx, in a transaction that carries the scope; closing the
 // rows ends it and calls finish. On an error, the transaction is over and
 // finish is not called.
