@@ -175,14 +175,8 @@ func (p *Pool) sendBatch(ctx context.Context, c *pgx.Conn, st *connState, sc sco
 		}
 	}
 	if s != inScope {
-		n := 1
-		if p.citus {
-			n += citusResults
-		}
-		for range n {
-			if err := readResult(mrr); err != nil {
-				return fail(scopeFailed(ctx, c, sc, err))
-			}
+		if err := p.scopeResults(ctx, c, sc, mrr); err != nil {
+			return fail(err)
 		}
 	}
 	return &stmtBatch{ctx: ctx, b: b, mrr: mrr, conn: c, st: st, classes: items.classes, keys: keys, args: items.args, bt: p.bt, finish: finish}

@@ -279,14 +279,8 @@ func (p *Pool) sendStmt(ctx context.Context, c *pgx.Conn, sc scope, b *pgconn.Ba
 		began = true
 	}
 	if s != inScope {
-		n := 1
-		if p.citus {
-			n += citusResults
-		}
-		for range n {
-			if err := readResult(mrr); err != nil {
-				return nil, began, scopeFailed(ctx, c, sc, err)
-			}
+		if err := p.scopeResults(ctx, c, sc, mrr); err != nil {
+			return nil, began, err
 		}
 	}
 	if !mrr.NextResult() {
@@ -371,6 +365,21 @@ func (p *Pool) queueBegin(ctx context.Context, c *pgx.Conn, st *connState, b *pg
 		return err
 	}
 	b.ExecStatement(sd, nil, nil, nil)
+	return nil
+}
+
+// scopeResults reads the results of the scope statement and, in Citus
+// mode, of the SET LOCALs after it (queueCitus); a failure is the scope's.
+func (p *Pool) scopeResults(ctx context.Context, c *pgx.Conn, sc scope, mrr *pgconn.MultiResultReader) error {
+	n := 1
+	if p.citus {
+		n += citusResults
+	}
+	for range n {
+		if err := readResult(mrr); err != nil {
+			return scopeFailed(ctx, c, sc, err)
+		}
+	}
 	return nil
 }
 

@@ -95,10 +95,8 @@ func (t *Tx) begin(ctx context.Context) error {
 		b.ExecParams(beginSQL(t.opts), nil, nil, nil, nil)
 		b.ExecParams(t.p.scopeSQL(), t.p.scopeValues(t.sc), nil, nil, nil)
 	}
-	n := 1 // the scope statement's results
 	if t.p.citus {
 		t.p.queueCitus(b, t.sc)
-		n += citusResults
 	}
 	mrr := t.conn.PgConn().ExecBatch(ctx, b)
 	if err := readResult(mrr); err != nil {
@@ -107,10 +105,8 @@ func (t *Tx) begin(ctx context.Context) error {
 	}
 	t.p.traceBeginEnd(bctx, t.conn, withBegin, true, nil)
 	top.open = true
-	for range n {
-		if err := readResult(mrr); err != nil {
-			return scopeFailed(ctx, t.conn, t.sc, err)
-		}
+	if err := t.p.scopeResults(ctx, t.conn, t.sc, mrr); err != nil {
+		return err
 	}
 	return mrr.Close()
 }
