@@ -204,7 +204,8 @@ func BenchmarkTx(b *testing.B) {
 // BenchmarkQueryRowExecMode is BenchmarkQueryRow behind a pooler: both
 // pools in QueryExecModeExec, which prepares nothing (PgBouncer's
 // transaction mode), so raw and scoped statements are parsed and planned
-// by the server every time.
+// by the server every time. raw bypasses RLS; raw-rls is the least an
+// RLS-respecting client sends (see below).
 func BenchmarkQueryRowExecMode(b *testing.B) {
 	env := setupBench(b)
 	pg := testenv.PostgreSQL(b)
@@ -224,6 +225,25 @@ func BenchmarkQueryRowExecMode(b *testing.B) {
 			run(b, parallel, func(i int) error {
 				var name string
 				return p.QueryRow(context.Background(), env.rawSQL[i%benchTenants], 1+i%benchRows).Scan(&name)
+			})
+		})
+		// raw-rls is the least any RLS-respecting pool must send in this
+		// mode: the tenant setting and the schema-qualified read in one
+		// batch (one round trip), as the app role, whose reads RLS filters.
+		b.Run("mode="+mode+"/impl=raw-rls", func(b *testing.B) {
+			cfg := pg.AppConfig(b)
+			cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeExec
+			p, err := pgxpool.NewWithConfig(context.Background(), cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(p.Close)
+			run(b, parallel, func(i int) error {
+				batch := &pgx.Batch{}
+				batch.Queue("SELECT set_config('app.tenant_id', $1, true)", env.tenants[i%benchTenants].ID)
+				var name string
+				batch.Queue(env.rawSQL[i%benchTenants], 1+i%benchRows).QueryRow(func(r pgx.Row) error { return r.Scan(&name) })
+				return p.SendBatch(context.Background(), batch).Close()
 			})
 		})
 		b.Run("mode="+mode+"/impl=scoped", func(b *testing.B) {
