@@ -3,6 +3,7 @@ package pgtenant_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -181,5 +182,36 @@ func TestCitusModeRefusesTheSimpleProtocol(t *testing.T) {
 	cfg.Citus = pgtenant.CitusMode(7)
 	if _, err := pgtenant.New(context.Background(), cfg); !errors.Is(err, pgtenant.ErrInvalidConfig) {
 		t.Errorf("New with Citus %v: %v; want ErrInvalidConfig", cfg.Citus, err)
+	}
+}
+
+// TestCitusModeConnWithOpenTx: in Citus mode a Conn statement sent while
+// the Conn's own transaction is open is refused (it would run in a block of
+// its own inside that transaction), and the transaction is unharmed.
+func TestCitusModeConnWithOpenTx(t *testing.T) {
+	pg := testenv.PostgreSQL(t)
+	tn := createTenants(t, pg, "co", 1, 0)[0]
+	ctx := ctxFor(tn)
+	p := newPool(t, pg, func(c *pgtenant.Config) { c.Citus = pgtenant.CitusOn })
+	conn, err := p.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "INSERT INTO items (name) VALUES ('in-tx')"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "INSERT INTO items (name) VALUES ('beside')"); err == nil || !strings.Contains(err.Error(), "Conn.Begin") {
+		t.Errorf("Conn.Exec with the Conn's Tx open: %v; want a refusal that points to the Tx", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatalf("commit after the refusal: %v", err)
+	}
+	if got := names(t, conn, ctx, "SELECT name FROM items ORDER BY name"); !cmp.Equal(got, []string{"in-tx"}) {
+		t.Errorf("rows: %q; want [in-tx]", got)
 	}
 }

@@ -287,7 +287,7 @@ func (c *Conn) Tenant() tenant.Tenant { return c.sc.tenant }
 // citusSessionCheck refuses, in Citus mode, transaction control in SQL sent
 // through a Conn — each statement runs in a block of its own there, so a
 // BEGIN would be committed at once — and a statement sent while the
-// connection is inside a transaction that was not begun with Conn.Begin.
+// connection is inside a transaction (its Tx's, or one begun on Conn.Conn()).
 func citusSessionCheck(c *pgx.Conn, sql string) error {
 	for _, st := range sqllex.Split(sql) {
 		if sqllex.TxControl(st) {
@@ -295,7 +295,7 @@ func citusSessionCheck(c *pgx.Conn, sql string) error {
 		}
 	}
 	if c.PgConn().TxStatus() != 'I' {
-		return errors.New("pgtenant: in Citus mode a Conn statement must not run inside a transaction begun on Conn.Conn() directly; use Conn.Begin")
+		return errors.New("pgtenant: in Citus mode a Conn statement cannot run while a transaction is open on the connection (each runs in a block of its own): send it on the Tx that Conn.Begin returned, and begin transactions with Conn.Begin, not on Conn.Conn()")
 	}
 	return nil
 }
