@@ -324,3 +324,54 @@ func Example_sqlc() {
 	fmt.Println("acme:", nAcme, "globex:", nGlobex)
 	// Output: acme: 2 globex: 0
 }
+
+func ExampleCitusMode() {
+	// On a Citus coordinator, where provision makes each tenant schema a
+	// distributed schema, the zero Config (CitusAuto) turns Citus mode on by
+	// itself and application code stays as it is. CitusOn forces it; here it
+	// runs on plain PostgreSQL (a throwaway database from provisiontest),
+	// where its transaction blocks change nothing a program sees.
+	env, cleanup, err := provisiontest.Start(context.Background(), provisiontest.Options{
+		Slugs:   []string{"acme", "globex"},
+		Builder: provision.DDL(`CREATE TABLE notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, tenant_id text NOT NULL, body text)`),
+	})
+	if cleanup != nil {
+		defer cleanup()
+	}
+	if err != nil {
+		panic(err)
+	}
+	ctx := context.Background()
+	cfg, err := pgxpool.ParseConfig(env.AppURL)
+	if err != nil {
+		panic(err)
+	}
+	pool, err := pgtenant.New(ctx, pgtenant.Config{PoolConfig: cfg, Citus: pgtenant.CitusOn})
+	if err != nil {
+		panic(err)
+	}
+	defer pool.Close()
+
+	acme, _ := env.Registry.LookupTenant(ctx, "acme")
+	actx := tenant.NewContext(ctx, acme)
+	// Each statement runs as BEGIN, the scope, SET LOCAL of the tenant (which
+	// Citus forwards to the worker that holds the schema), the statement and
+	// COMMIT — one round trip.
+	if _, err := pool.Exec(actx, "INSERT INTO notes (tenant_id, body) VALUES ($1, 'hello')", acme.ID); err != nil {
+		panic(err)
+	}
+	var body string
+	var setting bool
+	if err := pool.QueryRow(actx, "SELECT body, current_setting('app.tenant_id') = $1 FROM notes", acme.ID).Scan(&body, &setting); err != nil {
+		panic(err)
+	}
+	fmt.Println(body, setting)
+
+	// The simple protocol cannot carry the tenant to the workers: refused.
+	cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+	_, err = pgtenant.New(ctx, pgtenant.Config{PoolConfig: cfg, Citus: pgtenant.CitusOn})
+	fmt.Println(errors.Is(err, pgtenant.ErrInvalidConfig))
+	// Output:
+	// hello true
+	// true
+}
