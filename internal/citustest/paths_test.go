@@ -423,3 +423,94 @@ type queryFunc func(ctx context.Context, sql string, args ...any) (pgx.Rows, err
 func (f queryFunc) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
 	return f(ctx, sql, args...)
 }
+
+// TestTransactionsOnCitus: savepoints, an error mid-transaction (the
+// transaction aborts as pgx's does, nothing kept, the one connection
+// usable), OpenDB's transactions, and two tenants' transactions open at once.
+func TestTransactionsOnCitus(t *testing.T) {
+	c := newCluster(t)
+	cfg := c.pg.AppConfig(t)
+	cfg.MaxConns = 2
+	p, err := pgtenant.New(context.Background(), pgtenant.Config{PoolConfig: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	ca, cb := tenant.NewContext(context.Background(), c.a), tenant.NewContext(context.Background(), c.b)
+
+	// Savepoints: the rolled-back part goes, the tenant stays.
+	tx, err := p.Begin(ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ca, "INSERT INTO items (name) VALUES ('kept')"); err != nil {
+		t.Fatal(err)
+	}
+	sp, err := tx.Begin(ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sp.Exec(ca, "INSERT INTO items (name) VALUES ('undone')"); err != nil {
+		t.Fatal(err)
+	}
+	if err := sp.Rollback(ca); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ca, "INSERT INTO items (name) VALUES ('after-savepoint')"); err != nil {
+		t.Fatalf("after the savepoint: %v", err)
+	}
+	// Tenant b's transaction, open at the same time on the other connection.
+	txb, err := p.Begin(cb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := txb.Exec(cb, "INSERT INTO items (name) VALUES ('b-concurrent')"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ca); err != nil {
+		t.Fatal(err)
+	}
+	if err := txb.Commit(cb); err != nil {
+		t.Fatal(err)
+	}
+
+	// An error mid-transaction aborts it; Commit reports the rollback.
+	tx, err = p.Begin(ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ca, "INSERT INTO items (name) VALUES ('lost')"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ca, "SELECT 1 / 0"); err == nil {
+		t.Fatal("division by zero succeeded")
+	}
+	var pgErr *pgconn.PgError
+	if _, err := tx.Exec(ca, "SELECT 1"); !errors.As(err, &pgErr) || pgErr.Code != "25P02" {
+		t.Errorf("a statement after the error: %v; want 25P02", err)
+	}
+	if err := tx.Commit(ca); !errors.Is(err, pgx.ErrTxCommitRollback) {
+		t.Errorf("Commit after the error: %v; want pgx.ErrTxCommitRollback", err)
+	}
+
+	// database/sql.
+	db := pgtenant.OpenDB(p)
+	defer db.Close()
+	stx, err := db.BeginTx(cb, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stx.ExecContext(cb, "INSERT INTO items (name) VALUES ('b-sql')"); err != nil {
+		t.Fatal(err)
+	}
+	if err := stx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+
+	if diff := cmp.Diff([]string{"after-savepoint", "kept"}, names(t, p, ca)); diff != "" {
+		t.Errorf("tenant a (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"b-concurrent", "b-sql"}, names(t, p, cb)); diff != "" {
+		t.Errorf("tenant b (-want +got):\n%s", diff)
+	}
+}
