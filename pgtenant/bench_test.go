@@ -2,6 +2,7 @@ package pgtenant_test
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -282,4 +283,45 @@ func BenchmarkDatabaseSQL(b *testing.B) {
 			})
 		})
 	}
+}
+
+// BenchmarkFirstUse measures what BenchmarkQueryRow's warm-up hides: a
+// statement met for the first time on a connection (for pgtenant: for the
+// tenant's schema on that connection). Each operation's SQL text is new
+// (a numbered comment), so raw pgx prepares it (Parse and Describe, one
+// round trip, then the statement) and pgtenant prepares it under the
+// tenant's search_path with the scope, then sends scope and statement: both
+// pay one extra round trip. Serial, one connection each.
+func BenchmarkFirstUse(b *testing.B) {
+	env := setupBench(b)
+	pg := testenv.PostgreSQL(b)
+	b.Run("impl=raw", func(b *testing.B) {
+		cfg, err := pgxpool.ParseConfig(env.rawURL)
+		if err != nil {
+			b.Fatal(err)
+		}
+		cfg.MaxConns = 1
+		p, err := pgxpool.NewWithConfig(context.Background(), cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(p.Close)
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			var name string
+			if err := p.QueryRow(context.Background(), env.rawSQL[i%benchTenants]+" /* "+strconv.Itoa(i)+" */", 1).Scan(&name); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("impl=scoped", func(b *testing.B) {
+		p := newPool(b, pg, func(c *pgtenant.Config) { c.PoolConfig.MaxConns = 1 })
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			var name string
+			if err := p.QueryRow(env.ctxs[i%benchTenants], "SELECT name FROM items WHERE id = $1 /* "+strconv.Itoa(i)+" */", 1).Scan(&name); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
