@@ -1,9 +1,6 @@
 package pgtenant_test
 
 import (
-	"context"
-	"net"
-	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -11,33 +8,6 @@ import (
 	"github.com/tenancykit/tenancy/internal/testenv"
 	"github.com/tenancykit/tenancy/pgtenant"
 )
-
-// tripConn counts round trips: a write that follows a read starts one (a
-// pipeline written in several Write calls is one).
-type tripConn struct {
-	net.Conn
-	trips *atomic.Int64
-	mu    sync.Mutex
-	read  bool
-}
-
-func (c *tripConn) Write(b []byte) (int, error) {
-	c.mu.Lock()
-	if c.read {
-		c.trips.Add(1)
-		c.read = false
-	}
-	c.mu.Unlock()
-	return c.Conn.Write(b)
-}
-
-func (c *tripConn) Read(b []byte) (int, error) {
-	n, err := c.Conn.Read(b)
-	c.mu.Lock()
-	c.read = true
-	c.mu.Unlock()
-	return n, err
-}
 
 // TestRoundTrips: what the documentation promises — a warm statement of the
 // pool (Exec, Query, QueryRow, a batch, a call with its own exec mode) is
@@ -51,19 +21,12 @@ func TestRoundTrips(t *testing.T) {
 	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeExec} {
 		for _, citus := range []pgtenant.CitusMode{pgtenant.CitusOff, pgtenant.CitusOn} {
 			t.Run(mode.String()+"/"+citus.String(), func(t *testing.T) {
-				var trips atomic.Int64
+				var trips *atomic.Int64
 				p := newPool(t, pg, func(c *pgtenant.Config) {
 					c.Citus = citus
 					c.PoolConfig.MaxConns = 1
 					c.PoolConfig.ConnConfig.DefaultQueryExecMode = mode
-					dial := c.PoolConfig.ConnConfig.DialFunc
-					c.PoolConfig.ConnConfig.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
-						conn, err := dial(ctx, network, addr)
-						if err != nil {
-							return nil, err
-						}
-						return &tripConn{Conn: conn, trips: &trips}, nil
-					}
+					trips = testenv.CountRoundTrips(&c.PoolConfig.ConnConfig.Config)
 				})
 				ops := []struct {
 					name  string

@@ -4,11 +4,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"regexp"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,33 +18,6 @@ import (
 	"github.com/tenancykit/tenancy/provision"
 	"github.com/tenancykit/tenancy/tenant"
 )
-
-// countingConn counts the writes that follow a read: the round trips a
-// client starts (a pipeline written in several Write calls is one).
-type countingConn struct {
-	net.Conn
-	trips *atomic.Int64
-	mu    sync.Mutex
-	read  bool
-}
-
-func (c *countingConn) Write(b []byte) (int, error) {
-	c.mu.Lock()
-	if c.read {
-		c.trips.Add(1)
-		c.read = false
-	}
-	c.mu.Unlock()
-	return c.Conn.Write(b)
-}
-
-func (c *countingConn) Read(b []byte) (int, error) {
-	n, err := c.Conn.Read(b)
-	c.mu.Lock()
-	c.read = true
-	c.mu.Unlock()
-	return n, err
-}
 
 // TestCreateIsOneRoundTrip counts the round trips of Create on a warm owner
 // connection: one for a DDL builder (registry rows, schema, DDL, RLS,
@@ -64,21 +34,13 @@ func TestCreateIsOneRoundTrip(t *testing.T) {
 	// "one string": the statements in one DDL string, split and pipelined
 	// (one statement per query string, as Citus needs).
 	for path, want := range map[string]int64{"pipelined": 1, "one string": 1, "step by step": 10} {
-		var trips atomic.Int64
 		cfg, err := pgxpool.ParseConfig(pg.OwnerURL)
 		if err != nil {
 			t.Fatal(err)
 		}
 		cfg.MaxConns = 1
 		cfg.ShouldPing = func(context.Context, pgxpool.ShouldPingParams) bool { return false }
-		dial := cfg.ConnConfig.DialFunc
-		cfg.ConnConfig.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := dial(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			return &countingConn{Conn: c, trips: &trips}, nil
-		}
+		trips := testenv.CountRoundTrips(&cfg.ConnConfig.Config)
 		owner, err := pgxpool.NewWithConfig(context.Background(), cfg)
 		if err != nil {
 			t.Fatal(err)
