@@ -312,8 +312,8 @@ func (p *Pool) beginScoped(ctx context.Context, c *pgx.Conn, sc scope, opts pgx.
 	return tx, nil
 }
 
-// send pipelines the scope statement and sql as text, for connections that
-// prepare nothing (QueryExecModeExec or the simple protocol); it reads the
+// send sends the scope statement and sql through pgx as one
+// simple-protocol message, for pools on the simple protocol; it reads the
 // scope's result and leaves the statement's to the caller.
 func (p *Pool) send(ctx context.Context, c *pgx.Conn, sc scope, sql string, args []any) (pgx.BatchResults, error) {
 	b := &pgx.Batch{QueuedQueries: make([]*pgx.QueuedQuery, 0, 2)}
