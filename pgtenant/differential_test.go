@@ -136,8 +136,15 @@ func genProgram(seed uint64) []diffOp {
 	return ops
 }
 
-// runProgram runs ops on pool and returns what each returned.
-func runProgram(ctx context.Context, pool querier, ops []diffOp) []diffResult {
+// callModes are what the callModes variants pass to calls as their own exec
+// mode, in turn.
+var callModes = []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeCacheDescribe,
+	pgx.QueryExecModeDescribeExec, pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol}
+
+// runProgram runs ops on pool and returns what each returned. With
+// withModes, each Exec, Query and QueryRow passes an exec mode of its own
+// (callModes, in turn), on both sides alike.
+func runProgram(ctx context.Context, pool querier, ops []diffOp, withModes bool) []diffResult {
 	var stack []pgx.Tx
 	on := func() querier {
 		for i := len(stack) - 1; i >= 0; i-- {
@@ -148,8 +155,11 @@ func runProgram(ctx context.Context, pool querier, ops []diffOp) []diffResult {
 		return pool
 	}
 	out := make([]diffResult, 0, len(ops))
-	for _, op := range ops {
+	for i, op := range ops {
 		res := diffResult{Op: op.String()}
+		if withModes && (op.Kind == "exec" || op.Kind == "query" || op.Kind == "queryrow") {
+			op.Args = append([]any{callModes[i%len(callModes)]}, op.Args...)
+		}
 		var err error
 		switch op.Kind {
 		case "begin":
@@ -294,17 +304,23 @@ func TestDifferentialAgainstPgx(t *testing.T) {
 
 	// The citus variants run Citus mode's explicit blocks (see
 	// pgtenant.CitusMode) on plain PostgreSQL, where they must change
-	// nothing a program can see.
+	// nothing a program can see; the callmodes variants pass each statement
+	// an exec mode of its own, as pgx allows.
 	for _, variant := range []struct {
-		maxConns int32
-		mode     pgx.QueryExecMode
-		citus    bool
-	}{{1, pgx.QueryExecModeCacheStatement, false}, {4, pgx.QueryExecModeCacheStatement, false}, {1, pgx.QueryExecModeExec, false},
-		{1, pgx.QueryExecModeCacheStatement, true}, {1, pgx.QueryExecModeExec, true}} {
+		maxConns  int32
+		mode      pgx.QueryExecMode
+		citus     bool
+		callModes bool
+	}{{1, pgx.QueryExecModeCacheStatement, false, false}, {4, pgx.QueryExecModeCacheStatement, false, false}, {1, pgx.QueryExecModeExec, false, false},
+		{1, pgx.QueryExecModeCacheStatement, true, false}, {1, pgx.QueryExecModeExec, true, false},
+		{1, pgx.QueryExecModeCacheStatement, false, true}, {1, pgx.QueryExecModeExec, false, true}} {
 		maxConns, mode := variant.maxConns, variant.mode
 		name := fmt.Sprintf("MaxConns=%d/mode=%v", maxConns, mode)
 		if variant.citus {
 			name += "/citus"
+		}
+		if variant.callModes {
+			name += "/callmodes"
 		}
 		t.Run(name, func(t *testing.T) {
 			var tp *pgtenant.Pool
@@ -349,8 +365,8 @@ func TestDifferentialAgainstPgx(t *testing.T) {
 					}
 				}
 				ops := genProgram(seed)
-				got := runProgram(ctx, tp, ops)
-				wantRes := runProgram(bg, op, ops)
+				got := runProgram(ctx, tp, ops, variant.callModes)
+				wantRes := runProgram(bg, op, ops, variant.callModes)
 				final := map[string][][]any{}
 				for impl, table := range tables {
 					rows, _ := admin.Query(bg, "SELECT id, name FROM "+table+" ORDER BY id")
