@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/pressly/goose/v3"
 	"github.com/tenancykit/tenancy/internal/rls"
+	"github.com/tenancykit/tenancy/internal/sqllex"
 	"github.com/tenancykit/tenancy/pgtenant"
 	"github.com/tenancykit/tenancy/tenant"
 	"golang.org/x/sync/errgroup"
@@ -80,10 +81,13 @@ const versionChunk = 500
 //
 // CREATE ... IF NOT EXISTS is not safe against a concurrent creator (it can
 // fail with 23505 on the catalog), so the statements take rls.SchemaLock, as
-// the provision registry does for its own tables in schema tenancy; sent as
-// one simple-protocol string, they run in one implicit transaction, which
-// holds the lock to the end.
+// the provision registry does for its own tables in schema tenancy; sent one
+// statement per query string (as Citus needs) before one Sync, they run in
+// one implicit transaction, which holds the lock to the end. On Citus the
+// schema stays on the coordinator, whatever the role or session says about
+// schema-based sharding.
 var summaryDDL = "SELECT pg_advisory_xact_lock(" + strconv.FormatInt(rls.SchemaLock, 10) + `);
+	SELECT set_config('citus.enable_schema_based_sharding', 'off', true) WHERE EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus');
 	CREATE SCHEMA IF NOT EXISTS tenancy;
 	CREATE TABLE IF NOT EXISTS tenancy.migrate_versions (
 		schema_name text PRIMARY KEY,
@@ -94,7 +98,7 @@ var summaryDDL = "SELECT pg_advisory_xact_lock(" + strconv.FormatInt(rls.SchemaL
 
 func (m *Migrator) ensureSummary(ctx context.Context, conn *pgx.Conn) error {
 	m.summaryOnce.Do(func() {
-		_, m.summaryErr = conn.Exec(ctx, summaryDDL, pgx.QueryExecModeSimpleProtocol)
+		m.summaryErr = rls.ExecEach(ctx, conn.PgConn(), sqllex.Statements(summaryDDL))
 	})
 	return m.summaryErr
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/tenancykit/tenancy/internal/rls"
+	"github.com/tenancykit/tenancy/internal/sqllex"
 	"github.com/tenancykit/tenancy/tenant"
 )
 
@@ -128,9 +129,11 @@ func (r *Registry) upgrade(ctx context.Context) error {
 				return err
 			}
 		}
-		if _, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS tenancy;
+		// One statement per query string, as Citus needs for DDL.
+		execEach := func(sql string) error { return rls.ExecEach(ctx, tx.Conn().PgConn(), sqllex.Statements(sql)) }
+		if err := execEach(`CREATE SCHEMA IF NOT EXISTS tenancy;
 			CREATE TABLE IF NOT EXISTS tenancy.registry_version (version int NOT NULL);
-			REVOKE ALL ON SCHEMA tenancy FROM PUBLIC`, pgx.QueryExecModeSimpleProtocol); err != nil {
+			REVOKE ALL ON SCHEMA tenancy FROM PUBLIC`); err != nil {
 			return err
 		}
 		var version int
@@ -138,7 +141,7 @@ func (r *Registry) upgrade(ctx context.Context) error {
 			return err
 		}
 		for v := version + 1; v < len(registryDDL); v++ {
-			if _, err := tx.Exec(ctx, registryDDL[v], pgx.QueryExecModeSimpleProtocol); err != nil {
+			if err := execEach(registryDDL[v]); err != nil {
 				return fmt.Errorf("registry version %d: %w", v, err)
 			}
 			if _, err := tx.Exec(ctx, "INSERT INTO tenancy.registry_version VALUES ($1)", v); err != nil {
