@@ -34,8 +34,9 @@ func Split(sql string) [][]Token {
 // parentheses (a multi-action CREATE RULE) and outside the BEGIN ... END of
 // a CREATE FUNCTION or PROCEDURE's SQL-standard body (BEGIN ATOMIC, with
 // its CASE ... END), and never inside a comment or a string, identifier or
-// dollar-quoted constant. Each text is trimmed of surrounding space; text
-// that holds no token (only comments) is dropped.
+// dollar-quoted constant. Each text is trimmed of surrounding space (the
+// last keeps its trailing space); text that holds no token (only comments)
+// is dropped.
 func Statements(sql string) []string {
 	_, texts := split(sql, true)
 	return texts
@@ -164,7 +165,9 @@ func split(sql string, psql bool) ([][]Token, []string) {
 	}
 	if len(cur) > 0 {
 		stmts = append(stmts, cur)
-		texts = append(texts, strings.TrimSpace(sql[start:]))
+		// Trailing space stays: the text may end inside an unterminated
+		// string or identifier, whose content it is.
+		texts = append(texts, strings.TrimLeft(sql[start:], " \t\n\r\f\v"))
 	}
 	return stmts, texts
 }

@@ -1,6 +1,7 @@
 package sqllex_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -43,4 +44,35 @@ func TestSplitIgnoresParentheses(t *testing.T) {
 			t.Errorf("Split(%q): %d statements, want %d", sql, got, want)
 		}
 	}
+}
+
+// FuzzStatements: Statements only ever keeps together what Split would cut
+// (it never cuts where Split does not), and its texts, put back together
+// with semicolons on lines of their own, hold the same tokens as the input.
+func FuzzStatements(f *testing.F) {
+	for _, s := range []string{
+		"CREATE TABLE a (id int); CREATE INDEX ON a (id)",
+		"CREATE RULE r AS ON INSERT TO t DO ALSO (INSERT INTO u VALUES (1); INSERT INTO v VALUES (2))",
+		"CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END; SELECT 2",
+		"SELECT 'a;b' -- c;\n; SELECT $q$ ; $q$ /* ; */",
+		"SELECT (((1; SET ROLE x",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, sql string) {
+		texts := sqllex.Statements(sql)
+		if n, m := len(texts), len(sqllex.Split(sql)); n > m {
+			t.Fatalf("Statements made %d statements where Split made %d", n, m)
+		}
+		var flat, back []sqllex.Token
+		for _, st := range sqllex.Split(sql) {
+			flat = append(flat, st...)
+		}
+		for _, st := range sqllex.Split(strings.Join(texts, "\n;\n")) {
+			back = append(back, st...)
+		}
+		if !cmp.Equal(flat, back) {
+			t.Fatalf("tokens changed:\n%v\n%v", flat, back)
+		}
+	})
 }
