@@ -256,8 +256,25 @@ func (r *Registry) secureSharedTables(ctx context.Context, tx pgx.Tx) error {
 			schema, table = "public", qualifiedName
 		}
 		stmts := secureTableSQL(schema, table, colType, r.cfg.Setting, "") // shared: no pin
+		setDefault := stmts[3]
+		stmts = stmts[:3]
 		if hasPolicy {
-			stmts = append(stmts[:2], stmts[3])
+			stmts = stmts[:2]
+		}
+		// Citus refuses any ALTER of a table's distribution column, its
+		// default included: a table distributed by tenant_id keeps the
+		// default it was created with (without one, an INSERT must name
+		// tenant_id, and the policy checks it).
+		var distributedByTenant bool
+		if r.citus {
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_dist_partition
+				WHERE logicalrelid = to_regclass($1) AND column_to_column_name(logicalrelid, partkey) = 'tenant_id')`,
+				qualifiedName).Scan(&distributedByTenant); err != nil {
+				return err
+			}
+		}
+		if !distributedByTenant {
+			stmts = append(stmts, setDefault)
 		}
 		stmts = append(stmts, "GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE "+pgx.Identifier{schema, table}.Sanitize()+" TO "+pgx.Identifier{r.cfg.AppRole}.Sanitize())
 		if err := execAll(ctx, tx, stmts); err != nil {

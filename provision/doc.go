@@ -99,5 +99,10 @@
 // switched on for its CREATE SCHEMA only), so that its tables live together
 // on one worker; the registry schema tenancy stays on the coordinator.
 // serial columns are refused as everywhere (Citus cannot draw their values
-// on a worker). See "Scaling out on Citus" in package pgtenant.
+// on a worker). In SharedTables mode, tables distributed by tenant_id
+// (create_distributed_table) are confined as any other, except that their
+// tenant_id default is left as created: Citus refuses to alter a
+// distribution column, so declare it with the table
+// (DEFAULT current_setting('app.tenant_id')). See "Scaling out on Citus"
+// in package pgtenant.
 package provision
