@@ -271,7 +271,7 @@ func (m *Migrator) migrateTenant(ctx context.Context, w *worker, t tenant.Tenant
 	start := time.Now()
 	res := TenantResult{Tenant: t, Schema: pgtenant.SchemaName(t), ViaGoose: true}
 	fail := func(version int64, err error) TenantResult {
-		res.Err = &MigrationError{Tenant: t, Version: version, Err: err}
+		res.Err = &MigrationError{Tenant: t, Version: version, Err: citusSerial(err)}
 		res.Duration = time.Since(start)
 		return res
 	}

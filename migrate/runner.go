@@ -183,7 +183,7 @@ func (m *Migrator) runFast(ctx context.Context, w *worker, t tenant.Tenant, from
 	}
 
 	fail := func(version int64, err error) TenantResult {
-		res.Err = &MigrationError{Tenant: t, Version: version, Err: err}
+		res.Err = &MigrationError{Tenant: t, Version: version, Err: citusSerial(err)}
 		res.Duration = time.Since(start)
 		return res
 	}

@@ -587,3 +587,41 @@ func TestSharedTablesOnCitus(t *testing.T) {
 		}
 	}
 }
+
+// TestSerialMigrationOnCitus: a migration that adds a serial column, or a
+// table with one, fails for every tenant with ErrSequenceDefault — Citus's
+// own refusal of ADD COLUMN serial included — and changes nothing.
+func TestSerialMigrationOnCitus(t *testing.T) {
+	c := newCluster(t)
+	for _, ddl := range []string{
+		"ALTER TABLE items ADD COLUMN n serial;",
+		"CREATE TABLE things (id serial PRIMARY KEY, tenant_id text NOT NULL DEFAULT current_setting('app.tenant_id'));",
+	} {
+		cc, err := pgx.ParseConfig(c.pg.OwnerURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := migrate.New(migrate.Config{ConnConfig: cc, AppRole: c.pg.AppRole, Logger: slog.New(slog.DiscardHandler),
+			Tenant: fstest.MapFS{"00001_serial.sql": {Data: []byte("-- +goose Up\n" + ddl + "\n")}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		report, err := m.UpAll(context.Background(), c.reg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := 0
+		for _, res := range report.Results {
+			if res.Tenant != c.a && res.Tenant != c.b {
+				continue // another test's tenant in the shared registry
+			}
+			seen++
+			if !errors.Is(res.Err, migrate.ErrSequenceDefault) || res.To != 0 {
+				t.Errorf("%s: tenant %s: %v (at version %d); want ErrSequenceDefault at version 0", ddl, res.Tenant.Slug, res.Err, res.To)
+			}
+		}
+		if seen != 2 {
+			t.Errorf("%s: %d of the two tenants reported", ddl, seen)
+		}
+	}
+}
