@@ -85,9 +85,9 @@ func (p *Pool) sendText(ctx context.Context, c *pgx.Conn, st *connState, sc scop
 	}
 	br := c.SendBatch(ctx, mapped)
 	if s == withScope {
-		if _, err := br.Exec(); err != nil {
+		if err := p.readScope(ctx, c, sc, br); err != nil {
 			_ = br.Close()
-			return failedBatch(b, finish(scopeFailed(ctx, c, sc, err)))
+			return failedBatch(b, finish(err))
 		}
 	}
 	return &textBatch{BatchResults: br, st: st, classes: items.classes, finish: finish}
@@ -137,12 +137,9 @@ func (p *Pool) sendBatch(ctx context.Context, c *pgx.Conn, st *connState, sc sco
 		if err := p.ensureScopeSD(ctx, c, st); err != nil {
 			return fail(err)
 		}
-		pb.ExecStatement(st.scopeSD, p.scopeValues(sc), nil, nil)
+		p.queueScopeStmt(pb, st.scopeSD, sc)
 	default:
-		pb.ExecParams(p.scopeSQL(), p.scopeValues(sc), nil, nil, nil)
-	}
-	if p.citus && s != inScope {
-		p.queueCitus(pb, sc)
+		p.queueScopeStmt(pb, nil, sc)
 	}
 	for i, k := range keys {
 		if !p.prepared {

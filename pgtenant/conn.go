@@ -260,7 +260,7 @@ func (c *Conn) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) 
 		// BEGIN and the SET LOCALs that carry the tenant to the workers.
 		b := c.st.batch(c.c.Conn().PgConn())
 		b.ExecParams(beginSQL(opts), nil, nil, nil, nil)
-		c.p.queueCitus(b, c.sc)
+		c.p.queueCitus(b, c.p.scopeParams(c.sc))
 		if _, err := c.c.Conn().PgConn().ExecBatch(ctx, b).ReadAll(); err != nil {
 			abortBlock(ctx, c.c.Conn())
 			return nil, err

@@ -95,8 +95,9 @@ func (p *Pool) prepare(ctx context.Context, c *pgx.Conn, st *connState, sc scope
 	case s == withBegin:
 		pl.SendQueryParams(opts.BeginQuery, nil, nil, nil, nil)
 	}
+	sp := p.scopeParams(sc)
 	if s != inScope {
-		pl.SendQueryStatement(st.scopeSD, p.scopeValues(sc), nil, nil)
+		pl.SendQueryStatement(st.scopeSD, sp.values, nil, nil)
 	}
 	// A transaction begun here carries the tenant to Citus workers from now
 	// on; on the pool's path (withScope) this implicit transaction only
@@ -104,7 +105,7 @@ func (p *Pool) prepare(ctx context.Context, c *pgx.Conn, st *connState, sc scope
 	citus := p.citus && s == withBegin
 	if citus {
 		pl.SendQueryParams(citusPropagateSQL, nil, nil, nil, nil)
-		pl.SendQueryParams(p.scopeParams(sc).citusSet, nil, nil, nil, nil)
+		pl.SendQueryParams(sp.citusSet, nil, nil, nil, nil)
 	}
 	for i, k := range keys {
 		pl.SendPrepare(names[i], k.sql, nil)
@@ -225,10 +226,7 @@ func (p *Pool) run(ctx context.Context, c *pgx.Conn, st *connState, sc scope, sq
 		}
 	}
 	if s != inScope {
-		b.ExecStatement(st.scopeSD, p.scopeValues(sc), nil, nil)
-		if p.citus {
-			p.queueCitus(b, sc)
-		}
+		p.queueScopeStmt(b, st.scopeSD, sc)
 	}
 	b.ExecStatement(sd, st.eqb.ParamValues, st.eqb.ParamFormats, formats)
 	if p.block(s) {
@@ -255,10 +253,7 @@ func (p *Pool) runExec(ctx context.Context, c *pgx.Conn, st *connState, sc scope
 		b.ExecParams(beginSQL(opts), nil, nil, nil, nil)
 	}
 	if s != inScope {
-		b.ExecParams(p.scopeSQL(), p.scopeValues(sc), nil, nil, nil)
-		if p.citus {
-			p.queueCitus(b, sc)
-		}
+		p.queueScopeStmt(b, nil, sc)
 	}
 	b.ExecParams(sql, st.eqb.ParamValues, nil, st.eqb.ParamFormats, st.eqb.ResultFormats)
 	if p.block(s) {
@@ -369,7 +364,7 @@ func (p *Pool) queueBegin(ctx context.Context, c *pgx.Conn, st *connState, b *pg
 }
 
 // scopeResults reads the results of the scope statement and, in Citus
-// mode, of the SET LOCALs after it (queueCitus); a failure is the scope's.
+// mode, of the SET LOCALs after it (queueScopeStmt); a failure is the scope's.
 func (p *Pool) scopeResults(ctx context.Context, c *pgx.Conn, sc scope, mrr *pgconn.MultiResultReader) error {
 	n := 1
 	if p.citus {

@@ -288,12 +288,7 @@ func (p *Pool) queryInTx(ctx context.Context, c *pgx.Conn, st *connState, sc sco
 func (p *Pool) beginScoped(ctx context.Context, c *pgx.Conn, sc scope, opts pgx.TxOptions) (pgx.Tx, error) {
 	b := &pgx.Batch{}
 	b.BeginTx(opts)
-	if p.prepared {
-		b.Queue(scopeStmt, p.args(sc)...) // prepared in AfterConnect: pgx knows it by name
-	} else {
-		p.queueScope(b, sc)
-	}
-	p.queueCitusText(b, sc)
+	p.queueScope(b, sc)
 	br := c.SendBatch(ctx, b)
 	tx := br.Tx()
 	_, err := br.Exec()
@@ -320,21 +315,11 @@ func (p *Pool) send(ctx context.Context, c *pgx.Conn, sc scope, sql string, args
 	p.queueScope(b, sc)
 	b.Queue(sql, args...)
 	br := c.SendBatch(ctx, b)
-	if _, err := br.Exec(); err != nil {
+	if err := p.readScope(ctx, c, sc, br); err != nil {
 		_ = br.Close()
-		return nil, scopeFailed(ctx, c, sc, err)
+		return nil, err
 	}
 	return br, nil
-}
-
-// queueCitusText queues, in Citus mode, the SET LOCALs that carry the
-// tenant to the workers (see queueCitus) on a pgx batch, which must not use
-// the simple protocol (New refuses it in Citus mode).
-func (p *Pool) queueCitusText(b *pgx.Batch, sc scope) {
-	if p.citus {
-		b.Queue(citusPropagateSQL)
-		b.Queue(p.scopeParams(sc).citusSet)
-	}
 }
 
 // readScope reads the results of the scope statement and, in Citus mode,

@@ -84,11 +84,35 @@ func (p *Pool) sessionSQL() string {
 	return sessionSQLSchema
 }
 
-// queueScope queues the scope statement as SQL text, for connections that
-// prepare nothing (QueryExecModeExec or the simple protocol, e.g. behind a
-// pooler that cannot keep prepared statements).
+// queueScope queues on a pgx batch the scope statement (by name where the
+// pool prepares it in AfterConnect, else as SQL text) and, in Citus mode,
+// the SET LOCALs after it; readScope reads their results. The batch must not
+// use the simple protocol in Citus mode (New refuses it).
 func (p *Pool) queueScope(b *pgx.Batch, sc scope) {
-	b.Queue(p.scopeSQL(), p.args(sc)...)
+	if p.prepared {
+		b.Queue(scopeStmt, p.args(sc)...) // pgx knows it by name
+	} else {
+		b.Queue(p.scopeSQL(), p.args(sc)...)
+	}
+	if p.citus {
+		b.Queue(citusPropagateSQL)
+		b.Queue(p.scopeParams(sc).citusSet)
+	}
+}
+
+// queueScopeStmt queues on a pgconn batch the scope statement — by its
+// prepared description sd, or as text when sd is nil — and, in Citus mode,
+// the SET LOCALs after it; scopeResults reads their results.
+func (p *Pool) queueScopeStmt(b *pgconn.Batch, sd *pgconn.StatementDescription, sc scope) {
+	sp := p.scopeParams(sc)
+	if sd != nil {
+		b.ExecStatement(sd, sp.values, nil, nil)
+	} else {
+		b.ExecParams(p.scopeSQL(), sp.values, nil, nil, nil)
+	}
+	if p.citus {
+		p.queueCitus(b, sp)
+	}
 }
 
 // scopeParams are the encoded arguments of the scope statement, cached per
@@ -114,8 +138,8 @@ type scopeCache struct {
 
 const maxScopeCache = 8192
 
-func (p *Pool) scopeValues(sc scope) [][]byte { return p.scopeParams(sc).values }
-
+// scopeParams returns the cached scope arguments of sc's tenant, building them on
+// first use.
 func (p *Pool) scopeParams(sc scope) *scopeParams {
 	if v, ok := p.scopes.m.Load(sc.tenant); ok {
 		return v.(*scopeParams)
@@ -137,11 +161,11 @@ func (p *Pool) scopeParams(sc scope) *scopeParams {
 	return sp
 }
 
-// queueCitus queues, on a Citus pool, what carries the tenant to the
-// workers after the scope statement of an explicit transaction block.
-func (p *Pool) queueCitus(b *pgconn.Batch, sc scope) {
+// queueCitus queues, on a Citus pool, what carries the tenant of sp to the
+// workers in an explicit transaction block.
+func (p *Pool) queueCitus(b *pgconn.Batch, sp *scopeParams) {
 	b.ExecParams(citusPropagateSQL, nil, nil, nil, nil)
-	b.ExecParams(p.scopeParams(sc).citusSet, nil, nil, nil, nil)
+	b.ExecParams(sp.citusSet, nil, nil, nil, nil)
 }
 
 // citusResults is how many results queueCitus adds.

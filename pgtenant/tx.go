@@ -90,13 +90,10 @@ func (t *Tx) begin(ctx context.Context) error {
 			t.p.traceBeginEnd(bctx, t.conn, withBegin, false, err)
 			return err
 		}
-		b.ExecStatement(t.st.scopeSD, t.p.scopeValues(t.sc), nil, nil)
+		t.p.queueScopeStmt(b, t.st.scopeSD, t.sc)
 	} else {
 		b.ExecParams(beginSQL(t.opts), nil, nil, nil, nil)
-		b.ExecParams(t.p.scopeSQL(), t.p.scopeValues(t.sc), nil, nil, nil)
-	}
-	if t.p.citus {
-		t.p.queueCitus(b, t.sc)
+		t.p.queueScopeStmt(b, nil, t.sc)
 	}
 	mrr := t.conn.PgConn().ExecBatch(ctx, b)
 	if err := readResult(mrr); err != nil {
