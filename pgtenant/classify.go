@@ -30,6 +30,9 @@ type class struct {
 	// allowed there (its reset on release clears it), so no tag marks the
 	// connection.
 	session bool
+	// txControl: some statement of the text is transaction control
+	// (sqllex.TxControl), which a Conn refuses in Citus mode.
+	txControl bool
 }
 
 // sessionClass is the class of every statement on an Acquired Conn.
@@ -126,7 +129,14 @@ var sessionFuncs = map[string]string{
 // classify finds what in sql would leave state on the session.
 func classify(sql string) *class {
 	c := &class{}
-	for _, st := range sqllex.Split(sql) {
+	sts := sqllex.Split(sql)
+	for _, st := range sts {
+		if sqllex.TxControl(st) {
+			c.txControl = true
+			break
+		}
+	}
+	for _, st := range sts {
 		if c.refused = c.statement(st); c.refused != "" {
 			return c
 		}

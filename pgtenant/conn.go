@@ -9,7 +9,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/tenancykit/tenancy/internal/sqllex"
 	"github.com/tenancykit/tenancy/tenant"
 )
 
@@ -177,7 +176,7 @@ func (c *Conn) stmt(ctx context.Context, sql string, args []any) (string, []any,
 		return "", nil, false, err
 	}
 	if c.p.citus {
-		if err := citusSessionCheck(c.c.Conn(), sql); err != nil {
+		if err := c.p.citusSessionCheck(c.c.Conn(), sql); err != nil {
 			return "", nil, false, err
 		}
 	}
@@ -228,7 +227,7 @@ func (c *Conn) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 	items, err := c.p.batchItems(ctx, b, true)
 	if err == nil && c.p.citus {
 		for _, sql := range items.sql {
-			if err = citusSessionCheck(c.c.Conn(), sql); err != nil {
+			if err = c.p.citusSessionCheck(c.c.Conn(), sql); err != nil {
 				break
 			}
 		}
@@ -288,11 +287,9 @@ func (c *Conn) Tenant() tenant.Tenant { return c.sc.tenant }
 // through a Conn — each statement runs in a block of its own there, so a
 // BEGIN would be committed at once — and a statement sent while the
 // connection is inside a transaction (its Tx's, or one begun on Conn.Conn()).
-func citusSessionCheck(c *pgx.Conn, sql string) error {
-	for _, st := range sqllex.Split(sql) {
-		if sqllex.TxControl(st) {
-			return fmt.Errorf("pgtenant: in Citus mode a Conn runs each statement in a transaction block of its own that carries the tenant; transaction control in SQL (%q) is refused: use Conn.Begin", sql)
-		}
+func (p *Pool) citusSessionCheck(c *pgx.Conn, sql string) error {
+	if p.classes.classify(sql).txControl { // cached per SQL text
+		return fmt.Errorf("pgtenant: in Citus mode a Conn runs each statement in a transaction block of its own that carries the tenant; transaction control in SQL (%q) is refused: use Conn.Begin", sql)
 	}
 	if c.PgConn().TxStatus() != 'I' {
 		return errors.New("pgtenant: in Citus mode a Conn statement cannot run while a transaction is open on the connection (each runs in a block of its own): send it on the Tx that Conn.Begin returned, and begin transactions with Conn.Begin, not on Conn.Conn()")
