@@ -56,7 +56,7 @@ func (m *Migrator) status(ctx context.Context, source TenantSource) ([]TenantSta
 		return nil, false, fmt.Errorf("migrate: read versions: %w", err)
 	}
 	var secure, citus bool
-	if err := conn.QueryRow(ctx, "SELECT to_regprocedure($1) IS NOT NULL, EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus')",
+	if err := conn.QueryRow(ctx, "SELECT to_regprocedure($1) IS NOT NULL, "+rls.CitusInstalled,
 		secureFunction).Scan(&secure, &citus); err != nil {
 		return nil, false, fmt.Errorf("migrate: %w", err)
 	}
@@ -87,7 +87,7 @@ const versionChunk = 500
 // schema stays on the coordinator, whatever the role or session says about
 // schema-based sharding.
 var summaryDDL = "SELECT pg_advisory_xact_lock(" + strconv.FormatInt(rls.SchemaLock, 10) + `);
-	SELECT set_config('citus.enable_schema_based_sharding', 'off', true) WHERE EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus');
+	SELECT set_config('citus.enable_schema_based_sharding', 'off', true) WHERE ` + rls.CitusInstalled + `;
 	CREATE SCHEMA IF NOT EXISTS tenancy;
 	CREATE TABLE IF NOT EXISTS tenancy.migrate_versions (
 		schema_name text PRIMARY KEY,

@@ -77,7 +77,7 @@ type Migrator struct {
 	summaryOnce sync.Once
 	summaryErr  error
 	// citus: the database has the citus extension (learnt by status, before
-	// any tenant runs); see runFast and gooseTable.
+	// any tenant runs); see runFast and gooseTableFirst.
 	citus atomic.Bool
 }
 
@@ -304,7 +304,7 @@ func (m *Migrator) migrateTenant(ctx context.Context, w *worker, t tenant.Tenant
 			return fail(0, err)
 		}
 	}
-	if err := m.gooseTable(ctx, w.db, res.Schema); err != nil {
+	if err := m.gooseTableFirst(ctx, w.db, res.Schema); err != nil {
 		_ = unlockAndRecord(ctx, w.db, id, res.Schema, -1)
 		return fail(0, err)
 	}
@@ -418,20 +418,16 @@ func (m *Migrator) BuildTenantSchema(ctx context.Context, t tenant.Tenant, _ str
 	return m.UpTenant(ctx, t).Err
 }
 
-// gooseTable creates, on Citus, a tenant schema's goose version table before
-// goose would, with a bigint identity: in a distributed schema the table is
-// distributed, and Citus cannot draw values for an integer identity on a
-// worker node ("reached maximum value of sequence"), which is where goose's
-// inserts run. goose finds the table and uses it as its own.
-func (m *Migrator) gooseTable(ctx context.Context, db *sql.DB, schema string) error {
+// gooseTableFirst creates, on Citus, a tenant schema's goose version table
+// before goose would, with a bigint identity: in a distributed schema the
+// table is distributed, and Citus cannot draw values for an integer
+// identity on a worker node ("reached maximum value of sequence"), which is
+// where goose's inserts run. goose finds the table and uses it as its own.
+func (m *Migrator) gooseTableFirst(ctx context.Context, db *sql.DB, schema string) error {
 	if !m.citus.Load() {
 		return nil
 	}
-	table := pgx.Identifier{schema, "goose_db_version"}.Sanitize()
-	for _, q := range []string{
-		fmt.Sprintf(gooseTableSQL, table, gooseIDType(true)),
-		"INSERT INTO " + table + " (version_id, is_applied) SELECT 0, true WHERE NOT EXISTS (SELECT FROM " + table + ")",
-	} {
+	for _, q := range gooseTable(pgx.Identifier{schema, "goose_db_version"}.Sanitize(), true) {
 		if _, err := db.ExecContext(ctx, q); err != nil {
 			return fmt.Errorf("migrate: create goose's version table in %s: %w", schema, err)
 		}

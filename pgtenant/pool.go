@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/tenancykit/tenancy/internal/rls"
 	"github.com/tenancykit/tenancy/tenant"
 )
 
@@ -129,7 +130,7 @@ func (p *Pool) learnRole(ctx context.Context, c *pgx.Conn) error {
 	var r poolRole
 	err := c.QueryRow(ctx, `SELECT rolname, rolsuper, rolbypassrls,
 			EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members m WHERE m.member = r.oid),
-			EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'citus')
+			`+rls.CitusInstalled+`
 		FROM pg_catalog.pg_roles r WHERE rolname = session_user`, pgx.QueryExecModeSimpleProtocol).
 		Scan(&r.name, &r.super, &r.bypass, &r.member, &r.citus)
 	if err != nil {

@@ -91,7 +91,7 @@ var registryDDL = []string{
 }
 
 // citusSQL reports whether the database has the citus extension.
-const citusSQL = "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'citus')"
+const citusSQL = "SELECT " + rls.CitusInstalled
 
 // shardingSQL switches Citus's schema-based sharding on or off for the rest
 // of the transaction: a schema created while it is on is a distributed

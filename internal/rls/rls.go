@@ -304,6 +304,11 @@ func ExecEach(ctx context.Context, pc *pgconn.PgConn, stmts []string) error {
 	return err
 }
 
+// CitusInstalled is an SQL condition, true when the database has the citus
+// extension: pgtenant, provision and migrate switch to their Citus behaviour
+// on it.
+const CitusInstalled = "EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus')"
+
 // CitusPropagateSQL makes Citus forward the SET LOCAL statements that follow
 // it in an explicit transaction block to the worker nodes the transaction
 // reaches; Citus never forwards this setting itself. A setting made with
