@@ -251,11 +251,16 @@ func TestTracersMatchPgx(t *testing.T) {
 	// SendBatch and are traced as batches (the scope statement, then the
 	// caller's).
 	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeCacheDescribe, pgx.QueryExecModeDescribeExec, pgx.QueryExecModeExec} {
-		t.Run(mode.String(), func(t *testing.T) { tracedLikePgx(t, pg, tn, mode, program, traced) })
+		t.Run(mode.String(), func(t *testing.T) { tracedLikePgx(t, pg, tn, mode, pgtenant.CitusOff, program, traced) })
+	}
+	// Citus mode's blocks and SET LOCALs are the pool's own, like the scope
+	// statement: a tracer sees what it sees without them.
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeExec} {
+		t.Run(mode.String()+"/citus", func(t *testing.T) { tracedLikePgx(t, pg, tn, mode, pgtenant.CitusOn, program, traced) })
 	}
 }
 
-func tracedLikePgx(t *testing.T, pg *testenv.PG, tn tenant.Tenant, mode pgx.QueryExecMode, program func(context.Context, interface {
+func tracedLikePgx(t *testing.T, pg *testenv.PG, tn tenant.Tenant, mode pgx.QueryExecMode, citus pgtenant.CitusMode, program func(context.Context, interface {
 	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
 	Query(context.Context, string, ...any) (pgx.Rows, error)
 	QueryRow(context.Context, string, ...any) pgx.Row
@@ -266,6 +271,7 @@ func tracedLikePgx(t *testing.T, pg *testenv.PG, tn tenant.Tenant, mode pgx.Quer
 	p := newPool(t, pg, func(c *pgtenant.Config) {
 		c.PoolConfig.ConnConfig.Tracer = ours
 		c.PoolConfig.ConnConfig.DefaultQueryExecMode = mode
+		c.Citus = citus
 	})
 	program(ctxFor(tn), p)
 
