@@ -64,12 +64,12 @@ func TestClassify(t *testing.T) {
 		"SELECT 1 -- LISTEN x\n":                           false,
 		"declare c cursor without hold for select 1":       false,
 		"declare c cursor with hold for select 1":          true,
-		"CREATE TABLE t (temp int)":                        false,
-		"CREATE UNLOGGED TABLE t (x int)":                  false,
+		"CREATE TABLE t (temp int)":                        true, // DDL
+		"CREATE UNLOGGED TABLE t (x int)":                  true, // DDL
 		"CREATE GLOBAL TEMPORARY TABLE t (x int)":          true,
 		"CREATE TEMP TABLE t (x int) ON COMMIT DROP":       false,
 		"SELECT x INTO TEMP t FROM y":                      true,
-		"SELECT x INTO t FROM y":                           false,
+		"SELECT x INTO t FROM y":                           true, // DDL
 		"INSERT INTO pg_temp.t VALUES (1)":                 false,
 		"ROLLBACK TO SAVEPOINT s":                          false,
 		"ROLLBACK WORK TO s":                               false,
@@ -79,8 +79,8 @@ func TestClassify(t *testing.T) {
 		"WITH x AS (SELECT 1) SELECT pg_catalog.lastval()": true,
 		"": false,
 	} {
-		if got := classify(sql).refused != ""; got != refused {
-			t.Errorf("classify(%q) refused = %v, want %v (%q)", sql, got, refused, classify(sql).refused)
+		if got := classify(sql, testOpts).refused != ""; got != refused {
+			t.Errorf("classify(%q) refused = %v, want %v (%q)", sql, got, refused, classify(sql, testOpts).refused)
 		}
 	}
 }
@@ -92,14 +92,14 @@ func FuzzClassify(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, sql string) {
-		c := classify(sql)
+		c := classify(sql, testOpts)
 		if c.refused == "" {
 			return
 		}
-		if classify(sql+";\nSELECT 1").refused == "" {
+		if classify(sql+";\nSELECT 1", testOpts).refused == "" {
 			t.Errorf("%q refused alone but not followed by another statement", sql)
 		}
-		if classify("SELECT 1;\n"+sql).refused == "" {
+		if classify("SELECT 1;\n"+sql, testOpts).refused == "" {
 			t.Errorf("%q refused alone but not after another statement", sql)
 		}
 	})
@@ -116,3 +116,5 @@ func TestBatchLayoutMatchesPgconn(t *testing.T) {
 		t.Fatal("sameLayout accepts a different struct")
 	}
 }
+
+var testOpts = classOpts{setting: DefaultSetting}

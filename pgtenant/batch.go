@@ -34,10 +34,45 @@ func (p *Pool) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 		p.release(c, st)
 		return err
 	}
+	if p.simple && items.class().check {
+		// The simple protocol, with a query the backstop checks: the
+		// batch runs in a transaction of its own, guarded at its end.
+		t := &Tx{p: p, sc: sc, pc: c, conn: c.Conn(), st: st}
+		t.top = t
+		if err := t.begin(ctx); err != nil {
+			p.release(c, st)
+			return failedBatch(b, err)
+		}
+		return &txBatch{BatchResults: t.SendBatch(ctx, b), ctx: ctx, tx: t}
+	}
 	if p.simple {
 		return p.sendText(ctx, c.Conn(), st, sc, b, items, withScope, finish)
 	}
 	return p.sendBatch(ctx, c.Conn(), st, sc, b, items, withScope, finish)
+}
+
+// txBatch are the results of a batch run in a transaction of its own, which
+// Close ends.
+type txBatch struct {
+	pgx.BatchResults
+	ctx    context.Context
+	tx     *Tx
+	err    error
+	closed bool
+}
+
+func (br *txBatch) Close() error {
+	if br.closed {
+		return br.err
+	}
+	br.closed = true
+	br.err = br.BatchResults.Close()
+	if br.err != nil {
+		_ = br.tx.Rollback(context.WithoutCancel(br.ctx))
+	} else {
+		br.err = br.tx.Commit(br.ctx)
+	}
+	return br.err
 }
 
 // batchItems are a batch's queries after their query rewriters, with their
@@ -83,6 +118,16 @@ func (p *Pool) sendText(ctx context.Context, c *pgx.Conn, st *connState, sc scop
 	if finish == nil {
 		finish = func(err error) error { return err }
 	}
+	if items.class().check && s == inScope {
+		// In a transaction: the guard runs once the batch is read.
+		inner := finish
+		finish = func(err error) error {
+			if err == nil {
+				err = p.guardPgx(ctx, c, st, sc)
+			}
+			return inner(err)
+		}
+	}
 	br := c.SendBatch(ctx, mapped)
 	if s == withScope {
 		if err := p.readScope(ctx, c, sc, br); err != nil {
@@ -126,9 +171,11 @@ func (p *Pool) sendBatch(ctx context.Context, c *pgx.Conn, st *connState, sc sco
 			return fail(err)
 		}
 	}
+	bc := items.class()
 	pb := st.batch(c.PgConn())
-	if p.block(s) {
-		// Citus mode: the batch runs in a block that carries the tenant.
+	if p.block(s, bc) {
+		// Citus mode, or a query the backstop checks: the batch runs in a
+		// block of its own.
 		pb.ExecParams("begin", nil, nil, nil, nil)
 	}
 	switch {
@@ -148,6 +195,9 @@ func (p *Pool) sendBatch(ctx context.Context, c *pgx.Conn, st *connState, sc sco
 				return fail(wrapErr(i, err))
 			}
 			pb.ExecParams(k.sql, st.eqb.ParamValues, nil, st.eqb.ParamFormats, st.eqb.ResultFormats)
+			if items.classes[i].check {
+				p.queueGuard(pb, st, sc)
+			}
 			continue
 		}
 		sd := st.named[k.sql]
@@ -161,12 +211,18 @@ func (p *Pool) sendBatch(ctx context.Context, c *pgx.Conn, st *connState, sc sco
 			return fail(wrapErr(i, err))
 		}
 		pb.ExecStatement(sd, st.eqb.ParamValues, st.eqb.ParamFormats, st.eqb.ResultFormats)
+		if items.classes[i].check {
+			p.queueGuard(pb, st, sc)
+		}
 	}
-	if p.block(s) {
+	if p.block(s, bc) {
 		pb.ExecParams("commit", nil, nil, nil, nil)
+		if bc.check {
+			p.queueSession(pb, st)
+		}
 	}
 	mrr := c.PgConn().ExecBatch(ctx, pb)
-	if p.block(s) {
+	if p.block(s, bc) {
 		if err := readResult(mrr); err != nil {
 			return fail(err)
 		}
@@ -176,7 +232,31 @@ func (p *Pool) sendBatch(ctx context.Context, c *pgx.Conn, st *connState, sc sco
 			return fail(err)
 		}
 	}
-	return &stmtBatch{ctx: ctx, b: b, mrr: mrr, conn: c, st: st, classes: items.classes, keys: keys, args: items.args, bt: p.bt, finish: finish}
+	if bc.check && s == withScope {
+		// As for one statement (Pool.failed): a failed batch with a
+		// checked query takes its connection with it.
+		inner := finish
+		finish = func(err error) error {
+			if err != nil {
+				st.dirty = true
+			}
+			if inner != nil {
+				return inner(err)
+			}
+			return err
+		}
+	}
+	return &stmtBatch{ctx: ctx, b: b, mrr: mrr, conn: c, st: st, classes: items.classes, keys: keys, args: items.args, bt: p.bt, finish: finish, p: p}
+}
+
+// class is the class of the batch as a whole: checked if any query is.
+func (items batchItems) class() *class {
+	for _, c := range items.classes {
+		if c.check {
+			return &class{check: true}
+		}
+	}
+	return &class{}
 }
 
 func containsKey(keys []stmtKey, k stmtKey) bool {

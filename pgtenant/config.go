@@ -100,6 +100,18 @@ type Config struct {
 	// the citus extension is installed in the connected database. See
 	// [CitusMode] for what changes.
 	Citus CitusMode
+	// AllowDDL lets statements on the statement path, in transactions and
+	// through OpenDB create, alter, drop, comment on and grant privileges
+	// on objects (CREATE TABLE, ALTER TABLE, GRANT ... ON ..., SELECT ...
+	// INTO). Defaults to false: the tenants' pool runs no DDL, and such a
+	// statement is refused before any I/O with a *[SessionStateError]; DDL
+	// belongs to the schema owner (provision, migrate). Statements whose
+	// effect outlives the session (ALTER ROLE, ALTER DATABASE, ALTER SYSTEM,
+	// CREATE/DROP ROLE, GRANT of a role, ALTER DEFAULT PRIVILEGES, SECURITY
+	// LABEL, REASSIGN/DROP OWNED) and temporary objects that outlive their
+	// transaction stay refused whatever it says. Allowed DDL is verified by
+	// the server-side backstop like every statement the lexer cannot bound.
+	AllowDDL bool
 	// StatementCacheCapacity bounds the statements each connection keeps
 	// prepared. A statement is prepared per (tenant schema, SQL), so size it
 	// for distinct statements × tenants active at once; the least recently
@@ -119,10 +131,11 @@ type settings struct {
 	capacity int
 	allow    bool
 	citus    CitusMode
+	allowDDL bool
 }
 
 func (c Config) settings() (settings, error) {
-	s := settings{mode: c.Mode, setting: c.Setting, capacity: c.StatementCacheCapacity, allow: c.AllowPrivilegedRole, citus: c.Citus}
+	s := settings{mode: c.Mode, setting: c.Setting, capacity: c.StatementCacheCapacity, allow: c.AllowPrivilegedRole, citus: c.Citus, allowDDL: c.AllowDDL}
 	if c.PoolConfig == nil {
 		return s, fmt.Errorf("%w: Config.PoolConfig is nil; build one with pgxpool.ParseConfig", ErrInvalidConfig)
 	}

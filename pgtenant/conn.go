@@ -175,6 +175,11 @@ func (c *Conn) stmt(ctx context.Context, sql string, args []any) (string, []any,
 	if err != nil {
 		return "", nil, false, err
 	}
+	if cls := c.p.classes.classify(sql); cls.beyond {
+		// Session state is the Conn's to keep, and its reset clears it;
+		// what outlives the session is not.
+		return "", nil, false, &SessionStateError{Construct: cls.refused, Instead: cls.instead, SQL: sql}
+	}
 	if c.p.citus {
 		if err := c.p.citusSessionCheck(c.c.Conn(), sql); err != nil {
 			return "", nil, false, err

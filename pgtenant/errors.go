@@ -58,10 +58,17 @@ type SessionStateError struct {
 	Instead string
 	// SQL is the statement's text.
 	SQL string
+	// Backstop is set when the server-side check found the change after
+	// the statement ran, rather than the lexer before any I/O: the
+	// statement's transaction was rolled back and its connection closed.
+	Backstop bool
 }
 
 func (e *SessionStateError) Error() string {
-	return fmt.Sprintf("pgtenant: %s would leave state on a connection that other tenants reuse; use %s", e.Construct, e.Instead)
+	if e.Backstop {
+		return fmt.Sprintf("pgtenant: %s; its transaction was rolled back and the connection closed; use %s", e.Construct, e.Instead)
+	}
+	return fmt.Sprintf("pgtenant: %s would leave state on a connection that other tenants reuse, or change the tenant's scope; use %s", e.Construct, e.Instead)
 }
 
 // Unwrap returns [ErrSessionState].

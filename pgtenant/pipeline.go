@@ -178,10 +178,10 @@ func pipelineResult(pl *pgconn.Pipeline) error {
 // the tenant's schema is prepared first, in one more round trip that carries
 // BEGIN and the scope too where s asks for them. began reports whether a
 // BEGIN sent here ran.
-func (p *Pool) run(ctx context.Context, c *pgx.Conn, st *connState, sc scope, sql string, args []any, s step, opts pgx.TxOptions) (mrr *pgconn.MultiResultReader, began bool, err error) {
+func (p *Pool) run(ctx context.Context, c *pgx.Conn, st *connState, sc scope, cls *class, sql string, args []any, s step, opts pgx.TxOptions) (mrr *pgconn.MultiResultReader, began bool, err error) {
 	// The pool's exec mode, unless the call names one (see statementPath).
 	if mode := callMode(args); mode == pgx.QueryExecModeExec || mode == 0 && !p.prepared {
-		return p.runExec(ctx, c, st, sc, sql, args, s, opts)
+		return p.runExec(ctx, c, st, sc, cls, sql, args, s, opts)
 	}
 	var sd *pgconn.StatementDescription
 	if s == inScope && st.named != nil {
@@ -220,7 +220,7 @@ func (p *Pool) run(ctx context.Context, c *pgx.Conn, st *connState, sc scope, sq
 		formats = st.eqb.ResultFormats
 	}
 	b := st.batch(c.PgConn())
-	if s == withBegin || p.block(s) {
+	if s == withBegin || p.block(s, cls) {
 		if err := p.queueBegin(ctx, c, st, b, opts); err != nil {
 			return nil, false, err
 		}
@@ -229,11 +229,9 @@ func (p *Pool) run(ctx context.Context, c *pgx.Conn, st *connState, sc scope, sq
 		p.queueScopeStmt(b, st.scopeSD, sc)
 	}
 	b.ExecStatement(sd, st.eqb.ParamValues, st.eqb.ParamFormats, formats)
-	if p.block(s) {
-		b.ExecParams("commit", nil, nil, nil, nil)
-	}
+	p.queueAfter(b, st, sc, cls, s)
 	var sent bool
-	mrr, sent, err = p.sendStmt(ctx, c, sc, b, s)
+	mrr, sent, err = p.sendStmt(ctx, c, sc, cls, b, s)
 	// A BEGIN that ran with the prepare, or with the statement.
 	return mrr, began || sent, err
 }
@@ -241,7 +239,7 @@ func (p *Pool) run(ctx context.Context, c *pgx.Conn, st *connState, sc scope, sq
 // runExec is run for a pool in QueryExecModeExec (behind a pooler, nothing
 // prepared): BEGIN, the scope statement and sql go as parameterised text in
 // one batch, the arguments encoded as pgx encodes them in that mode.
-func (p *Pool) runExec(ctx context.Context, c *pgx.Conn, st *connState, sc scope, sql string, args []any, s step, opts pgx.TxOptions) (*pgconn.MultiResultReader, bool, error) {
+func (p *Pool) runExec(ctx context.Context, c *pgx.Conn, st *connState, sc scope, cls *class, sql string, args []any, s step, opts pgx.TxOptions) (*pgconn.MultiResultReader, bool, error) {
 	// Result formats are ignored in this mode, as pgx ignores them: nothing
 	// is described, so results come as text.
 	_, _, args = resultFormats(args)
@@ -249,25 +247,38 @@ func (p *Pool) runExec(ctx context.Context, c *pgx.Conn, st *connState, sc scope
 		return nil, false, fmt.Errorf("pgtenant: encode arguments: %w", err)
 	}
 	b := st.batch(c.PgConn())
-	if s == withBegin || p.block(s) {
+	if s == withBegin || p.block(s, cls) {
 		b.ExecParams(beginSQL(opts), nil, nil, nil, nil)
 	}
 	if s != inScope {
 		p.queueScopeStmt(b, nil, sc)
 	}
 	b.ExecParams(sql, st.eqb.ParamValues, nil, st.eqb.ParamFormats, st.eqb.ResultFormats)
-	if p.block(s) {
-		b.ExecParams("commit", nil, nil, nil, nil)
+	p.queueAfter(b, st, sc, cls, s)
+	return p.sendStmt(ctx, c, sc, cls, b, s)
+}
+
+// queueAfter queues what follows a statement of class cls sent after s: the
+// guard if the backstop checks it, and, where the statement runs in a block
+// of its own, COMMIT and then the session check.
+func (p *Pool) queueAfter(b *pgconn.Batch, st *connState, sc scope, cls *class, s step) {
+	if cls.check {
+		p.queueGuard(b, st, sc)
 	}
-	return p.sendStmt(ctx, c, sc, b, s)
+	if p.block(s, cls) {
+		b.ExecParams("commit", nil, nil, nil, nil)
+		if cls.check {
+			p.queueSession(b, st)
+		}
+	}
 }
 
 // sendStmt writes b — [BEGIN], [scope, [Citus SET LOCALs]], the statement,
 // [COMMIT] — and reads up to the statement's result. began reports whether a
 // BEGIN in b ran.
-func (p *Pool) sendStmt(ctx context.Context, c *pgx.Conn, sc scope, b *pgconn.Batch, s step) (mrr *pgconn.MultiResultReader, began bool, err error) {
+func (p *Pool) sendStmt(ctx context.Context, c *pgx.Conn, sc scope, cls *class, b *pgconn.Batch, s step) (mrr *pgconn.MultiResultReader, began bool, err error) {
 	mrr = c.PgConn().ExecBatch(ctx, b)
-	if s == withBegin || p.block(s) {
+	if s == withBegin || p.block(s, cls) {
 		if err := readResult(mrr); err != nil {
 			return nil, false, err
 		}
@@ -292,20 +303,19 @@ func (p *Pool) execStmt(ctx context.Context, c *pgx.Conn, st *connState, sc scop
 	bctx := p.traceBeginStart(ctx, c, s, opts)
 	ctx = p.traceStart(ctx, c, sql, args)
 	var mrr *pgconn.MultiResultReader
-	mrr, began, err = p.run(ctx, c, st, sc, sql, args, s, opts)
+	mrr, began, err = p.run(ctx, c, st, sc, cls, sql, args, s, opts)
 	p.traceBeginEnd(bctx, c, s, began, err)
 	if err == nil {
 		ct, err = mrr.ResultReader().Close()
 		if closeErr := mrr.Close(); err == nil {
 			err = closeErr
 		}
+		err = p.verdict(st, err)
 		st.observe(cls, ct)
 	}
 	p.traceEnd(ctx, c, ct, err)
 	st.settle(stmtKey{schema: sc.key, sql: sql}, err)
-	if err != nil && p.block(s) {
-		abortBlock(ctx, c)
-	}
+	p.failed(ctx, c, st, cls, s, err)
 	return ct, began, err
 }
 
@@ -315,15 +325,25 @@ func (p *Pool) queryStmt(ctx context.Context, c *pgx.Conn, st *connState, sc sco
 	key := stmtKey{schema: sc.key, sql: sql}
 	bctx := p.traceBeginStart(ctx, c, s, opts)
 	ctx = p.traceStart(ctx, c, sql, args)
-	mrr, began, err := p.run(ctx, c, st, sc, sql, args, s, opts)
+	mrr, began, err := p.run(ctx, c, st, sc, cls, sql, args, s, opts)
 	p.traceBeginEnd(bctx, c, s, began, err)
 	if err != nil {
 		st.settle(key, err)
 		p.traceEnd(ctx, c, pgconn.CommandTag{}, err)
-		if p.block(s) {
-			abortBlock(ctx, c)
-		}
+		p.failed(ctx, c, st, cls, s, err)
 		return nil, began, err
+	}
+	if p.block(s, cls) {
+		// The rows end a block of the statement's own: a failure seen
+		// when they close is handled there.
+		inner := finish
+		finish = func(err error) error {
+			p.failed(ctx, c, st, cls, s, err)
+			if inner != nil {
+				return inner(err)
+			}
+			return err
+		}
 	}
 	return &stmtRows{Rows: pgx.RowsFromResultReader(c.TypeMap(), mrr.ResultReader()), mrr: mrr,
 		st: st, cls: cls, key: key, conn: c, finish: finish, p: p, tctx: ctx}, began, nil
@@ -337,14 +357,12 @@ func (p *Pool) rowStmt(ctx context.Context, c *pgx.Conn, st *connState, sc scope
 	ctx = p.traceStart(ctx, c, sql, args)
 	r := &stmtRow{conn: c, st: st, cls: cls, key: key, p: p, ctx: ctx}
 	var began bool
-	r.mrr, began, r.err = p.run(ctx, c, st, sc, sql, args, s, opts)
+	r.mrr, began, r.err = p.run(ctx, c, st, sc, cls, sql, args, s, opts)
 	p.traceBeginEnd(bctx, c, s, began, r.err)
 	if r.err != nil {
 		st.settle(key, r.err)
 		p.traceEnd(ctx, c, pgconn.CommandTag{}, r.err)
-		if p.block(s) {
-			abortBlock(ctx, c)
-		}
+		p.failed(ctx, c, st, cls, s, r.err)
 	}
 	return r, began
 }
@@ -381,7 +399,27 @@ func (p *Pool) scopeResults(ctx context.Context, c *pgx.Conn, sc scope, mrr *pgc
 // block reports whether a statement sent after s runs in an explicit block
 // of its own, BEGIN to COMMIT: on the pool's path (withScope) in Citus mode,
 // so that the tenant's SET LOCAL reaches the workers.
-func (p *Pool) block(s step) bool { return p.citus && s == withScope }
+//
+// A statement the backstop checks runs in such a block on the pool's path
+// too: its session check must follow the COMMIT.
+func (p *Pool) block(s step, cls *class) bool { return s == withScope && (p.citus || cls.check) }
+
+// failed handles a statement of class cls, sent after s, that returned err:
+// a block of its own that failed is rolled back, and a checked statement
+// that failed on the pool's path takes its connection with it — its session
+// check did not run, and a failed transaction does not undo everything
+// (a session advisory lock, say).
+func (p *Pool) failed(ctx context.Context, c *pgx.Conn, st *connState, cls *class, s step, err error) {
+	if err == nil {
+		return
+	}
+	if cls.check && s == withScope {
+		st.dirty = true
+	}
+	if p.block(s, cls) && !st.dirty {
+		abortBlock(ctx, c)
+	}
+}
 
 // abortBlock rolls back a transaction block left open on c by a statement
 // that failed in it (Citus mode's blocks), or closes c if that fails, so

@@ -41,6 +41,8 @@ type Pool struct {
 	// citus: Citus mode (see CitusMode), decided in New before any
 	// statement runs.
 	citus bool
+	// bs: the server-side backstop's statements (backstop.go).
+	bs backstop
 
 	qt pgx.QueryTracer
 	pt pgx.PrepareTracer
@@ -56,6 +58,8 @@ func New(ctx context.Context, cfg Config) (*Pool, error) {
 		return nil, err
 	}
 	p := &Pool{cfg: s}
+	p.classes.opts = classOpts{setting: s.setting, allowDDL: s.allowDDL}
+	p.bs = newBackstop(s.setting)
 	pc := cfg.PoolConfig.Copy()
 	p.qt = pc.ConnConfig.Tracer
 	p.pt, _ = pc.ConnConfig.Tracer.(pgx.PrepareTracer)
@@ -86,7 +90,7 @@ func New(ctx context.Context, cfg Config) (*Pool, error) {
 			}
 			p.state(c).scopeSD = sd
 		}
-		return nil
+		return p.learnBaseline(ctx, c)
 	}
 	pc.BeforeClose = func(c *pgx.Conn) {
 		p.conns.Delete(c)
@@ -220,7 +224,7 @@ func (p *Pool) Exec(ctx context.Context, sql string, args ...any) (pgconn.Comman
 	}
 	st := p.state(c.Conn())
 	defer p.release(c, st)
-	if len(opts) > 0 {
+	if len(opts) > 0 || p.simple && cls.check {
 		return p.execInTx(ctx, c.Conn(), st, sc, cls, sql, append(opts, args...))
 	}
 	if p.simple {
@@ -253,11 +257,23 @@ func (p *Pool) execInTx(ctx context.Context, c *pgx.Conn, st *connState, sc scop
 	}
 	ct, err := tx.Exec(ctx, sql, args...)
 	st.observe(cls, ct)
+	if err == nil && cls.check {
+		err = p.guardPgx(ctx, c, st, sc)
+	}
 	if err != nil {
 		_ = tx.Rollback(context.WithoutCancel(ctx))
+		if cls.check {
+			p.sessionPgx(ctx, c, st)
+		}
 		return ct, err
 	}
-	return ct, tx.Commit(ctx)
+	if err := tx.Commit(ctx); err != nil {
+		return ct, err
+	}
+	if cls.check {
+		p.sessionPgx(ctx, c, st)
+	}
+	return ct, nil
 }
 
 // queryInTx runs a query with explicit pgx options (the simple protocol, result
@@ -275,11 +291,18 @@ func (p *Pool) queryInTx(ctx context.Context, c *pgx.Conn, st *connState, sc sco
 		return nil, err
 	}
 	return &stmtRows{Rows: rows, st: st, cls: cls, conn: c, finish: func(rowsErr error) error {
+		if rowsErr == nil && cls.check {
+			rowsErr = p.guardPgx(ctx, c, st, sc)
+		}
 		if rowsErr != nil {
 			_ = tx.Rollback(context.WithoutCancel(ctx))
-			return finish(rowsErr)
+		} else {
+			rowsErr = tx.Commit(ctx)
 		}
-		return finish(tx.Commit(ctx))
+		if cls.check && !c.IsClosed() && c.PgConn().TxStatus() == 'I' {
+			p.sessionPgx(ctx, c, st)
+		}
+		return finish(rowsErr)
 	}}, nil
 }
 
@@ -369,7 +392,7 @@ func (p *Pool) queryOn(ctx context.Context, c *pgxpool.Conn, st *connState, sc s
 		p.release(c, st)
 		return err
 	}
-	if len(opts) > 0 {
+	if len(opts) > 0 || p.simple && cls.check {
 		return p.queryInTx(ctx, c.Conn(), st, sc, cls, sql, append(opts, args...), release)
 	}
 	if p.simple {

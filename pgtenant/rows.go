@@ -49,6 +49,9 @@ func (r *stmtRows) Close() {
 		if err := r.mrr.Close(); r.err == nil {
 			r.err = err
 		}
+		if r.p != nil {
+			r.err = r.p.verdict(r.st, r.err)
+		}
 	}
 	if r.st != nil {
 		r.st.observe(r.cls, r.Rows.CommandTag())
@@ -173,6 +176,9 @@ func (r *stmtRow) scan(dest []any) error {
 	if closeErr := mrr.Close(); err == nil {
 		err = closeErr
 	}
+	if err = r.p.verdict(r.st, err); err != nil && r.cls.check && r.pc != nil {
+		r.st.dirty = true // see Pool.failed
+	}
 	r.st.observe(r.cls, tag)
 	r.st.settle(r.key, err)
 	r.p.traceEnd(r.ctx, r.conn, tag, err)
@@ -220,9 +226,31 @@ type stmtBatch struct {
 	finish  func(err error) error
 	err     error
 	closed  bool
+	// p reads the backstop's guards, queued after each checked query.
+	p *Pool
+	// guard: the result the server sends next is the guard of the query
+	// read last.
+	guard bool
 }
 
 var _ pgx.BatchResults = (*stmtBatch)(nil)
+
+// readGuard reads the guard queued after the query read last, if any.
+func (br *stmtBatch) readGuard() error {
+	if !br.guard {
+		return nil
+	}
+	br.guard = false
+	err := errors.New("pgtenant: the server sent no result for the backstop's check")
+	if br.mrr.NextResult() {
+		_, err = br.mrr.ResultReader().Close()
+	}
+	if err = br.p.verdict(br.st, err); err != nil {
+		br.err = err
+		_ = br.mrr.Close()
+	}
+	return err
+}
 
 func (br *stmtBatch) next() (*pgconn.ResultReader, error) {
 	if br.err != nil {
@@ -234,6 +262,9 @@ func (br *stmtBatch) next() (*pgconn.ResultReader, error) {
 	if br.idx >= len(br.classes) {
 		return nil, errors.New("pgtenant: no more results in batch")
 	}
+	if err := br.readGuard(); err != nil {
+		return nil, err
+	}
 	if !br.mrr.NextResult() {
 		err := br.mrr.Close()
 		if err == nil {
@@ -243,6 +274,7 @@ func (br *stmtBatch) next() (*pgconn.ResultReader, error) {
 		return nil, err
 	}
 	br.idx++
+	br.guard = br.classes[br.idx-1].check && br.p != nil
 	return br.mrr.ResultReader(), nil
 }
 
@@ -273,6 +305,9 @@ func (br *stmtBatch) Exec() (pgconn.CommandTag, error) {
 	br.st.observe(br.classes[i], tag)
 	if err != nil {
 		br.fail(i, err)
+		return pgconn.CommandTag{}, err
+	}
+	if err := br.readGuard(); err != nil {
 		return pgconn.CommandTag{}, err
 	}
 	return tag, nil
@@ -322,6 +357,9 @@ func (br *stmtBatch) Close() error {
 	br.closed = true
 	if err := br.mrr.Close(); br.err == nil {
 		br.err = err
+		if br.p != nil {
+			br.err = br.p.verdict(br.st, br.err)
+		}
 	}
 	if br.bt != nil {
 		br.bt.TraceBatchEnd(br.ctx, br.conn, pgx.TraceBatchEndData{Err: br.err})

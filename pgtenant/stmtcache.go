@@ -47,6 +47,11 @@ type connState struct {
 	// session state that the lexer did not expect: the connection is then
 	// closed instead of returned to the pool.
 	dirty bool
+	// base is what the connection held when it was made (backstop.go).
+	base connBaseline
+	// unsure: a checked statement ran in the current transaction, so
+	// the session check follows its end.
+	unsure bool
 }
 
 func (p *Pool) state(c *pgx.Conn) *connState {

@@ -205,7 +205,16 @@ func (t *Tx) end(ctx context.Context, sql string) error {
 			err = ErrTxLost
 		} else {
 			var tag pgconn.CommandTag
-			tag, err = t.simple(ctx, sql)
+			if t.pc == nil {
+				// A transaction of an Acquired Conn: the session is the
+				// Conn's, reset on release.
+				t.st.unsure = false
+			}
+			if t.st.unsure {
+				tag, err = t.endChecked(ctx, sql)
+			} else {
+				tag, err = t.simple(ctx, sql)
+			}
 			switch {
 			case err != nil && t.conn.PgConn().TxStatus() != 'I':
 				_ = t.conn.Close(context.WithoutCancel(ctx))
@@ -216,6 +225,24 @@ func (t *Tx) end(ctx context.Context, sql string) error {
 	}
 	t.finish(ctx)
 	return err
+}
+
+// endChecked ends a transaction in which a statement the backstop checks
+// ran: COMMIT or ROLLBACK, then the session check, in one round trip.
+func (t *Tx) endChecked(ctx context.Context, sql string) (tag pgconn.CommandTag, err error) {
+	tctx := t.p.traceStart(ctx, t.conn, sql, nil)
+	defer func() { t.p.traceEnd(tctx, t.conn, tag, err) }()
+	b := &pgconn.Batch{}
+	b.ExecParams(sql, nil, nil, nil, nil)
+	t.p.queueSession(b, t.st)
+	results, err := t.conn.PgConn().ExecBatch(ctx, b).ReadAll()
+	if len(results) > 0 {
+		tag = results[0].CommandTag
+		if results[0].Err != nil {
+			return tag, results[0].Err
+		}
+	}
+	return tag, t.p.verdict(t.st, err)
 }
 
 // finish deallocates the statements prepared by name in the transaction and
@@ -370,6 +397,9 @@ func (t *Tx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandT
 	if viaPgx {
 		ct, err := t.conn.Exec(ctx, sql, args...)
 		t.st.observe(cls, ct)
+		if err == nil && cls.check {
+			err = t.p.guardPgx(ctx, t.conn, t.st, t.sc)
+		}
 		return ct, err
 	}
 	ct, began, err := t.p.execStmt(ctx, t.conn, t.st, t.sc, cls, sql, args, t.step(), t.opts)
@@ -388,7 +418,7 @@ func (t *Tx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, erro
 		if err != nil {
 			return rows, err
 		}
-		return &stmtRows{Rows: rows, st: t.st, cls: cls, conn: t.conn}, nil
+		return &stmtRows{Rows: rows, st: t.st, cls: cls, conn: t.conn, finish: t.guardFinish(ctx, cls)}, nil
 	}
 	rows, began, err := t.p.queryStmt(ctx, t.conn, t.st, t.sc, cls, sql, args, t.step(), t.opts, nil)
 	t.began(began)
@@ -407,11 +437,25 @@ func (t *Tx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
 	}
 	if viaPgx {
 		rows, _ := t.conn.Query(ctx, stmt, stmtArgs...)
-		return &row{rows: &stmtRows{Rows: rows, st: t.st, cls: cls, conn: t.conn}}
+		return &row{rows: &stmtRows{Rows: rows, st: t.st, cls: cls, conn: t.conn, finish: t.guardFinish(ctx, cls)}}
 	}
 	r, began := t.p.rowStmt(ctx, t.conn, t.st, t.sc, cls, stmt, stmtArgs, t.step(), t.opts)
 	t.began(began)
 	return r
+}
+
+// guardFinish runs the guard once the rows of a checked statement sent
+// through pgx are read (nil for a statement the backstop does not check).
+func (t *Tx) guardFinish(ctx context.Context, cls *class) func(error) error {
+	if !cls.check {
+		return nil
+	}
+	return func(err error) error {
+		if err != nil {
+			return err
+		}
+		return t.p.guardPgx(ctx, t.conn, t.st, t.sc)
+	}
 }
 
 // Conn returns the transaction's underlying connection. A transaction that
