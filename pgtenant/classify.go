@@ -31,6 +31,10 @@ type class struct {
 	// (role and database settings, roles, default privileges): refused on
 	// an Acquired Conn too.
 	beyond bool
+	// ddl marks DDL refused because the pool does not allow it
+	// (Config.AllowDDL): refused on an Acquired Conn too, since the objects
+	// it makes or changes outlive the session.
+	ddl bool
 	// check: the lexer cannot bound what the text does, so the backstop
 	// verifies the session after it (see backstop.go).
 	check bool
@@ -256,6 +260,7 @@ func (c *class) statement(t []sqllex.Token, o classOpts) string {
 			c.tags |= tagCreate
 			return ""
 		}
+		c.ddl = true
 		c.instead = "DDL as the schema owner (provision, migrate), or Config.AllowDDL"
 		return what + " (DDL on a tenant's connection)"
 	}

@@ -175,9 +175,9 @@ func (c *Conn) stmt(ctx context.Context, sql string, args []any) (string, []any,
 	if err != nil {
 		return "", nil, false, err
 	}
-	if cls := c.p.classes.classify(sql); cls.beyond {
+	if cls := c.p.classes.classify(sql); cls.beyond || cls.ddl {
 		// Session state is the Conn's to keep, and its reset clears it;
-		// what outlives the session is not.
+		// what outlives the session (roles, settings, objects) is not.
 		return "", nil, false, &SessionStateError{Construct: cls.refused, Instead: cls.instead, SQL: sql}
 	}
 	if c.p.citus {
