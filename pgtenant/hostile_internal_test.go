@@ -101,8 +101,8 @@ func (env *hostileEnv) pool(t *testing.T, mode pgx.QueryExecMode, citus CitusMod
 // hostileState is what a session holds that a tenant must not leave behind.
 type hostileState struct {
 	Setting, SearchPath, ReadOnly, Timeout, DateStyle, SCS string
-	Temp, Listen, Prepared, Held, Locks                     int
-	RoleSettings                                            string
+	Temp, Listen, Prepared, Held, Locks                    int
+	RoleSettings                                           string
 }
 
 // state reads the state of p's one connection through Unscoped, and its
