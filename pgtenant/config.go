@@ -91,9 +91,11 @@ type Config struct {
 	// policies, read with current_setting('<Setting>', true). It must have
 	// the form "prefix.name". Defaults to "app.tenant_id".
 	Setting string
-	// AllowPrivilegedRole lets New accept a superuser or BYPASSRLS role. Such
-	// a role ignores RLS; use it only when isolation by schema is all you
-	// want. Defaults to false.
+	// AllowPrivilegedRole lets New accept a superuser or a role with
+	// BYPASSRLS, CREATEROLE, CREATEDB or REPLICATION. Such a role ignores
+	// RLS or can reach past it; use it only when isolation by schema is all
+	// you want. It does not allow role or database settings the pool relies
+	// on (ErrRoleSetting). Defaults to false.
 	AllowPrivilegedRole bool
 	// Citus says whether the pool runs on a Citus cluster, where the tenant
 	// setting must reach the worker nodes. Defaults to CitusAuto: on when

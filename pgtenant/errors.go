@@ -3,13 +3,17 @@ package pgtenant
 import (
 	"errors"
 	"fmt"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // ErrPrivilegedRole is matched by the *PrivilegedRoleError that [New] returns
-// when the pool's role is a superuser or has BYPASSRLS: such a role silently
+// when the pool's role is a superuser or has BYPASSRLS (such a role silently
 // ignores every row level security policy, so tenant isolation would rest on
-// the search_path alone.
-var ErrPrivilegedRole = errors.New("pgtenant: role bypasses row level security")
+// the search_path alone), or has CREATEROLE, CREATEDB or REPLICATION (each
+// reaches beyond the tenants' rows: CREATEROLE can grant itself the owner
+// role and turn row level security off).
+var ErrPrivilegedRole = errors.New("pgtenant: role can reach beyond row level security")
 
 // ErrInvalidConfig is returned by [New] when a [Config] field is unusable; the
 // message names the field and what is allowed.
@@ -18,18 +22,66 @@ var ErrInvalidConfig = errors.New("pgtenant: invalid configuration")
 // PrivilegedRoleError names the role and the attribute that made [New]
 // refuse it. It unwraps to [ErrPrivilegedRole].
 type PrivilegedRoleError struct {
-	// Role is the role the pool connects as (current_user).
+	// Role is the role the pool connects as (session_user).
 	Role string
-	// Attribute is "SUPERUSER" or "BYPASSRLS".
+	// Attribute is "SUPERUSER", "BYPASSRLS", "CREATEROLE", "CREATEDB" or
+	// "REPLICATION".
 	Attribute string
+	// Why says what the attribute lets the role do.
+	Why string
 }
 
 func (e *PrivilegedRoleError) Error() string {
-	return fmt.Sprintf("pgtenant: role %q has %s and would bypass row level security; connect as a NOSUPERUSER NOBYPASSRLS role, or set Config.AllowPrivilegedRole", e.Role, e.Attribute)
+	why := e.Why
+	if why == "" {
+		why = "it bypasses row level security"
+	}
+	return fmt.Sprintf("pgtenant: role %q has %s: %s; connect as a role with NOSUPERUSER NOBYPASSRLS NOCREATEROLE NOCREATEDB NOREPLICATION (ALTER ROLE %s NO%s), or set Config.AllowPrivilegedRole",
+		e.Role, e.Attribute, why, pgx.Identifier{e.Role}.Sanitize(), e.Attribute)
 }
 
 // Unwrap returns [ErrPrivilegedRole].
 func (e *PrivilegedRoleError) Unwrap() error { return ErrPrivilegedRole }
+
+// ErrRoleSetting is matched by the *RoleSettingError that [New] returns when
+// the role or database settings (ALTER ROLE ... SET, ALTER DATABASE ... SET)
+// that every new connection of the pool's role inherits carry a setting the
+// pool relies on: search_path, the tenant setting, role or
+// session_authorization, default_transaction_read_only on,
+// standard_conforming_strings or row_security off, a client_encoding other
+// than UTF8, or a statement_timeout, lock_timeout or
+// idle_in_transaction_session_timeout above zero and below one second.
+var ErrRoleSetting = errors.New("pgtenant: the role's connections start with a setting the pool relies on")
+
+// RoleSettingError names the setting that made [New] refuse the pool's
+// role. It unwraps to [ErrRoleSetting].
+type RoleSettingError struct {
+	// Role is the role the pool connects as (session_user).
+	Role string
+	// Scope is where the setting was made: "role" (ALTER ROLE ... SET),
+	// "role in database" (ALTER ROLE ... IN DATABASE ... SET) or
+	// "database" (ALTER DATABASE ... SET, for every role).
+	Scope string
+	// Name is the setting's name in lower case; Value its value.
+	Name, Value string
+	// Why says what the setting would break.
+	Why string
+}
+
+func (e *RoleSettingError) Error() string {
+	fix := "ALTER ROLE " + pgx.Identifier{e.Role}.Sanitize()
+	switch e.Scope {
+	case "role in database":
+		fix += " IN DATABASE <database>"
+	case "database":
+		fix = "ALTER DATABASE <database>"
+	}
+	return fmt.Sprintf("pgtenant: new connections of role %q start with %s = %s (a %s setting): %s; remove it with %s RESET %s",
+		e.Role, e.Name, e.Value, e.Scope, e.Why, fix, e.Name)
+}
+
+// Unwrap returns [ErrRoleSetting].
+func (e *RoleSettingError) Unwrap() error { return ErrRoleSetting }
 
 // ErrTenantSchemaMissing is matched (errors.Is) by the error of a statement,
 // transaction or Acquire whose tenant has no schema: it was deleted, or is

@@ -153,7 +153,7 @@ func TestNoTenantFailsBeforeIO(t *testing.T) {
 func TestPrivilegedRoleRefused(t *testing.T) {
 	t.Parallel()
 	pg := testenv.PostgreSQL(t)
-	for _, attr := range []string{"SUPERUSER", "BYPASSRLS"} {
+	for _, attr := range []string{"SUPERUSER", "BYPASSRLS", "CREATEROLE", "CREATEDB", "REPLICATION"} {
 		url := pg.CreateRole(t, attr)
 		cfg, err := pgxpool.ParseConfig(url)
 		if err != nil {
@@ -170,6 +170,98 @@ func TestPrivilegedRoleRefused(t *testing.T) {
 		} else {
 			p.Close()
 		}
+	}
+}
+
+// TestRoleSettingsRefused: settings that every new connection of the
+// pool's role inherits (ALTER ROLE ... SET, ALTER ROLE ... IN DATABASE ...
+// SET, ALTER DATABASE ... SET) and that the pool relies on make New fail
+// with a *RoleSettingError naming the setting; harmless ones do not.
+func TestRoleSettingsRefused(t *testing.T) {
+	t.Parallel()
+	pg := testenv.PostgreSQL(t)
+	admin, err := pgx.Connect(context.Background(), pg.AdminURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Close(context.Background()) })
+	db := pgx.Identifier{pg.Database}.Sanitize()
+	refused := []struct{ set, name string }{
+		{"search_path = public", "search_path"},
+		{`"app.tenant_id" = '00000000-0000-0000-0000-000000000001'`, "app.tenant_id"},
+		{"default_transaction_read_only = on", "default_transaction_read_only"},
+		{"standard_conforming_strings = off", "standard_conforming_strings"},
+		{"statement_timeout = 1", "statement_timeout"},
+		{"statement_timeout = '900ms'", "statement_timeout"},
+		{"lock_timeout = '10ms'", "lock_timeout"},
+		{"idle_in_transaction_session_timeout = '0.5s'", "idle_in_transaction_session_timeout"},
+		{"row_security = off", "row_security"},
+		{"client_encoding = 'LATIN1'", "client_encoding"},
+	}
+	for _, scope := range []string{"role", "role in database"} {
+		for _, c := range refused {
+			url := pg.CreateRole(t, "NOSUPERUSER NOBYPASSRLS")
+			cfg, err := pgxpool.ParseConfig(url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			alter := "ALTER ROLE " + pgx.Identifier{cfg.ConnConfig.User}.Sanitize()
+			if scope == "role in database" {
+				alter += " IN DATABASE " + db
+			}
+			if _, err := admin.Exec(context.Background(), alter+" SET "+c.set); err != nil {
+				t.Fatal(err)
+			}
+			for _, allow := range []bool{false, true} {
+				p, err := pgtenant.New(context.Background(), pgtenant.Config{PoolConfig: cfg, AllowPrivilegedRole: allow})
+				var re *pgtenant.RoleSettingError
+				if !errors.As(err, &re) || !errors.Is(err, pgtenant.ErrRoleSetting) || re.Name != c.name || re.Scope != scope || re.Role != cfg.ConnConfig.User || !strings.Contains(err.Error(), c.name) {
+					t.Errorf("%s setting %s (allow %v): %v, want *RoleSettingError naming %s", scope, c.set, allow, err, c.name)
+				}
+				if err == nil {
+					p.Close()
+				}
+			}
+		}
+	}
+	// Settings that change nothing the pool relies on are accepted.
+	url := pg.CreateRole(t, "NOSUPERUSER NOBYPASSRLS")
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, set := range []string{"statement_timeout = '30s'", "lock_timeout = 0", "work_mem = '8MB'", "default_transaction_read_only = off", "client_encoding = 'UTF8'"} {
+		if _, err := admin.Exec(context.Background(), "ALTER ROLE "+pgx.Identifier{cfg.ConnConfig.User}.Sanitize()+" SET "+set); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, err := pgtenant.New(context.Background(), pgtenant.Config{PoolConfig: cfg})
+	if err != nil {
+		t.Fatalf("harmless role settings: %v", err)
+	}
+	defer p.Close()
+	tn, err := tenant.New("11111111-1111-1111-1111-111111111111", "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := tenant.NewContext(context.Background(), tn)
+	var n int
+	if err := p.Unscoped().QueryRow(context.Background(), "SELECT 1").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	// A setting planted after New, by any client, reaches no statement:
+	// every new connection checks what it started with.
+	if _, err := admin.Exec(context.Background(), "ALTER ROLE "+pgx.Identifier{cfg.ConnConfig.User}.Sanitize()+" SET search_path = public"); err != nil {
+		t.Fatal(err)
+	}
+	p.Unscoped().Reset()
+	_, err = p.Unscoped().Exec(context.Background(), "SELECT 1")
+	var re *pgtenant.RoleSettingError
+	if !errors.As(err, &re) || re.Name != "search_path" {
+		t.Errorf("Unscoped after a planted search_path: %v, want *RoleSettingError", err)
+	}
+	if _, err := p.Exec(ctx, "SELECT 1"); !errors.Is(err, pgtenant.ErrRoleSetting) {
+		t.Errorf("scoped statement after a planted search_path: %v, want ErrRoleSetting", err)
 	}
 }
 

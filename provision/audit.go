@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/tenancykit/tenancy/internal/rolecheck"
 	"github.com/tenancykit/tenancy/pgtenant"
 )
 
@@ -30,7 +31,11 @@ const systemSchemas = "('pg_catalog', 'information_schema', 'pg_toast', 'tenancy
 // Audit inspects the database for what would weaken tenant isolation and
 // returns one Finding per problem, each naming the object and the fix:
 // tenant tables without RLS enabled, forced or the tenant policy, or with
-// other policies; an app role that is privileged or owns a tenant table;
+// other policies; an app role that is a superuser or has BYPASSRLS,
+// CREATEROLE, CREATEDB or REPLICATION ("privileged-app-role"), is a member
+// of another role ("app-role-member"), owns a tenant table, or whose new
+// connections inherit a role or database setting that pgtenant.New refuses
+// ("app-role-setting": pgtenant.ErrRoleSetting lists them);
 // PUBLIC allowed to CREATE in a schema; views without security_invoker and
 // SECURITY DEFINER functions; registry rows without a schema and tenant
 // schemas without a registry row; unique constraints on shared tenant tables
@@ -106,11 +111,44 @@ func (r *Registry) auditTables(ctx context.Context) ([]Finding, error) {
 
 func (r *Registry) auditAppRole(ctx context.Context) ([]Finding, error) {
 	var super, bypass bool
-	err := r.cfg.Owner.QueryRow(ctx, "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = $1", r.cfg.AppRole).Scan(&super, &bypass)
+	var attrs [3]bool // rolecheck.Attributes
+	err := r.cfg.Owner.QueryRow(ctx, "SELECT rolsuper, rolbypassrls, rolcreaterole, rolcreatedb, rolreplication FROM pg_roles WHERE rolname = $1", r.cfg.AppRole).
+		Scan(&super, &bypass, &attrs[0], &attrs[1], &attrs[2])
 	if err == pgx.ErrNoRows {
 		return []Finding{{"app-role-missing", r.cfg.AppRole, "the app role does not exist", "CREATE ROLE ... NOSUPERUSER NOBYPASSRLS"}}, nil
 	}
+	if err != nil {
+		return nil, err
+	}
 	var out []Finding
+	quoted := pgx.Identifier{r.cfg.AppRole}.Sanitize()
+	for i, a := range rolecheck.Attributes {
+		if attrs[i] && !super {
+			out = append(out, Finding{"privileged-app-role", r.cfg.AppRole, "the app role has " + a.Name + ": " + a.Why, "ALTER ROLE " + quoted + " NO" + a.Name})
+		}
+	}
+	// Settings every new connection of the app role inherits: pgtenant.New
+	// refuses them, and the pool's new connections fail while they stay.
+	rows, _ := r.cfg.Owner.Query(ctx, "SELECT s.*, current_database() FROM ("+rolecheck.SettingsSQL("$1")+") s", r.cfg.AppRole)
+	var set rolecheck.Setting
+	var db string
+	if _, err := pgx.ForEachRow(rows, []any{&set.Scope, &set.Name, &set.Value, &db}, func() error {
+		why := rolecheck.Unsafe(set, r.cfg.Setting)
+		if why == "" {
+			return nil
+		}
+		fix := "ALTER ROLE " + quoted
+		switch set.Scope {
+		case "role in database":
+			fix += " IN DATABASE " + pgx.Identifier{db}.Sanitize()
+		case "database":
+			fix = "ALTER DATABASE " + pgx.Identifier{db}.Sanitize()
+		}
+		out = append(out, Finding{"app-role-setting", r.cfg.AppRole, "new connections start with " + set.String() + ": " + why, fix + " RESET " + set.Name})
+		return nil
+	}); err != nil {
+		return nil, err
+	}
 	if super {
 		out = append(out, Finding{"privileged-app-role", r.cfg.AppRole, "the app role is a superuser and bypasses every policy", "ALTER ROLE " + pgx.Identifier{r.cfg.AppRole}.Sanitize() + " NOSUPERUSER"})
 	}

@@ -154,6 +154,51 @@ func TestAuditAppRoleMembership(t *testing.T) {
 	}
 }
 
+// TestAuditAppRoleAttributesAndSettings: CREATEROLE, CREATEDB and
+// REPLICATION on the app role, and role or database settings its new
+// connections would inherit and pgtenant.New refuses, are each reported
+// with the ALTER that fixes them; a harmless setting is not.
+func TestAuditAppRoleAttributesAndSettings(t *testing.T) {
+	t.Parallel()
+	pg := testenv.PostgreSQL(t).NewDatabase(t)
+	app, err := pgx.ParseConfig(pg.CreateRole(t, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := newRegistry(t, pg, func(c *provision.Config) { c.AppRole = app.User })
+	ctx := context.Background()
+	admin := pg.AdminPool(t)
+	role, db := pgx.Identifier{app.User}.Sanitize(), pgx.Identifier{pg.Database}.Sanitize()
+	for _, c := range []struct{ alter, problem, fix string }{
+		{"ALTER ROLE " + role + " CREATEROLE", "CREATEROLE", "ALTER ROLE " + role + " NOCREATEROLE"},
+		{"ALTER ROLE " + role + " CREATEDB", "CREATEDB", "ALTER ROLE " + role + " NOCREATEDB"},
+		{"ALTER ROLE " + role + " REPLICATION", "REPLICATION", "ALTER ROLE " + role + " NOREPLICATION"},
+		{"ALTER ROLE " + role + " SET statement_timeout = 1", "statement_timeout = 1 (role setting)", "ALTER ROLE " + role + " RESET statement_timeout"},
+		{"ALTER ROLE " + role + " IN DATABASE " + db + " SET search_path = public", "search_path = public (role in database setting)", "ALTER ROLE " + role + " IN DATABASE " + db + " RESET search_path"},
+		{"ALTER DATABASE " + db + " SET default_transaction_read_only = on", "default_transaction_read_only = on (database setting)", "ALTER DATABASE " + db + " RESET default_transaction_read_only"},
+	} {
+		if _, err := admin.Exec(ctx, c.alter); err != nil {
+			t.Fatal(err)
+		}
+		findings, err := reg.Audit(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(findings) != 1 || findings[0].Object != app.User || !strings.Contains(findings[0].Problem, c.problem) || findings[0].Fix != c.fix {
+			t.Errorf("after %s: findings = %v", c.alter, findings)
+		}
+		if _, err := admin.Exec(ctx, c.fix); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := admin.Exec(ctx, "ALTER ROLE "+role+" SET statement_timeout = '30s'"); err != nil {
+		t.Fatal(err)
+	}
+	if findings, err := reg.Audit(ctx); err != nil || len(findings) != 0 {
+		t.Errorf("a harmless setting: %v, %v", findings, err)
+	}
+}
+
 // TestAuditGooseVersionTable: goose's version table in a tenant schema (the
 // migrate package's bookkeeping, never confined) is no finding while the app
 // role cannot reach it, and is one once it can.

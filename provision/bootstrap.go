@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/tenancykit/tenancy/internal/rolecheck"
 )
 
 // BootstrapConfig names the roles and the database [Bootstrap] sets up.
@@ -30,9 +31,11 @@ type BootstrapConfig struct {
 }
 
 // ErrUnsafeRole is matched by the error of [Bootstrap] when an existing
-// role could defeat row level security: a superuser or BYPASSRLS role, or an
-// app role that is a member of another role (it could SET ROLE to it and
-// holds its privileges). The message names the role and what to change.
+// role could defeat row level security: a superuser, a role with BYPASSRLS,
+// CREATEROLE (it could grant itself the owner role and turn row level
+// security off) or REPLICATION, an app role with CREATEDB, or an app role
+// that is a member of another role (it could SET ROLE to it and holds its
+// privileges). The message names the role and what to change.
 var ErrUnsafeRole = errors.New("provision: role unsafe for tenancy")
 
 // Bootstrap sets up the roles and database grants Tenancy needs, on a
@@ -49,8 +52,10 @@ var ErrUnsafeRole = errors.New("provision: role unsafe for tenancy")
 //	REVOKE ALL ON DATABASE appdb FROM PUBLIC;
 //	GRANT CONNECT, TEMPORARY ON DATABASE appdb TO app;
 //
-// The app role must be a member of no role, and neither role a superuser or
-// BYPASSRLS. Registry.Audit reports any of these later.
+// The app role must be a member of no role and have none of SUPERUSER,
+// BYPASSRLS, CREATEROLE, CREATEDB and REPLICATION; the owner none but
+// CREATEDB. Registry.Audit reports any of these later, and the app role's
+// role and database settings that pgtenant.New would refuse.
 func Bootstrap(ctx context.Context, admin *pgx.Conn, cfg BootstrapConfig) error {
 	for _, f := range []struct{ field, name string }{{"Database", cfg.Database}, {"OwnerRole", cfg.OwnerRole}, {"AppRole", cfg.AppRole}} {
 		if f.name == "" || len(f.name) > 63 || strings.ContainsRune(f.name, 0) {
@@ -114,13 +119,15 @@ func ensureRole(ctx context.Context, admin *pgx.Conn, role, password string, app
 		}
 	}
 	var super, bypass bool
+	var has [3]bool // rolecheck.Attributes
 	var groups []string
-	if err := admin.QueryRow(ctx, `SELECT r.rolsuper, r.rolbypassrls,
+	if err := admin.QueryRow(ctx, `SELECT r.rolsuper, r.rolbypassrls, r.rolcreaterole, r.rolcreatedb, r.rolreplication,
 			coalesce(array_agg(g.rolname::text ORDER BY g.rolname) FILTER (WHERE g.rolname IS NOT NULL), '{}')
 		FROM pg_roles r
 		LEFT JOIN pg_auth_members m ON m.member = r.oid
 		LEFT JOIN pg_roles g ON g.oid = m.roleid
-		WHERE r.rolname = $1 GROUP BY r.rolsuper, r.rolbypassrls`, role).Scan(&super, &bypass, &groups); err != nil {
+		WHERE r.rolname = $1 GROUP BY r.rolsuper, r.rolbypassrls, r.rolcreaterole, r.rolcreatedb, r.rolreplication`, role).
+		Scan(&super, &bypass, &has[0], &has[1], &has[2], &groups); err != nil {
 		return fmt.Errorf("provision: bootstrap: check role %q: %w", role, err)
 	}
 	quoted := pgx.Identifier{role}.Sanitize()
@@ -131,6 +138,13 @@ func ensureRole(ctx context.Context, admin *pgx.Conn, role, password string, app
 		return fmt.Errorf("%w: %q has BYPASSRLS (ALTER ROLE %s NOBYPASSRLS, or choose another role)", ErrUnsafeRole, role, quoted)
 	case app && len(groups) > 0:
 		return fmt.Errorf("%w: app role %q is a member of %s: it could SET ROLE to them and holds their privileges (REVOKE them, or choose another role)", ErrUnsafeRole, role, strings.Join(groups, ", "))
+	}
+	for i, a := range rolecheck.Attributes {
+		// The owner may create databases (its own are beyond the tenants'
+		// pools anyway); nothing else reaches past the policies.
+		if has[i] && (app || a.Name != "CREATEDB") {
+			return fmt.Errorf("%w: %q has %s: %s (ALTER ROLE %s NO%s, or choose another role)", ErrUnsafeRole, role, a.Name, a.Why, quoted, a.Name)
+		}
 	}
 	return nil
 }

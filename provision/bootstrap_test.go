@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -32,10 +33,26 @@ func TestBootstrap(t *testing.T) {
 	defer admin.Close(ctx)
 	base := "tt_" + testenv.NewTenant("boot").Slug // unique in every run
 	cfg := provision.BootstrapConfig{Database: base + "_db", OwnerRole: base + "_owner", OwnerPassword: "o'wner pw", AppRole: base + "_app", AppPassword: "app pw"}
+	unsafe := []string{"BYPASSRLS", "CREATEROLE", "CREATEDB", "REPLICATION"}
 	t.Cleanup(func() {
-		_, _ = admin.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{cfg.Database}.Sanitize()+" WITH (FORCE)")
-		for _, r := range []string{cfg.AppRole, cfg.OwnerRole, base + "_group", base + "_bypass"} {
-			_, _ = admin.Exec(ctx, "DROP ROLE IF EXISTS "+pgx.Identifier{r}.Sanitize())
+		// Its own connection: the test's is closed by then.
+		c, err := pgx.Connect(ctx, pg.AdminURL)
+		if err != nil {
+			t.Errorf("cleanup: %v", err)
+			return
+		}
+		defer c.Close(ctx)
+		if _, err := c.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{cfg.Database}.Sanitize()+" WITH (FORCE)"); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+		roles := []string{cfg.AppRole, cfg.OwnerRole, base + "_group", base + "_escalate"}
+		for _, a := range unsafe {
+			roles = append(roles, base+"_"+a, base+"_owner_"+a)
+		}
+		for _, r := range roles {
+			if _, err := c.Exec(ctx, "DROP ROLE IF EXISTS "+pgx.Identifier{r}.Sanitize()); err != nil {
+				t.Errorf("cleanup: %v", err)
+			}
 		}
 	})
 	for range 2 { // the second run finds everything in place
@@ -79,24 +96,144 @@ func TestBootstrap(t *testing.T) {
 	}
 
 	// Unsafe existing roles are refused and left as they are.
-	for _, c := range []struct {
-		name, setup string
-	}{
-		{"bypassrls", fmt.Sprintf("CREATE ROLE %s LOGIN BYPASSRLS", pgx.Identifier{base + "_bypass"}.Sanitize())},
-		{"member", fmt.Sprintf("CREATE ROLE %s; GRANT %s TO %s", pgx.Identifier{base + "_group"}.Sanitize(), pgx.Identifier{base + "_group"}.Sanitize(), pgx.Identifier{cfg.AppRole}.Sanitize())},
-	} {
-		if _, err := admin.Exec(ctx, c.setup); err != nil {
-			t.Fatal(err)
+	for _, a := range unsafe {
+		for _, as := range []string{"app", "owner"} {
+			name := base + "_" + a
+			if as == "owner" {
+				name = base + "_owner_" + a
+			}
+			if _, err := admin.Exec(ctx, fmt.Sprintf("CREATE ROLE %s LOGIN %s", pgx.Identifier{name}.Sanitize(), a)); err != nil {
+				t.Fatal(err)
+			}
+			bad := cfg
+			if as == "app" {
+				bad.AppRole = name
+			} else {
+				bad.OwnerRole = name
+			}
+			err := provision.Bootstrap(ctx, admin, bad)
+			if as == "owner" && a == "CREATEDB" {
+				if err != nil {
+					t.Errorf("owner with CREATEDB: %v", err)
+				}
+				continue
+			}
+			if !errors.Is(err, provision.ErrUnsafeRole) || !strings.Contains(err.Error(), a) {
+				t.Errorf("%s role with %s: %v, want ErrUnsafeRole naming %s", as, a, err, a)
+			}
+			var still bool
+			if err := admin.QueryRow(ctx, "SELECT rolbypassrls OR rolcreaterole OR rolcreatedb OR rolreplication FROM pg_roles WHERE rolname = $1", name).Scan(&still); err != nil || !still {
+				t.Errorf("%s role with %s was altered: %v", as, a, err)
+			}
 		}
-		bad := cfg
-		if c.name == "bypassrls" {
-			bad.AppRole = base + "_bypass"
-		}
-		if err := provision.Bootstrap(ctx, admin, bad); !errors.Is(err, provision.ErrUnsafeRole) {
-			t.Errorf("%s: %v, want ErrUnsafeRole", c.name, err)
-		}
+	}
+	if _, err := admin.Exec(ctx, fmt.Sprintf("CREATE ROLE %[1]s; GRANT %[1]s TO %[2]s", pgx.Identifier{base + "_group"}.Sanitize(), pgx.Identifier{cfg.AppRole}.Sanitize())); err != nil {
+		t.Fatal(err)
+	}
+	if err := provision.Bootstrap(ctx, admin, cfg); !errors.Is(err, provision.ErrUnsafeRole) {
+		t.Errorf("member app role: %v, want ErrUnsafeRole", err)
 	}
 	if err := provision.Bootstrap(ctx, admin, provision.BootstrapConfig{Database: "x", OwnerRole: "same", AppRole: "same"}); !errors.Is(err, provision.ErrInvalidConfig) {
 		t.Errorf("owner = app: %v", err)
+	}
+}
+
+// TestCreateRoleEscalation: an app role with CREATEROLE can grant itself
+// the owner role, take it and read another tenant's rows past forced row
+// level security — shown here with raw pgx — so Bootstrap refuses it as the
+// app role and pgtenant.New refuses to pool it; with AllowPrivilegedRole,
+// the pool still refuses the role grant on the statement path.
+func TestCreateRoleEscalation(t *testing.T) {
+	t.Parallel()
+	pg := testenv.PostgreSQL(t)
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, pg.AdminURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	url := pg.CreateRole(t, "NOSUPERUSER NOBYPASSRLS CREATEROLE")
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	escalator := cfg.ConnConfig.User
+	reg := newRegistry(t, pg, nil)
+	a, err := reg.Create(ctx, provision.Spec{Slug: slug("esc")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = reg.Delete(context.Background(), a.Slug) })
+	b, err := reg.Create(ctx, provision.Spec{Slug: slug("esc")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = reg.Delete(context.Background(), b.Slug) })
+	table := pgx.Identifier{b.SchemaName, "notes"}.Sanitize()
+	if _, err := admin.Exec(ctx, "GRANT USAGE ON SCHEMA "+pgx.Identifier{b.SchemaName}.Sanitize()+" TO "+pgx.Identifier{escalator}.Sanitize()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Exec(ctx, "INSERT INTO "+table+" (tenant_id, body) VALUES ($1, 'b secret')", b.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	// The threat, undefended: raw pgx as the CREATEROLE role.
+	raw, err := pgx.ConnectConfig(ctx, cfg.ConnConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close(ctx)
+	var body string
+	err = pgx.BeginFunc(ctx, raw, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "GRANT "+pgx.Identifier{pg.OwnerRole}.Sanitize()+" TO CURRENT_USER"); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, "SET LOCAL ROLE "+pgx.Identifier{pg.OwnerRole}.Sanitize()); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, "ALTER TABLE "+table+" NO FORCE ROW LEVEL SECURITY"); err != nil {
+			return err
+		}
+		if err := tx.QueryRow(ctx, "SELECT body FROM "+table).Scan(&body); err != nil {
+			return err
+		}
+		return errors.New("roll back") // leave B's table as it was
+	})
+	if body != "b secret" {
+		t.Fatalf("the escalation did not work undefended (%v): this test would prove nothing", err)
+	}
+
+	// Bootstrap and New refuse the role.
+	bcfg := provision.BootstrapConfig{Database: pg.Database, OwnerRole: pg.OwnerRole, AppRole: escalator}
+	if err := provision.Bootstrap(ctx, admin, bcfg); !errors.Is(err, provision.ErrUnsafeRole) || !strings.Contains(err.Error(), "CREATEROLE") {
+		t.Errorf("Bootstrap with a CREATEROLE app role: %v, want ErrUnsafeRole naming CREATEROLE", err)
+	}
+	_, err = pgtenant.New(ctx, pgtenant.Config{PoolConfig: cfg})
+	var pe *pgtenant.PrivilegedRoleError
+	if !errors.As(err, &pe) || pe.Attribute != "CREATEROLE" {
+		t.Errorf("pgtenant.New with a CREATEROLE role: %v, want *PrivilegedRoleError for CREATEROLE", err)
+	}
+	// Allowed anyway, the grant is refused before I/O on every path.
+	pool, err := pgtenant.New(ctx, pgtenant.Config{PoolConfig: cfg, AllowPrivilegedRole: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	grant := "GRANT " + pgx.Identifier{pg.OwnerRole}.Sanitize() + " TO CURRENT_USER"
+	if _, err := pool.Exec(ctxFor(a.Tenant()), grant); !errors.Is(err, pgtenant.ErrSessionState) {
+		t.Errorf("role grant on the pool: %v, want ErrSessionState", err)
+	}
+	conn, err := pool.Acquire(ctxFor(a.Tenant()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = conn.Exec(ctxFor(a.Tenant()), grant)
+	conn.Release()
+	if !errors.Is(err, pgtenant.ErrSessionState) {
+		t.Errorf("role grant on an Acquired Conn: %v, want ErrSessionState", err)
+	}
+	var member bool
+	if err := admin.QueryRow(ctx, "SELECT pg_has_role($1, $2, 'MEMBER')", escalator, pg.OwnerRole).Scan(&member); err != nil || member {
+		t.Errorf("the role became a member of the owner: %v %v", member, err)
 	}
 }
