@@ -250,6 +250,23 @@ func TestPgBouncerSessionStateIsRefused(t *testing.T) {
 		"SET app.tenant_id = '" + tenants[0].ID + "'",
 		"SELECT set_config('app.tenant_id', '" + tenants[0].ID + "', false)",
 		"SELECT lastval()",
+		// The spellings of the session-state issue.
+		"SELECT body INTO pg_temp.x FROM docs",
+		"CREATE TABLE pg_temp.y AS SELECT body FROM docs",
+		`CREATE TABLE U&"pg\005ftemp".z AS SELECT body FROM docs`,
+		"EXPLAIN ANALYZE CREATE TEMP TABLE w AS SELECT body FROM docs",
+		`SELECT U&"pg_\0061dvisory_lock"(4243)`,
+		`SELECT U&"set\005fconfig"('app.tenant_id', '` + tenants[1].ID + `', false)`,
+		"UPDATE pg_settings SET setting = 'on' WHERE name = 'default_transaction_read_only'",
+		"UPDATE pg_settings SET setting = 'off' WHERE name = 'standard_conforming_strings'",
+		// And what outlives the session.
+		"ALTER ROLE CURRENT_USER SET statement_timeout = 1",
+		"ALTER DATABASE CURRENT SET search_path = public",
+	}
+	var roleSettings int
+	settingsSQL := "SELECT count(*)::int FROM pg_db_role_setting"
+	if err := pg.AdminPool(t).QueryRow(ctx, settingsSQL).Scan(&roleSettings); err != nil {
+		t.Fatal(err)
 	}
 	for _, sql := range leaks {
 		if _, err := pool.Exec(a, sql); !errors.Is(err, pgtenant.ErrSessionState) {
@@ -266,20 +283,31 @@ func TestPgBouncerSessionStateIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer other.Close(ctx)
-	var cursors, locks int
-	var setting string
+	var cursors, locks, temps int
+	var setting, readOnly, scs string
 	err = other.QueryRow(ctx, `SELECT (SELECT count(*) FROM pg_cursors WHERE name <> '')::int,
-		(SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid())::int, coalesce(current_setting('app.tenant_id', true), '')`,
-		pgx.QueryExecModeSimpleProtocol).Scan(&cursors, &locks, &setting)
+		(SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid())::int, coalesce(current_setting('app.tenant_id', true), ''),
+		(SELECT count(*) FROM pg_class WHERE relnamespace = pg_my_temp_schema())::int,
+		current_setting('default_transaction_read_only'), current_setting('standard_conforming_strings')`,
+		pgx.QueryExecModeSimpleProtocol).Scan(&cursors, &locks, &setting, &temps, &readOnly, &scs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cursors != 0 || locks != 0 || setting != "" {
-		t.Errorf("another client finds %d held cursors, %d advisory locks, setting %q", cursors, locks, setting)
+	if cursors != 0 || locks != 0 || setting != "" || temps != 0 || readOnly != "off" || scs != "on" {
+		t.Errorf("another client finds %d held cursors, %d advisory locks, setting %q, %d temporary relations, default_transaction_read_only %s, standard_conforming_strings %s",
+			cursors, locks, setting, temps, readOnly, scs)
+	}
+	var after int
+	if err := pg.AdminPool(t).QueryRow(ctx, settingsSQL).Scan(&after); err != nil || after != roleSettings {
+		t.Errorf("pg_db_role_setting rows %d before, %d after (%v)", roleSettings, after, err)
+	}
+	// Tenant B writes as before on the one server connection.
+	if _, err := pool.Exec(b, "INSERT INTO docs (body) VALUES ('b-doc')"); err != nil {
+		t.Errorf("tenant B's insert after A's attempts: %v", err)
 	}
 	// Tenant B and Unscoped read nothing of A's.
 	var n int
-	if err := pool.QueryRow(b, "SELECT count(*) FROM docs").Scan(&n); err != nil || n != 0 {
+	if err := pool.QueryRow(b, "SELECT count(*) FROM docs").Scan(&n); err != nil || n != 1 {
 		t.Errorf("tenant B counts %d docs (%v)", n, err)
 	}
 	var id int64
