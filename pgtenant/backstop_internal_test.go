@@ -88,7 +88,31 @@ func TestClassify(t *testing.T) {
 // FuzzClassify: the lexer never panics, and a statement it refuses is
 // still refused when more statements follow it or comments surround it.
 func FuzzClassify(f *testing.F) {
-	for _, s := range []string{"SELECT 1", "SET x = 1", "SELECT $a$ x $a$", "SELECT E'\\''", `SELECT "x"`, "/* /* */ */ LISTEN x", "SELECT pg_advisory_lock(1)"} {
+	for _, s := range []string{"SELECT 1", "SET x = 1", "SELECT $a$ x $a$", "SELECT E'\\''", `SELECT "x"`, "/* /* */ */ LISTEN x", "SELECT pg_advisory_lock(1)",
+		// The shapes of the session-state issue.
+		"SELECT body INTO pg_temp.x FROM docs",
+		"EXPLAIN ANALYZE CREATE TEMP TABLE x AS SELECT 1",
+		"EXPLAIN (ANALYZE) SELECT 1 INTO TEMP x",
+		"CREATE TABLE pg_temp_3.x AS SELECT 1",
+		"CREATE TABLE pg_toast_temp_3.x (a int)",
+		`CREATE TABLE U&"pg\005ftemp".x AS SELECT 1`,
+		`CREATE TABLE U&"pg!005ftemp" UESCAPE '!' .x AS SELECT 1`,
+		"CREATE PROCEDURE pg_temp.p() LANGUAGE sql AS 'SELECT 1'",
+		"CREATE TYPE pg_temp.t AS (a int)",
+		"UPDATE pg_settings SET setting = 'on' WHERE name = 'default_transaction_read_only'",
+		"UPDATE pg_catalog.pg_settings SET setting = 'off' WHERE name = 'standard_conforming_strings'",
+		`SELECT U&"set\005fconfig"('app.tenant_id', $1, false)`,
+		`SELECT U&"pg_\0061dvisory_lock"($1)`,
+		"SET LOCAL app.tenant_id = 'x'",
+		"SELECT set_config('app.tenant_id', $1, true), (SELECT 1)",
+		"RESET search_path",
+		"ALTER ROLE CURRENT_USER SET statement_timeout = 1",
+		"ALTER DATABASE CURRENT SET search_path = public",
+		"ALTER SYSTEM SET work_mem = '1MB'",
+		"GRANT owner_role TO CURRENT_USER",
+		"ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO PUBLIC",
+		"SECURITY LABEL ON TABLE t IS 'x'",
+	} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, sql string) {
