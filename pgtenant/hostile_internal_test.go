@@ -214,11 +214,18 @@ const (
 	noDefense            // the lexer misses it, and nothing checks it
 )
 
-func (d defense) String() string { return [...]string{"full", "backstop-only", "none"}[d] }
+func (d defense) String() string {
+	if d < 0 {
+		return "benign"
+	}
+	return [...]string{"full", "backstop-only", "none"}[d]
+}
 
 // plant makes p's lexer miss sql as d says.
 func plant(p *Pool, sql string, d defense) {
 	switch d {
+	case fullDefense, benignStmt:
+		p.classes.m.Delete(sql) // a class planted before is forgotten
 	case backstopOnly:
 		p.classes.m.Store(sql, &class{check: true})
 	case noDefense:
