@@ -19,7 +19,7 @@ import (
 )
 
 var (
-	diffPrograms = flag.Int("diff.programs", 300, "random programs per connection limit in TestDifferentialAgainstPgx")
+	diffPrograms = flag.Int("diff.programs", 430, "random programs per variant in TestDifferentialAgainstPgx (7 variants: ≥ 3,000 programs in one run)")
 	diffSeed     = flag.Uint64("diff.seed", 0, "run only this seed in TestDifferentialAgainstPgx (0: all)")
 )
 
