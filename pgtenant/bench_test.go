@@ -325,3 +325,43 @@ func BenchmarkFirstUse(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkCheckedStatement measures the server-side backstop: a read the
+// lexer can bound (scoped, the same as BenchmarkQueryRow's) against the same
+// read with a function call the lexer does not know (int4larger), which
+// runs in a block of its own with the guard after it and the session check
+// after the block, all in one round trip. raw is plain pgx with the
+// checked read's SQL, schema-qualified, as a role that bypasses RLS.
+func BenchmarkCheckedStatement(b *testing.B) {
+	env := setupBench(b)
+	pg := testenv.PostgreSQL(b)
+	const checked = "SELECT name FROM items WHERE id = int4larger($1::int, 0)"
+	for _, mode := range []string{"serial", "parallel"} {
+		parallel := mode == "parallel"
+		b.Run("mode="+mode+"/impl=raw", func(b *testing.B) {
+			p := benchPool(b, env.rawURL)
+			sql := make([]string, benchTenants)
+			for i, tn := range env.tenants {
+				sql[i] = "SELECT name FROM " + pgx.Identifier{pgtenant.SchemaName(tn)}.Sanitize() + ".items WHERE id = int4larger($1::int, 0)"
+			}
+			run(b, parallel, func(i int) error {
+				var name string
+				return p.QueryRow(context.Background(), sql[i%benchTenants], 1+i%benchRows).Scan(&name)
+			})
+		})
+		b.Run("mode="+mode+"/impl=scoped", func(b *testing.B) {
+			p := newPool(b, pg, nil)
+			run(b, parallel, func(i int) error {
+				var name string
+				return p.QueryRow(env.ctxs[i%benchTenants], "SELECT name FROM items WHERE id = $1", 1+i%benchRows).Scan(&name)
+			})
+		})
+		b.Run("mode="+mode+"/impl=checked", func(b *testing.B) {
+			p := newPool(b, pg, nil)
+			run(b, parallel, func(i int) error {
+				var name string
+				return p.QueryRow(env.ctxs[i%benchTenants], checked, 1+i%benchRows).Scan(&name)
+			})
+		})
+	}
+}

@@ -64,50 +64,81 @@
 //
 // # Nothing a statement leaves on a connection reaches anyone else
 //
-// On the statement path (Exec, Query, QueryRow, SendBatch, CopyFrom) and in
-// transactions, one database session serves many tenants in turn, and
+// On the statement path (Exec, Query, QueryRow, SendBatch, CopyFrom, [OpenDB])
+// and in transactions, one database session serves many tenants in turn, and
 // [Pool.Unscoped] after them. Settings are transaction-local, and no state a
 // statement or transaction creates is observable afterwards by another
-// tenant's statement, by Unscoped, or by the next [Pool.Acquire]. Each SQL
-// text is classified once (cached per Pool) by a lexer that skips comments,
-// quoted identifiers, string and dollar-quoted literals; per class:
+// tenant's statement, by Unscoped, or by the next [Pool.Acquire]; no statement
+// can point the tenant setting or the search_path elsewhere. Two layers hold
+// this, and the second does not depend on the first.
 //
-//   - session SET, RESET, SET SESSION AUTHORIZATION, set_config(..., false):
-//     refused with a *[SessionStateError] before any I/O (SET LOCAL,
-//     SET TRANSACTION and set_config(..., true) are fine);
-//   - DECLARE ... WITH HOLD: refused (a cursor without HOLD ends with its
-//     transaction);
-//   - session advisory locks (pg_advisory_lock, pg_try_advisory_lock, their
-//     _shared forms and the unlock functions): refused (use
-//     pg_advisory_xact_lock in a transaction);
-//   - lastval() and currval(): refused (use RETURNING); the app role should
-//     hold no sequence privileges (identity columns need none), which also
-//     keeps Unscoped's lastval() from reading the id a tenant's INSERT drew;
-//   - PREPARE, EXECUTE, DEALLOCATE (SQL level), LISTEN, UNLISTEN, DISCARD,
-//     LOAD, DO: refused;
-//   - temporary tables, views, sequences and functions (TEMP, TEMPORARY, or
-//     in pg_temp; SELECT ... INTO TEMP): refused unless ON COMMIT DROP;
-//   - BEGIN, COMMIT, ROLLBACK, END, ABORT, START TRANSACTION as SQL: refused
-//     (use Tx.Commit and Tx.Rollback; SAVEPOINT and ROLLBACK TO are fine).
+// The lexer classifies each SQL text once (cached per Pool). It skips
+// comments and literals, decodes U&"..." identifiers and U&'...' strings
+// (with UESCAPE), sees through EXPLAIN [ANALYZE] and into CTEs, and refuses
+// with a *[SessionStateError] ([ErrSessionState]) before any I/O: session
+// SET, RESET, SET SESSION AUTHORIZATION, set_config(..., false), any write
+// of the pool's RLS setting or the search_path (SET LOCAL and set_config(...,
+// true) included, in any spelling), UPDATE pg_settings; DECLARE ... WITH
+// HOLD; session advisory locks; lastval() and currval(); PREPARE, EXECUTE,
+// DEALLOCATE, LISTEN, UNLISTEN, DISCARD, LOAD, DO; temporary objects of every
+// kind (TEMP, pg_temp, pg_temp_N, SELECT ... INTO) unless ON COMMIT DROP;
+// transaction control in SQL; statements whose effect outlives the session
+// (ALTER ROLE/DATABASE ... SET, ALTER SYSTEM, CREATE/ALTER ROLE, GRANT of a
+// role, ALTER DEFAULT PRIVILEGES, SECURITY LABEL) and DDL unless
+// [Config].AllowDDL — those two also on an Acquired [Conn]. A text it can
+// bound (plain reads and writes, calls of the functions it knows) runs as is:
+// its command tag is still checked, and a connection reporting a
+// session-state command the lexer did not expect is closed.
 //
-// All of these are allowed on a connection from [Pool.Acquire], whose session
-// is reset on release. A backstop that does not depend on the lexer checks
-// the command tag of every statement sent through the pool, a Tx or a batch:
-// a connection that reports a session-state command (SET, LISTEN, PREPARE,
-// DECLARE CURSOR, CREATE TABLE, ...) that the lexer did not expect is closed
-// instead of reused. Statements prepared with [Tx.Prepare] are deallocated
-// when the transaction ends.
+// The server-side backstop verifies every text the lexer cannot bound — a
+// call of a function it does not know, EXPLAIN, CALL, COPY, DDL the pool
+// allows, anything unfamiliar — by what the server holds, in the same round
+// trip. A guard runs after the statement in its transaction: the tenant
+// setting and search_path are still the scope's, the role is the session's,
+// standard_conforming_strings is on, and the pool role's attributes,
+// memberships and role/database settings (pg_db_role_setting) are what they
+// were; if not, the transaction is rolled back — the statement's writes
+// never commit — and the caller gets a *SessionStateError. A session check
+// runs after the transaction ends (on the pool's path the statement runs in
+// a block of its own for this; in a Tx it follows COMMIT or ROLLBACK): some
+// thirty settings the pool and pgx rely on are the session's own again, and
+// the session holds no temporary object, advisory lock, cursor WITH HOLD,
+// SQL-level prepared statement or LISTEN. A connection found dirty is
+// destroyed, never reused; the statement's result is still the caller's.
 //
-// Where the guarantee stops, precisely: a function or procedure runs
-// whatever its body says (a plpgsql function can take a session advisory
-// lock or call set_config(..., false) under a SELECT tag): give the app role
-// only functions you trust (the provision package's Audit lists SECURITY DEFINER
-// ones). What is sent on the raw connection of [Tx.Conn] is neither
-// classified nor checked. NOTIFY is delivered to whoever listens: it is a
-// message, not state. pg_prepared_statements shows the text (not the data)
-// of statements prepared for other tenants on the same connection. The lexer
-// assumes standard_conforming_strings is on (the default), which a refused
-// SET cannot change.
+// Where the guarantee stops, precisely:
+//
+//   - A statement the lexer bounds is not checked by the server: its
+//     guarantee is the lexer and the command tag. Functions, triggers and
+//     views of the schema owner run whatever their bodies say (a plpgsql
+//     function can call set_config or take a session lock under a SELECT
+//     tag), and calling one of the lexer's known functions is not checked;
+//     give the app role only code you trust (provision's Audit lists
+//     SECURITY DEFINER functions).
+//   - A checked statement costs more: a block and two more statements in
+//     the round trip, measured at about 3 ms against 0.1 ms for a bounded
+//     one (BENCHMARKS.md, "the server-side backstop"); keep hot statements
+//     to what the lexer bounds. Rows of a checked
+//     Query reach the caller before the guard runs: a guard failure comes
+//     from rows.Err (and Close), as a statement's own error would.
+//   - The session check compares the guarded settings listed above, not
+//     every GUC; a custom placeholder setting other than the pool's is not
+//     compared.
+//   - The raw connections of [Tx.Conn] and [Conn.Conn] are neither
+//     classified nor checked.
+//   - Behind a transaction pooler (PgBouncer) the backstop destroys the
+//     client's connection, not the pooler's server connection: state the
+//     lexer refuses never gets there, but state only the session check finds
+//     can stay on that server connection. Configure the pooler to clean
+//     server connections (server_reset_query = DISCARD ALL with
+//     server_reset_query_always = 1).
+//   - NOTIFY is delivered to whoever listens: it is a message, not state.
+//     pg_prepared_statements shows the text (not the data) of statements
+//     prepared for other tenants on the same connection.
+//
+// All of the refused session forms are allowed on a connection from
+// [Pool.Acquire], whose session is reset on release. Statements prepared
+// with [Tx.Prepare] are deallocated when the transaction ends.
 //
 // # Tracing
 //
@@ -162,10 +193,19 @@
 // # Roles
 //
 // [New] refuses a superuser or BYPASSRLS role ([ErrPrivilegedRole]): such a
-// role ignores every policy. Connect as a NOSUPERUSER NOBYPASSRLS role that
-// owns no tenant table and is a member of no other role; provisioning and
-// migrations run as the owner (provision's Audit reports an app role that is
-// privileged or a member of a role).
+// role ignores every policy; and a role with CREATEROLE, CREATEDB or
+// REPLICATION (a *[PrivilegedRoleError] names the attribute; CREATEROLE can
+// grant itself the owner's role) unless [Config].AllowPrivilegedRole. On
+// every new connection it also refuses settings the role or the database
+// gives its sessions that the pool relies on — search_path, the RLS
+// setting, role, default_transaction_read_only on,
+// standard_conforming_strings off, row_security off, a non-UTF8
+// client_encoding, statement/lock/idle timeouts under a second — with a
+// *[RoleSettingError] ([ErrRoleSetting]) naming the setting, its scope and
+// the fix. Connect as a NOSUPERUSER NOBYPASSRLS role that owns no tenant
+// table and is a member of no other role; provisioning and migrations run as
+// the owner (provision's Audit reports an app role that is privileged, a
+// member of a role, or carries such settings).
 //
 // Each statement's scope also resets the role for its transaction (SET ROLE
 // left on a connection cannot carry into a tenant's statement) — unless the
