@@ -32,6 +32,9 @@ var txOnly = []string{
 	"SET LOCAL DateStyle = 'SQL, DMY'",
 }
 
+// inTx is what a transaction draws its benign statements from.
+var inTx = append(benign[:len(benign):len(benign)], txOnly...)
+
 // TestRandomMixesLeaveNoState is the property behind the hostile tests:
 // random programs that mix the attacks (some planted as missed by the
 // lexer, so that the backstop alone must catch them) with benign
@@ -79,7 +82,7 @@ func TestRandomMixesLeaveNoState(t *testing.T) {
 					for len(stmts) < n {
 						// Each statement once: the same text twice would
 						// fail on its own (and share one planted class).
-						s, d := env.pick(t, p, r, append(benign[:len(benign):len(benign)], txOnly...))
+						s, d := env.pick(t, p, r, inTx)
 						if used[s] {
 							continue
 						}
