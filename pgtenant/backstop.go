@@ -52,17 +52,32 @@ var guardedSettings = []string{
 
 // backstop holds a Pool's backstop statements.
 type backstop struct {
-	nonce   string
-	guard   string // $1 the tenant ID, $2 the expected search_path, $3 the role state
-	session string // $1 the session settings
+	nonce string
+	// guard is the whole guard as one statement, for the paths that send
+	// it as text: $1 the tenant ID, $2 the expected search_path, $3 the role
+	// state.
+	guard string
+	// guardScope and guardRole are the guard in two statements, for the
+	// paths that prepare it. PostgreSQL re-plans a prepared statement
+	// whenever search_path differs from the one it was planned under, and
+	// the guard runs under the tenant's: planning the role state's
+	// catalog joins per call cost milliseconds. So guardScope checks the
+	// scope ($1 the tenant ID, $2 the expected search_path) and, if it
+	// holds, sets search_path (transaction-local) to the connection's
+	// baseline ($3), which it was prepared under; guardRole, planned once,
+	// checks the role state ($1) and sets search_path back to the scope's
+	// ($2). Either raises the error and the transaction is rolled back.
+	guardScope, guardRole string
+	session               string // $1 the session settings
 	// baseline reads, on a new connection, the session settings, the
 	// role state and the search_path.
 	baseline string
 }
 
 const (
-	guardStmt   = "tenancy_guard"
-	sessionStmt = "tenancy_session"
+	guardStmt     = "tenancy_guard"
+	guardRoleStmt = "tenancy_guard_role"
+	sessionStmt   = "tenancy_session"
 )
 
 // roleStateSQL is the pool role's attributes, memberships and role and
@@ -86,33 +101,44 @@ func newBackstop(setting string) backstop {
 		gucs.WriteString(", pg_catalog.current_setting('" + g + "', true)")
 	}
 	gucs.WriteString(")")
-	return backstop{
-		nonce: nonce,
-		guard: `SELECT CASE WHEN r = '' THEN NULL ELSE pg_catalog.current_setting('` + nonce + `: the statement changed ' || r) END
-			FROM (SELECT pg_catalog.concat_ws(', ',
-				CASE WHEN pg_catalog.current_setting('` + setting + `', true) IS DISTINCT FROM $1::text THEN 'the tenant setting' END,
+	scopeChecks := `CASE WHEN pg_catalog.current_setting('` + setting + `', true) IS DISTINCT FROM $1::text THEN 'the tenant setting' END,
 				CASE WHEN pg_catalog.current_setting('search_path') IS DISTINCT FROM $2::text THEN 'search_path' END,
 				CASE WHEN current_user <> session_user THEN 'the role' END,
-				CASE WHEN pg_catalog.current_setting('standard_conforming_strings') <> 'on' THEN 'standard_conforming_strings' END,
-				CASE WHEN ` + roleStateSQL + ` IS DISTINCT FROM $3::text THEN 'role attributes or settings' END) AS r) AS s`,
-		session: `SELECT CASE WHEN r = '' THEN NULL ELSE pg_catalog.current_setting('` + nonce + `: the statement left ' || r) END
-			FROM (SELECT pg_catalog.concat_ws(', ',
-				CASE WHEN ` + gucs.String() + ` IS DISTINCT FROM $1::text THEN 'session settings' END,
+				CASE WHEN pg_catalog.current_setting('standard_conforming_strings') <> 'on' THEN 'standard_conforming_strings' END`
+	return backstop{
+		nonce: nonce,
+		guard: verdictSQL(nonce, "changed", "NULL", scopeChecks+`,
+				CASE WHEN `+roleStateSQL+` IS DISTINCT FROM $3::text THEN 'role attributes or settings' END`),
+		guardScope: verdictSQL(nonce, "changed", "pg_catalog.set_config('search_path', $3::text, true)", scopeChecks),
+		guardRole: verdictSQL(nonce, "changed", "pg_catalog.set_config('search_path', $2::text, true)",
+			`CASE WHEN `+roleStateSQL+` IS DISTINCT FROM $1::text THEN 'role attributes or settings' END`),
+		session: verdictSQL(nonce, "left", "NULL", `CASE WHEN `+gucs.String()+` IS DISTINCT FROM $1::text THEN 'session settings' END,
 				CASE WHEN pg_catalog.pg_my_temp_schema() <> 0 AND EXISTS (SELECT FROM pg_catalog.pg_depend d
 					WHERE d.refclassid = 'pg_catalog.pg_namespace'::pg_catalog.regclass AND d.refobjid = pg_catalog.pg_my_temp_schema())
 					THEN 'temporary objects' END,
 				CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_locks l WHERE l.pid = pg_catalog.pg_backend_pid() AND l.locktype = 'advisory') THEN 'advisory locks' END,
 				CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_cursors c WHERE c.is_holdable) THEN 'cursors WITH HOLD' END,
 				CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_prepared_statements ps WHERE ps.from_sql) THEN 'prepared statements' END,
-				CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_listening_channels()) THEN 'LISTEN' END) AS r) AS s`,
+				CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_listening_channels()) THEN 'LISTEN' END`),
 		baseline: "SELECT " + gucs.String() + ", coalesce(" + roleStateSQL + ", ''), pg_catalog.current_setting('search_path')",
 	}
+}
+
+// verdictSQL is a backstop statement: the findings of checks (a list of
+// CASE expressions, each a finding's name or NULL) raised as an error whose
+// message starts with the nonce and "the statement <verb> ", or, if there
+// are none, the value of ok.
+func verdictSQL(nonce, verb, ok, checks string) string {
+	return `SELECT CASE WHEN r = '' THEN ` + ok + ` ELSE pg_catalog.current_setting('` + nonce + `: the statement ` + verb + ` ' || r) END
+			FROM (SELECT pg_catalog.concat_ws(', ',
+				` + checks + `) AS r) AS s`
 }
 
 // connBaseline is what a connection held when it was made.
 type connBaseline struct {
 	session, role, searchPath []byte
-	guardSD, sessionSD        *pgconn.StatementDescription
+	// The prepared backstop, on a pool that prepares statements.
+	guardSD, guardRoleSD, sessionSD *pgconn.StatementDescription
 }
 
 // learnBaseline reads a new connection's baseline and, on a pool that
@@ -126,7 +152,10 @@ func (p *Pool) learnBaseline(ctx context.Context, c *pgx.Conn) error {
 	st.base = connBaseline{session: []byte(session), role: []byte(role), searchPath: []byte(path)}
 	if p.prepared {
 		var err error
-		if st.base.guardSD, err = c.Prepare(ctx, guardStmt, p.bs.guard); err != nil {
+		if st.base.guardSD, err = c.Prepare(ctx, guardStmt, p.bs.guardScope); err != nil {
+			return fmt.Errorf("pgtenant: prepare the backstop: %w", err)
+		}
+		if st.base.guardRoleSD, err = c.Prepare(ctx, guardRoleStmt, p.bs.guardRole); err != nil {
 			return fmt.Errorf("pgtenant: prepare the backstop: %w", err)
 		}
 		if st.base.sessionSD, err = c.Prepare(ctx, sessionStmt, p.bs.session); err != nil {
@@ -146,14 +175,26 @@ func (p *Pool) guardArgs(st *connState, sc scope) [][]byte {
 }
 
 // queueGuard queues the guard after a checked statement and notes that the
-// session check must follow the transaction's end.
+// session check must follow the transaction's end. It queues guardResults
+// statements.
 func (p *Pool) queueGuard(b *pgconn.Batch, st *connState, sc scope) {
 	st.unsure = true
 	if sd := st.base.guardSD; sd != nil {
-		b.ExecStatement(sd, p.guardArgs(st, sc), nil, nil)
+		a := p.guardArgs(st, sc)
+		b.ExecStatement(sd, [][]byte{a[0], a[1], st.base.searchPath}, nil, nil)
+		b.ExecStatement(st.base.guardRoleSD, [][]byte{a[2], a[1]}, nil, nil)
 		return
 	}
 	b.ExecParams(p.bs.guard, p.guardArgs(st, sc), nil, nil, nil)
+}
+
+// guardResults is the number of results queueGuard queues on st's
+// connection.
+func guardResults(st *connState) int {
+	if st.base.guardSD != nil {
+		return 2
+	}
+	return 1
 }
 
 // queueSession queues the session check (after COMMIT or ROLLBACK).

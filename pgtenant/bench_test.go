@@ -330,7 +330,9 @@ func BenchmarkFirstUse(b *testing.B) {
 // lexer can bound (scoped, the same as BenchmarkQueryRow's) against the same
 // read with a function call the lexer does not know (int4larger), which
 // runs in a block of its own with the guard after it and the session check
-// after the block, all in one round trip. raw is plain pgx with the
+// after the block, all in one round trip; checked-exec and checked-simple
+// are the same in QueryExecModeExec and the simple protocol, where nothing
+// of the backstop is prepared. raw is plain pgx with the
 // checked read's SQL, schema-qualified, as a role that bypasses RLS.
 func BenchmarkCheckedStatement(b *testing.B) {
 	env := setupBench(b)
@@ -356,12 +358,17 @@ func BenchmarkCheckedStatement(b *testing.B) {
 				return p.QueryRow(env.ctxs[i%benchTenants], "SELECT name FROM items WHERE id = $1", 1+i%benchRows).Scan(&name)
 			})
 		})
-		b.Run("mode="+mode+"/impl=checked", func(b *testing.B) {
-			p := newPool(b, pg, nil)
-			run(b, parallel, func(i int) error {
-				var name string
-				return p.QueryRow(env.ctxs[i%benchTenants], checked, 1+i%benchRows).Scan(&name)
+		for _, impl := range []struct {
+			name string
+			exec pgx.QueryExecMode
+		}{{"checked", pgx.QueryExecModeCacheStatement}, {"checked-exec", pgx.QueryExecModeExec}, {"checked-simple", pgx.QueryExecModeSimpleProtocol}} {
+			b.Run("mode="+mode+"/impl="+impl.name, func(b *testing.B) {
+				p := newPool(b, pg, func(c *pgtenant.Config) { c.PoolConfig.ConnConfig.DefaultQueryExecMode = impl.exec })
+				run(b, parallel, func(i int) error {
+					var name string
+					return p.QueryRow(env.ctxs[i%benchTenants], checked, 1+i%benchRows).Scan(&name)
+				})
 			})
-		})
+		}
 	}
 }

@@ -87,6 +87,15 @@ func genProgram(seed uint64) []diffOp {
 		return fmt.Sprintf(" /* v%d */", r.IntN(3))
 	}
 	name := func() string { return string(rune('a' + r.IntN(8))) }
+	// param is $1, or, one time in four, $1 through a function the lexer
+	// does not know, which makes the statement one the server-side
+	// backstop checks (its guard runs after it, in its transaction).
+	param := func() string {
+		if r.IntN(4) == 0 {
+			return "textcat($1::text, '')"
+		}
+		return "$1"
+	}
 	var ops []diffOp
 	depth := 0
 	n := 6 + r.IntN(18)
@@ -102,7 +111,7 @@ func genProgram(seed uint64) []diffOp {
 			ops = append(ops, diffOp{Kind: "rollback"})
 			depth--
 		case k < 9:
-			ops = append(ops, diffOp{Kind: "exec", SQL: "INSERT INTO items (name) VALUES ($1)" + variant(), Args: []any{name()}})
+			ops = append(ops, diffOp{Kind: "exec", SQL: "INSERT INTO items (name) VALUES (" + param() + ")" + variant(), Args: []any{name()}})
 		case k < 10:
 			ops = append(ops, diffOp{Kind: "exec", SQL: "UPDATE items SET name = name || '+' WHERE id % 2 = $1" + variant(), Args: []any{int64(r.IntN(2))}})
 		case k < 11:
@@ -119,7 +128,7 @@ func genProgram(seed uint64) []diffOp {
 		case k < 17 && depth > 0:
 			ops = append(ops, diffOp{Kind: "exec", SQL: []string{"SAVEPOINT s1", "ROLLBACK TO SAVEPOINT s1", "RELEASE SAVEPOINT s1"}[r.IntN(3)]})
 		case k < 18:
-			ops = append(ops, diffOp{Kind: "batch", Args: []any{name(), name(), variant()}})
+			ops = append(ops, diffOp{Kind: "batch", Args: []any{name(), name(), variant(), param()}})
 		case k < 19:
 			// COPY computes defaults for a buffer of rows before inserting
 			// any, so a failing COPY draws identity values that INSERT ...
@@ -127,7 +136,7 @@ func genProgram(seed uint64) []diffOp {
 			// its rows never conflict.
 			ops = append(ops, diffOp{Kind: "copy", Args: []any{fmt.Sprintf("c%d", len(ops)), fmt.Sprintf("d%d", len(ops))}})
 		default:
-			ops = append(ops, diffOp{Kind: "query", SQL: "SELECT name FROM items WHERE name = $1" + variant(), Args: []any{name()}})
+			ops = append(ops, diffOp{Kind: "query", SQL: "SELECT name FROM items WHERE name = " + param() + variant(), Args: []any{name()}})
 		}
 	}
 	for ; depth > 0; depth-- {
@@ -205,7 +214,7 @@ func runProgram(ctx context.Context, pool querier, ops []diffOp, withModes bool)
 			}
 		case "batch":
 			b := &pgx.Batch{}
-			b.Queue("INSERT INTO items (name) VALUES ($1)"+op.Args[2].(string), op.Args[0])
+			b.Queue("INSERT INTO items (name) VALUES ("+op.Args[3].(string)+")"+op.Args[2].(string), op.Args[0])
 			b.Queue("INSERT INTO items (name) VALUES ($1)"+op.Args[2].(string), op.Args[1])
 			b.Queue("SELECT id, name FROM items ORDER BY id" + op.Args[2].(string))
 			br := on().SendBatch(ctx, b)

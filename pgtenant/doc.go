@@ -115,10 +115,13 @@
 //     tag), and calling one of the lexer's known functions is not checked;
 //     give the app role only code you trust (provision's Audit lists
 //     SECURITY DEFINER functions).
-//   - A checked statement costs more: a block and two more statements in
-//     the round trip, measured at about 3 ms against 0.1 ms for a bounded
-//     one (BENCHMARKS.md, "the server-side backstop"); keep hot statements
-//     to what the lexer bounds. Rows of a checked
+//   - A checked statement costs more: a block and three more statements in
+//     the same round trip, measured at about 0.3 ms against 0.1 ms for a
+//     bounded one in the prepared modes, and 1–5 ms in QueryExecModeExec
+//     and the simple protocol, where the server parses and plans the
+//     backstop's catalog queries on every call (BENCHMARKS.md, "the
+//     server-side backstop"); keep hot statements to what the lexer
+//     bounds. Rows of a checked
 //     Query reach the caller before the guard runs: a guard failure comes
 //     from rows.Err (and Close), as a statement's own error would.
 //   - The session check compares the guarded settings listed above, not

@@ -241,9 +241,12 @@ func (br *stmtBatch) readGuard() error {
 		return nil
 	}
 	br.guard = false
-	err := errors.New("pgtenant: the server sent no result for the backstop's check")
-	if br.mrr.NextResult() {
-		_, err = br.mrr.ResultReader().Close()
+	var err error
+	for n := guardResults(br.st); n > 0 && err == nil; n-- {
+		err = errors.New("pgtenant: the server sent no result for the backstop's check")
+		if br.mrr.NextResult() {
+			_, err = br.mrr.ResultReader().Close()
+		}
 	}
 	if err = br.p.verdict(br.st, err); err != nil {
 		br.err = err
