@@ -30,6 +30,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -99,7 +100,8 @@ func New(t testing.TB, opts Options) *Env {
 
 // Start is New for code that has no testing.TB — testable examples, demo
 // programs: it returns the Env and the function that removes it, which the
-// caller must call (also after an error, when it is not nil).
+// caller must call (also after an error, when it is not nil: it then removes
+// whatever set-up got as far as making). Calling it again does nothing.
 func Start(ctx context.Context, opts Options) (env *Env, cleanup func(), err error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
@@ -118,18 +120,24 @@ func Start(ctx context.Context, opts Options) (env *Env, cleanup func(), err err
 
 	base := "pt_" + randomHex(6)
 	ownerPW, appPW := randomHex(12), randomHex(12)
-	env = &Env{Database: base, OwnerRole: base + "_owner", AppRole: base + "_app"}
+	// e, not the named result: a failed Start returns a nil Env, and the
+	// cleanup it returns must still remove what was made.
+	e := &Env{Database: base, OwnerRole: base + "_owner", AppRole: base + "_app"}
+	env = e
 	var closers []func()
+	var once sync.Once
 	cleanup = func() {
-		for i := len(closers) - 1; i >= 0; i-- {
-			closers[i]()
-		}
-		drop(adminURL, env)
+		once.Do(func() {
+			for i := len(closers) - 1; i >= 0; i-- {
+				closers[i]()
+			}
+			drop(adminURL, e)
+		})
 	}
 	if err := provision.Bootstrap(ctx, admin, provision.BootstrapConfig{
 		Database: env.Database, OwnerRole: env.OwnerRole, OwnerPassword: ownerPW, AppRole: env.AppRole, AppPassword: appPW,
 	}); err != nil {
-		return nil, cleanup, err
+		return nil, cleanup, e.failed(err)
 	}
 	cc := admin.Config()
 	roleURL := func(role, password string) string {
@@ -139,7 +147,7 @@ func Start(ctx context.Context, opts Options) (env *Env, cleanup func(), err err
 	}
 	env.OwnerURL, env.AppURL = roleURL(env.OwnerRole, ownerPW), roleURL(env.AppRole, appPW)
 	if env.Owner, err = pgxpool.New(ctx, env.OwnerURL); err != nil {
-		return nil, cleanup, err
+		return nil, cleanup, e.failed(err)
 	}
 	closers = append(closers, env.Owner.Close)
 	cfg := provision.Config{Owner: env.Owner, AppRole: env.AppRole, Builder: opts.Builder, SchemaBuilder: opts.SchemaBuilder,
@@ -148,7 +156,7 @@ func Start(ctx context.Context, opts Options) (env *Env, cleanup func(), err err
 		opts.Configure(&cfg)
 	}
 	if env.Registry, err = provision.New(ctx, cfg); err != nil {
-		return nil, cleanup, err
+		return nil, cleanup, e.failed(err)
 	}
 	slugs := opts.Slugs
 	for i := len(slugs); i < opts.Tenants; i++ {
@@ -157,11 +165,17 @@ func Start(ctx context.Context, opts Options) (env *Env, cleanup func(), err err
 	for _, slug := range slugs {
 		rec, err := env.Registry.Create(ctx, provision.Spec{Slug: slug})
 		if err != nil {
-			return nil, cleanup, fmt.Errorf("create tenant %s: %w", slug, err)
+			return nil, cleanup, e.failed(fmt.Errorf("create tenant %s: %w", slug, err))
 		}
 		env.Tenants = append(env.Tenants, rec)
 	}
 	return env, cleanup, nil
+}
+
+// failed names the database in a set-up error: the cleanup Start returns
+// removes it and its roles.
+func (e *Env) failed(err error) error {
+	return fmt.Errorf("set up database %s (roles %s, %s): %w", e.Database, e.OwnerRole, e.AppRole, err)
 }
 
 // Context returns a background context carrying tenant i of Tenants.

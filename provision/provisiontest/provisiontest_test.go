@@ -3,10 +3,12 @@ package provisiontest_test
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/tenancykit/tenancy/internal/testenv"
+	"github.com/tenancykit/tenancy/pgtenant"
 	"github.com/tenancykit/tenancy/provision"
 	"github.com/tenancykit/tenancy/provision/provisiontest"
 )
@@ -48,5 +50,51 @@ func TestEnv(t *testing.T) {
 	if err := admin.QueryRow(context.Background(), `SELECT (SELECT count(*) FROM pg_database WHERE datname = $1)
 		+ (SELECT count(*) FROM pg_roles WHERE rolname IN ($2, $3))`, env.Database, env.OwnerRole, env.AppRole).Scan(&n); err != nil || n != 0 {
 		t.Errorf("%d of the database and roles left after the test (%v)", n, err)
+	}
+}
+
+// TestStartFailureLeavesNothing: when set-up fails after Bootstrap (a DDL
+// typo, a registry that cannot be made), Start returns an error naming the
+// database, and its cleanup — which must not panic, and may be called twice
+// — removes the database and both roles.
+func TestStartFailureLeavesNothing(t *testing.T) {
+	pg := testenv.PostgreSQL(t)
+	admin := pg.AdminPool(t)
+	names := regexp.MustCompile(`database (pt_[0-9a-f]{12}) \(roles (pt_[0-9a-f]{12}_owner), (pt_[0-9a-f]{12}_app)\)`)
+	for name, opts := range map[string]provisiontest.Options{
+		"ddl typo": {Builder: provision.DDL(`CREATE TABLE notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, tenant_id text NOT NULL, body txet)`), Tenants: 2},
+		"registry": {Configure: func(c *provision.Config) { c.Mode = pgtenant.SharedTables }}, // and no SharedTables
+	} {
+		t.Run(name, func(t *testing.T) {
+			opts.AdminURL = pg.AdminURL
+			env, cleanup, err := provisiontest.Start(context.Background(), opts)
+			if err == nil {
+				cleanup()
+				t.Fatal("Start succeeded")
+			}
+			if env != nil || cleanup == nil {
+				t.Fatalf("Start failed with env %v and cleanup %v, want nil and a cleanup", env, cleanup != nil)
+			}
+			m := names.FindStringSubmatch(err.Error())
+			if m == nil {
+				t.Fatalf("error %q does not name the database and roles", err)
+			}
+			count := func() int {
+				var n int
+				if err := admin.QueryRow(context.Background(), `SELECT (SELECT count(*) FROM pg_database WHERE datname = $1)
+					+ (SELECT count(*) FROM pg_roles WHERE rolname IN ($2, $3))`, m[1], m[2], m[3]).Scan(&n); err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+			if n := count(); n != 3 {
+				t.Errorf("before cleanup: %d of the database and roles exist, want 3 (set-up got past Bootstrap)", n)
+			}
+			cleanup()
+			cleanup()
+			if n := count(); n != 0 {
+				t.Errorf("after cleanup: %d of the database and roles left", n)
+			}
+		})
 	}
 }
