@@ -5,7 +5,7 @@
 //
 //	tenancyctl [-database URL] [-app-role NAME] <command> [flags] [args]
 //
-//	tenancyctl create acme -name "Acme Inc."
+//	tenancyctl create acme -name "Acme Inc." -dir migrations/tenant
 //	tenancyctl list -status active
 //	tenancyctl suspend acme
 //	tenancyctl resume acme
@@ -55,7 +55,9 @@ func (e usageError) Error() string { return e.msg }
 const usage = `usage: tenancyctl [-database URL] [-app-role NAME] <command> [flags] [args]
 
 commands:
-  create <slug> [-name NAME] [-id ID]   register a tenant and build its schema
+  create <slug> -dir DIR [-name NAME] [-id ID]
+                                        register a tenant, its schema built by DIR's
+                                        tenant migrations (-empty instead: no tables)
   list [-status STATUS]                 list live tenants
   suspend <slug>                        refuse the tenant's requests
   resume <slug>                         serve a suspended tenant again
@@ -107,11 +109,14 @@ func dispatch(ctx context.Context, database, appRole, cmd string, args []string,
 	fs.SetOutput(stderr)
 	var name, id, status, dir *string
 	var workers *int
+	var empty *bool
 	positional := 0
 	switch cmd {
 	case "create":
 		name = fs.String("name", "", "display name")
 		id = fs.String("id", "", "tenant ID (default: a new UUID)")
+		dir = fs.String("dir", "", "directory of goose SQL migrations that build the tenant's schema")
+		empty = fs.Bool("empty", false, "create the tenant with an empty schema, for a service that migrates it later (instead of -dir)")
 		positional = 1
 	case "list":
 		status = fs.String("status", "", "only tenants in this status (active, suspended, ...)")
@@ -147,7 +152,16 @@ func dispatch(ctx context.Context, database, appRole, cmd string, args []string,
 	if len(rest) != positional {
 		return usageError{fmt.Sprintf("%s takes %d argument(s), got %d: %q", cmd, positional, len(rest), rest)}
 	}
-	if dir != nil && *dir == "" {
+	switch {
+	case empty != nil && *empty && *dir != "":
+		return usageError{"create takes -dir or -empty, not both"}
+	case empty != nil && *empty:
+		dir = nil // an empty schema, asked for
+	case dir != nil && *dir == "" && cmd == "create":
+		// An active tenant with no tables would be served as if it were
+		// ready: say how to build it, or that it is meant to be empty.
+		return usageError{"create needs -dir: the directory of the tenant migrations that build its schema (or -empty for a schema with no tables, migrated later)"}
+	case dir != nil && *dir == "":
 		return usageError{cmd + " needs -dir: the directory of the tenant migrations"}
 	}
 	if database == "" {
