@@ -12,6 +12,9 @@
 //	_, err = m.UpShared(ctx)
 //	report, err := m.UpAll(ctx, registry) // the fleet, e.g. a *provision.Registry; report.Err() joins the failed tenants
 //
+// UpAll refuses (ErrSharedPending) while the shared chain has a migration
+// not yet applied; [Migrator.SharedStatus] says which.
+//
 // # How a tenant schema is migrated
 //
 // Each worker has one connection of its own (never the application's pool:

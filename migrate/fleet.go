@@ -265,12 +265,25 @@ func (r Report) Err() error {
 // table disagrees with the version summary (someone ran goose by hand;
 // goose then decides, and reports out-of-order versions).
 //
+// With Config.Shared set, UpAll first checks that the shared chain has no
+// pending migration (a *SharedPendingError, matching ErrSharedPending, if it
+// has: run UpShared first), and migrates no tenant otherwise.
+//
 // A failing tenant stays at its last good version and the others go on
 // (unless StopOnError); rerunning UpAll finishes the job. Cancelling ctx
 // stops between tenants; the report says what ran. The error is ctx's, or a
 // listing failure; tenant failures are in the report (Report.Err).
 func (m *Migrator) UpAll(ctx context.Context, tenants TenantSource) (Report, error) {
 	start := time.Now()
+	if m.cfg.Shared != nil {
+		shared, err := m.SharedStatus(ctx)
+		if err != nil {
+			return Report{}, err
+		}
+		if len(shared.Pending) > 0 {
+			return Report{}, &SharedPendingError{Status: shared}
+		}
+	}
 	statuses, secure, err := m.status(ctx, tenants)
 	if err != nil {
 		return Report{}, err
