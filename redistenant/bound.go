@@ -26,7 +26,8 @@ var ErrTenantMismatch = errors.New("redistenant: context names another tenant th
 // the tenant refused, dedicated connections confined alike.
 //
 // Replies are not rewritten: key names read back (SCAN, KEYS) carry the
-// prefix, as on the Client. Client-side caching invalidations reach the
+// prefix, as on the Client ([Client.Scan] and [Client.Keys], and [Compat]'s
+// Scan and Keys, return them without it). Client-side caching invalidations reach the
 // handle's owner without the prefix only on a client made by
 // [ClientBuilder].
 type Bound struct {

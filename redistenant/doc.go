@@ -98,9 +98,12 @@
 //   - rueidislock: pass ClientBuilder(t, cfg) as LockerOption.ClientBuilder;
 //     the same lock name is a different lock in each tenant, and release
 //     (which rueidislock sends with context.Background()) works. Tested.
-//   - rueidiscompat: NewAdapter(handle) reads and writes the tenant's keys;
-//     the key names its Scan and Keys return carry the prefix (strip them
-//     with [Client.Strip]). Tested.
+//   - rueidiscompat: [Compat](handle) is its go-redis-style API on the
+//     tenant: Scan, ScanType and Keys return names without the prefix (Scan
+//     then Del works), DBSize counts and FlushDB deletes the tenant's keys,
+//     FlushAll is refused. (rueidiscompat.NewAdapter(handle) directly reads
+//     and writes the tenant's keys too, but its Scan and Keys return them
+//     prefixed and its DBSize and FlushDB are refused.) Tested.
 //   - rueidisaside is not on the module proxy this project builds from, so
 //     it is untested; it calls with context.Background() like rueidislock,
 //     which a handle from For or ClientBuilder covers.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sort"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -126,4 +127,38 @@ func ExampleClientBuilder() {
 	// acme locked: true
 	// globex locked: true
 	// acme again: true
+}
+
+func ExampleCompat() {
+	addr := os.Getenv("REDIS_ADDR") // or Redis on localhost
+	if addr == "" {
+		addr = "127.0.0.1:6379"
+	}
+	rc, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}})
+	if err != nil {
+		panic(err)
+	}
+	client := redistenant.New(rc, redistenant.Config{})
+	defer client.Close()
+	t, _ := tenant.New("example-compat", "compat")
+	_, _ = client.Purge(context.Background(), t) // a clean slate for the example
+	defer client.Purge(context.Background(), t)
+
+	// go-redis-style code, confined to one tenant.
+	h, _ := client.For(t)
+	rdb := redistenant.Compat(h)
+	ctx := context.Background()
+	rdb.Set(ctx, "session:1", "x", 0)
+	rdb.Set(ctx, "session:2", "y", 0)
+	keys, _, _ := rdb.Scan(ctx, 0, "session:*", 100).Result()
+	sort.Strings(keys)
+	fmt.Println(keys)                           // the names as written, no prefix
+	fmt.Println(rdb.Del(ctx, keys...).Val())    // so they can be passed back
+	fmt.Println(rdb.DBSize(ctx).Val())          // this tenant's keys only
+	fmt.Println(rdb.FlushAll(ctx).Err() != nil) // refused: it reaches every tenant
+	// Output:
+	// [session:1 session:2]
+	// 2
+	// 0
+	// true
 }

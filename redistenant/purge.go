@@ -55,13 +55,21 @@ func (c *Client) Scan(ctx context.Context, cursor uint64, match string, count in
 	if err != nil {
 		return rueidis.ScanEntry{}, err
 	}
-	prefix := c.prefix(t)
+	return c.scan(ctx, c.prefix(t), cursor, match, count, "")
+}
+
+// scan is one SCAN step over the keys under prefix, of keyType if set,
+// returned without the prefix.
+func (c *Client) scan(ctx context.Context, prefix string, cursor uint64, match string, count int64, keyType string) (rueidis.ScanEntry, error) {
 	if match == "" {
 		match = "*"
 	}
 	args := []string{"SCAN", strconv.FormatUint(cursor, 10), "MATCH", escapeGlob(prefix) + match}
 	if count > 0 {
 		args = append(args, "COUNT", strconv.FormatInt(count, 10))
+	}
+	if keyType != "" {
+		args = append(args, "TYPE", keyType)
 	}
 	entry, err := c.c.Do(ctx, c.c.B().Arbitrary(args...).ReadOnly().SetSlot(prefix)).AsScanEntry()
 	if err != nil {
