@@ -258,7 +258,13 @@ func (p *PG) CreateRole(t testing.TB, attributes string) string {
 		}
 		defer a.Close(context.Background())
 		_, _ = a.Exec(context.Background(), "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", name)
-		_, _ = a.Exec(context.Background(), "DROP OWNED BY "+ident(name))
+		// DROP OWNED revokes the role's database privileges, which updates
+		// the database's pg_database row: under the GRANTs' lock, or a
+		// concurrent GRANT fails with "tuple concurrently updated".
+		_ = pgx.BeginFunc(context.Background(), a, func(tx pgx.Tx) error {
+			_, err := tx.Exec(context.Background(), grantLockSQL+"; DROP OWNED BY "+ident(name)+"; DROP ROLE IF EXISTS "+ident(name), pgx.QueryExecModeSimpleProtocol)
+			return err
+		})
 		_, _ = a.Exec(context.Background(), "DROP ROLE IF EXISTS "+ident(name))
 	})
 	return url
@@ -323,8 +329,7 @@ func (p *PG) createRole(attributes string) (url, name string, err error) {
 	// Concurrent GRANTs on one database update its pg_database row at once
 	// and one fails ("tuple concurrently updated"): parallel tests creating
 	// roles take turns under an advisory lock on the database's name.
-	grant := fmt.Sprintf("SELECT pg_advisory_xact_lock(hashtextextended('tenancy-testenv-grant:' || current_database(), 0)); GRANT CONNECT ON DATABASE %s TO %s",
-		ident(p.Database), ident(name))
+	grant := fmt.Sprintf(grantLockSQL+"; GRANT CONNECT ON DATABASE %s TO %s", ident(p.Database), ident(name))
 	if err := pgx.BeginFunc(ctx, admin, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, grant, pgx.QueryExecModeSimpleProtocol)
 		return err
@@ -333,6 +338,11 @@ func (p *PG) createRole(attributes string) (url, name string, err error) {
 	}
 	return roleURL(p.serverURL, name, password, p.Database), name, nil
 }
+
+// grantLockSQL takes, for the rest of the transaction, the lock under which
+// tests change privileges on their database: concurrent changes update its
+// pg_database row at once, and one fails ("tuple concurrently updated").
+const grantLockSQL = "SELECT pg_advisory_xact_lock(hashtextextended('tenancy-testenv-grant:' || current_database(), 0))"
 
 func (p *PG) pool(t testing.TB, url string) *pgxpool.Pool {
 	t.Helper()
