@@ -33,6 +33,21 @@
 // tenant_id default and grants to the app role. A table without tenant_id
 // is not granted (the app role cannot read it) and fails the tenant.
 //
+// After every migration each table of the schema is checked against what
+// the server holds, not against names: the tenant policy must mean what
+// tenancy installs (FOR ALL, permissive, USING and WITH CHECK the tenant
+// match pinned to the schema's tenant, compared as pg_get_expr deparses
+// them), and no other permissive policy may sit beside it. A migration that
+// says ALTER POLICY tenant_isolation ... USING (true), or creates a table
+// with a tenant_isolation policy of its own, or adds CREATE POLICY
+// everyone ... USING (true), fails the tenant with [ErrForeignPolicy]
+// naming the table and the policy found: the fleet runner rolls the
+// tenant's migrations back; on goose's path, where goose has committed
+// them, the app role loses its privileges on the table, so it fails closed
+// until a migration restores the policy. RESTRICTIVE policies are allowed.
+// Row level security turned off by a migration is turned on and forced
+// again.
+//
 // # A fleet
 //
 // [Migrator.Status] reads every tenant's version in a few queries, without a

@@ -55,12 +55,18 @@ func (e *MigrationError) Unwrap() error { return e.Err }
 // runner the tenant's migrations are rolled back. The message names it.
 var ErrMissingTenantColumn = errors.New("migrate: tables without a tenant_id column")
 
-// ErrForeignPolicy is matched by a tenant's error when a migration made a
-// tenant table that carries row level security policies of its own: another
-// permissive policy would widen access, so the table is not confined or
-// granted (the fleet runner rolls the tenant's migrations back). The message
-// names it.
-var ErrForeignPolicy = errors.New("migrate: tables with policies of their own")
+// ErrForeignPolicy is matched by a tenant's error when a tenant table's
+// policies are not the tenant policy by meaning: a policy named
+// tenant_isolation whose USING, WITH CHECK, command or roles differ from
+// what tenancy installs (ALTER POLICY ... USING (true)), or another
+// permissive policy beside it, which widens access (permissive policies are
+// ORed; RESTRICTIVE ones are allowed). Policies are compared by what the
+// server holds (pg_get_expr of the policy), never by name. The fleet runner
+// rolls the tenant's migrations back; goose's path, whose migrations goose
+// has committed by then, revokes the app role's privileges on the table, so
+// it fails closed until a migration restores the policy. The message names
+// each table and what was found.
+var ErrForeignPolicy = errors.New("migrate: tables whose policies are not the tenant policy")
 
 // ErrSchemaMissing is matched by a tenant's error when the tenant's schema
 // does not exist: provision the tenant first.

@@ -85,7 +85,9 @@ const versionChunk = 500
 // statement per query string (as Citus needs) before one Sync, they run in
 // one implicit transaction, which holds the lock to the end. On Citus the
 // schema stays on the coordinator, whatever the role or session says about
-// schema-based sharding.
+// schema-based sharding. The same transaction installs, where they are
+// missing, the server functions that tell the tenant policy by its meaning
+// (rls.PoliciesDDL), which every securing step of migrate reads.
 var summaryDDL = "SELECT pg_advisory_xact_lock(" + strconv.FormatInt(rls.SchemaLock, 10) + `);
 	SELECT set_config('citus.enable_schema_based_sharding', 'off', true) WHERE ` + rls.CitusInstalled + `;
 	CREATE SCHEMA IF NOT EXISTS tenancy;
@@ -94,7 +96,8 @@ var summaryDDL = "SELECT pg_advisory_xact_lock(" + strconv.FormatInt(rls.SchemaL
 		schema_oid  oid NOT NULL,
 		version     bigint NOT NULL,
 		updated_at  timestamptz NOT NULL DEFAULT now()
-	)`
+	);
+	` + rls.PoliciesDDL
 
 func (m *Migrator) ensureSummary(ctx context.Context, conn *pgx.Conn) error {
 	m.summaryOnce.Do(func() {

@@ -371,7 +371,10 @@ func unlockAndRecord(ctx context.Context, db *sql.DB, id int64, schemaName strin
 // named in the error.
 func (m *Migrator) secure(ctx context.Context, w *worker, t tenant.Tenant, schema string) error {
 	return w.raw(ctx, func(pc *pgx.Conn) error {
-		rels, err := rls.Relations(ctx, pc, schema)
+		if err := m.ensureSummary(ctx, pc); err != nil {
+			return err
+		}
+		rels, err := rls.Relations(ctx, pc, schema, m.cfg.Setting, m.cfg.AppRole, t.ID)
 		if err != nil {
 			return err
 		}

@@ -158,12 +158,11 @@ func (m *Migrator) runFast(ctx context.Context, w *worker, t tenant.Tenant, from
 	var rels []rls.Relation
 	var read func(i int, m *pgtype.Map, rr *pgconn.ResultReader) error
 	if secure {
-		// Securing runs when a table lacks the tenant policy, as rls.Pending
-		// decides for goose's path (an ALTER or an index needs none).
-		add(`SELECT tenancy.secure_schema($1, $2, $3, $4) WHERE EXISTS (SELECT FROM pg_depend d JOIN pg_class c ON c.oid = d.objid
-		WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_namespace'::regclass
-			AND d.refobjid = to_regnamespace(quote_ident($1)) AND c.relkind IN ('r', 'p') AND c.relname <> 'goose_db_version'
-			AND NOT EXISTS (SELECT FROM pg_policy p WHERE p.polrelid = c.oid AND p.polname = '`+rls.PolicyName+`'))`,
+		// Securing runs when a table lacks the tenant policy by meaning, or
+		// its row level security is off, as rls.Pending decides for goose's
+		// path (an ALTER or an index needs none).
+		add(`SELECT tenancy.secure_schema($1, $2, $3, $4) WHERE EXISTS (SELECT FROM (`+rls.RelationsSQL+`) r
+			WHERE r.relkind <> 'S' AND r.relname <> 'goose_db_version' AND (r.state <> '`+rls.PolicyOurs+`' OR NOT r.secured))`,
 			res.Schema, m.cfg.Setting, m.cfg.AppRole, t.ID)
 		qs = append(qs, summary)
 		if citus {
@@ -171,8 +170,7 @@ func (m *Migrator) runFast(ctx context.Context, w *worker, t tenant.Tenant, from
 		}
 	} else {
 		relAt := len(qs)
-		ra := rls.RelationsArgs(res.Schema)
-		add(rls.RelationsSQL, ra[0].(string), ra[1].(string))
+		add(rls.RelationsSQL, res.Schema, m.cfg.Setting, m.cfg.AppRole, t.ID)
 		read = func(i int, tm *pgtype.Map, rr *pgconn.ResultReader) error {
 			if i != relAt {
 				return rr.Read().Err

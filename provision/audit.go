@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/tenancykit/tenancy/internal/rls"
 	"github.com/tenancykit/tenancy/internal/rolecheck"
 	"github.com/tenancykit/tenancy/pgtenant"
 )
@@ -29,24 +30,48 @@ func (f Finding) String() string {
 const systemSchemas = "('pg_catalog', 'information_schema', 'pg_toast', 'tenancy')"
 
 // Audit inspects the database for what would weaken tenant isolation and
-// returns one Finding per problem, each naming the object and the fix:
-// tenant tables without RLS enabled, forced or the tenant policy, or with
-// other policies; an app role that is a superuser or has BYPASSRLS,
-// CREATEROLE, CREATEDB or REPLICATION ("privileged-app-role"), is a member
-// of another role ("app-role-member"), owns a tenant table, or whose new
-// connections inherit a role or database setting that pgtenant.New refuses
-// ("app-role-setting": pgtenant.ErrRoleSetting lists them);
-// PUBLIC allowed to CREATE in a schema; views without security_invoker and
-// SECURITY DEFINER functions; registry rows without a schema and tenant
-// schemas without a registry row; unique constraints on shared tenant tables
-// that omit tenant_id among their key columns (an existence oracle across
-// tenants; INCLUDE columns do not count); sequence privileges of the app
-// role and tenant-table columns whose default draws from a sequence
-// (sequences are beyond RLS); single-column foreign keys between shared
-// tenant tables (an existence oracle too); tenant tables named like a
-// relation of the shared schema public (one missing migration away from
-// reaching it). An empty result
+// returns one Finding per problem, each naming the object and the fix.
+//
+// For every tenant table (live tenants' schemas, and Config.SharedTables in
+// SharedTables mode): row level security not enabled ("rls-disabled") or
+// not forced ("rls-not-forced"); no tenant policy ("no-policy"); a policy
+// named tenant_isolation that does not mean what tenancy installs
+// ("policy-altered": another USING or WITH CHECK, command, role, AS
+// RESTRICTIVE, or another tenant's pin; the Problem shows what the server
+// holds); another permissive policy, which widens access
+// ("extra-permissive-policy"; RESTRICTIVE policies are fine); a privilege
+// granted to PUBLIC ("public-grant"); the app role as owner
+// ("app-role-owns-table"). Policies are compared by their meaning as the
+// server holds it (pg_get_expr of USING and WITH CHECK against the
+// expression provision and migrate install, for the table's column type
+// and tenant), never by name: the same definition Create's and migrate's
+// securing steps refuse by.
+//
+// For the app role: a superuser or BYPASSRLS, CREATEROLE, CREATEDB or
+// REPLICATION ("privileged-app-role"), a member of another role
+// ("app-role-member"), or new connections that inherit a role or database
+// setting that pgtenant.New refuses ("app-role-setting":
+// pgtenant.ErrRoleSetting lists them).
+//
+// Elsewhere: PUBLIC allowed to CREATE in a schema; views without
+// security_invoker ("view-not-security-invoker"; in a tenant schema a
+// security_barrier view of an owner that cannot bypass row level security
+// passes too) and views in a tenant schema that read another schema's
+// relations ("view-reaches-other-schema"); SECURITY DEFINER functions;
+// registry rows without a schema and tenant schemas without a registry row;
+// unique constraints on shared tenant tables that omit tenant_id among their
+// key columns (an existence oracle across tenants; INCLUDE columns do not
+// count); sequence privileges of the app role and tenant-table columns
+// whose default draws from a sequence (sequences are beyond RLS);
+// single-column foreign keys between shared tenant tables (an existence
+// oracle too); tenant tables named like a relation of the shared schema
+// public (one missing migration away from reaching it). An empty result
 // means none of these was found.
+//
+// Audit writes nothing that stays: comparing policies makes and drops a
+// temporary table inside a subtransaction, so the owner role needs the
+// TEMPORARY privilege on the database (PostgreSQL grants it to PUBLIC by
+// default).
 func (r *Registry) Audit(ctx context.Context) ([]Finding, error) {
 	var out []Finding
 	for _, check := range []func(context.Context) ([]Finding, error){
@@ -69,37 +94,61 @@ func (r *Registry) sharedTables() []string {
 	return []string{}
 }
 
+// auditTables checks every tenant table (the tables of live tenants'
+// schemas, pinned to their tenant, and in SharedTables mode the shared
+// tables): row level security enabled and forced, the tenant policy by its
+// meaning (tenancy.tenant_policies, the definition the securing step uses),
+// no other permissive policy, no privilege granted to PUBLIC, and an owner
+// other than the app role.
 func (r *Registry) auditTables(ctx context.Context) ([]Finding, error) {
-	rows, _ := r.cfg.Owner.Query(ctx, `SELECT format('%I.%I', n.nspname, c.relname), c.relrowsecurity, c.relforcerowsecurity,
-			EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid AND p.polname = $1),
-			(SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid AND p.polname <> $1),
-			pg_get_userbyid(c.relowner) = $2
-		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE c.relkind IN ('r', 'p') AND (
-			n.nspname IN (SELECT schema_name FROM tenancy.tenants WHERE status IN ('active', 'suspended'))
-			OR c.oid IN (SELECT to_regclass(x) FROM unnest($3::text[]) x))
-			-- goose's version table in a tenant schema is the owner's
-			-- bookkeeping, never confined (see migrate): reported only if
-			-- the app role can reach it.
-			AND NOT (c.relname = 'goose_db_version' AND NOT has_table_privilege(
-				(SELECT oid FROM pg_roles WHERE rolname = $2), c.oid, 'SELECT, INSERT, UPDATE, DELETE'))
-		ORDER BY 1`, PolicyName, r.cfg.AppRole, r.sharedTables())
+	rows, _ := r.cfg.Owner.Query(ctx, `WITH rels AS MATERIALIZED (
+			SELECT c.oid, format('%I.%I', n.nspname, c.relname) AS name, c.relrowsecurity, c.relforcerowsecurity,
+				pg_get_userbyid(c.relowner) = $2 AS app_owns, t.id AS pin,
+				coalesce((SELECT string_agg(DISTINCT a.privilege_type, ', ') FROM aclexplode(c.relacl) a WHERE a.grantee = 0), '') AS public_privs
+			FROM tenancy.tenants t
+			JOIN pg_namespace n ON n.nspname = t.schema_name
+			JOIN pg_class c ON c.relnamespace = n.oid
+			WHERE t.status IN ('active', 'suspended') AND c.relkind IN ('r', 'p')
+				-- goose's version table in a tenant schema is the owner's
+				-- bookkeeping, never confined (see migrate): reported only
+				-- if the app role can reach it.
+				AND NOT (c.relname = 'goose_db_version' AND NOT has_table_privilege(
+					(SELECT oid FROM pg_roles WHERE rolname = $2), c.oid, 'SELECT, INSERT, UPDATE, DELETE'))
+			UNION ALL
+			SELECT c.oid, format('%I.%I', n.nspname, c.relname), c.relrowsecurity, c.relforcerowsecurity,
+				pg_get_userbyid(c.relowner) = $2, '',
+				coalesce((SELECT string_agg(DISTINCT a.privilege_type, ', ') FROM aclexplode(c.relacl) a WHERE a.grantee = 0), '')
+			FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+			WHERE c.oid IN (SELECT to_regclass(x) FROM unnest($3::text[]) x)),
+		policies AS MATERIALIZED (
+			SELECT p.* FROM (SELECT array_agg(oid ORDER BY oid) AS oids, array_agg(pin ORDER BY oid) AS pins FROM rels) x,
+				tenancy.tenant_policies(x.oids, x.pins, $1, $2) p)
+		SELECT r.name, r.relrowsecurity, r.relforcerowsecurity, coalesce(p.state, ''), coalesce(p.detail, ''), r.app_owns, r.public_privs
+		FROM rels r LEFT JOIN policies p ON p.rel = r.oid
+		ORDER BY 1`, r.cfg.Setting, r.cfg.AppRole, r.sharedTables())
 	var out []Finding
-	var name string
-	var enabled, forced, hasPolicy, appOwns bool
-	var others int
-	_, err := pgx.ForEachRow(rows, []any{&name, &enabled, &forced, &hasPolicy, &others, &appOwns}, func() error {
+	var name, state, found, publicPrivs string
+	var enabled, forced, appOwns bool
+	_, err := pgx.ForEachRow(rows, []any{&name, &enabled, &forced, &state, &found, &appOwns, &publicPrivs}, func() error {
 		if !enabled {
 			out = append(out, Finding{"rls-disabled", name, "row level security is not enabled: every tenant's rows are visible", "ALTER TABLE " + name + " ENABLE ROW LEVEL SECURITY"})
 		}
 		if !forced {
 			out = append(out, Finding{"rls-not-forced", name, "row level security is not forced: the table owner bypasses it", "ALTER TABLE " + name + " FORCE ROW LEVEL SECURITY"})
 		}
-		if !hasPolicy {
+		switch state {
+		case rls.PolicyNone:
 			out = append(out, Finding{"no-policy", name, "the " + PolicyName + " policy is missing", "recreate it as provision does (USING and WITH CHECK on tenant_id)"})
+		case rls.PolicyAltered:
+			out = append(out, Finding{"policy-altered", name, "the " + PolicyName + " policy is not the one tenancy installs: " + found,
+				"DROP POLICY " + PolicyName + " ON " + name + " and recreate it as provision does (USING and WITH CHECK on tenant_id, pinned to the tenant)"})
+		case rls.PolicyExtra:
+			out = append(out, Finding{"extra-permissive-policy", name, "another permissive policy widens the tenant policy (permissive policies are ORed): " + found,
+				"drop it, or make it AS RESTRICTIVE"})
 		}
-		if others > 0 {
-			out = append(out, Finding{"extra-policy", name, fmt.Sprintf("%d other policies: a permissive one widens access", others), "drop them, or make them RESTRICTIVE"})
+		if publicPrivs != "" {
+			out = append(out, Finding{"public-grant", name, "PUBLIC holds " + publicPrivs + " on it: every role may use it, not only the app role",
+				"REVOKE ALL ON TABLE " + name + " FROM PUBLIC"})
 		}
 		if appOwns {
 			out = append(out, Finding{"app-role-owns-table", name, "the app role owns it and can disable its row level security", "ALTER TABLE " + name + " OWNER TO <owner role>"})
@@ -195,17 +244,42 @@ func (r *Registry) auditDefiners(ctx context.Context) ([]Finding, error) {
 		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 		WHERE c.relkind = 'v' AND n.nspname NOT IN `+systemSchemas+` AND n.nspname NOT LIKE 'pg\_%'
 			AND NOT coalesce(c.reloptions && ARRAY['security_invoker=true', 'security_invoker=on', 'security_invoker=1', 'security_invoker=yes'], false)
+			-- In a tenant schema a security_barrier view of an owner that
+			-- cannot bypass row level security reads under the caller's
+			-- tenant setting too (the tables' RLS is forced, for the owner
+			-- as well).
+			AND NOT (n.nspname IN (SELECT schema_name FROM tenancy.tenants WHERE status IN ('active', 'suspended'))
+				AND coalesce(c.reloptions && ARRAY['security_barrier=true', 'security_barrier=on', 'security_barrier=1', 'security_barrier=yes'], false)
+				AND NOT EXISTS (SELECT FROM pg_roles o WHERE o.oid = c.relowner AND (o.rolsuper OR o.rolbypassrls)))
 			AND NOT `+extensionMember("'pg_class'::regclass", "c.oid")+`
 		UNION ALL
 		SELECT 'function', format('%I.%I(%s)', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid))
 		FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 		WHERE p.prosecdef AND n.nspname NOT IN `+systemSchemas+` AND n.nspname NOT LIKE 'pg\_%'
 			AND NOT `+extensionMember("'pg_proc'::regclass", "p.oid")+`
+		UNION ALL
+		-- A view in a tenant schema reads its own schema only (and the
+		-- system catalogs): one over another tenant's tables, or a shared
+		-- one, carries rows across schemas.
+		SELECT DISTINCT 'reach', format('%I.%I (reads %I.%I)', vn.nspname, v.relname, rn.nspname, t.relname)
+		FROM pg_class v
+		JOIN pg_namespace vn ON vn.oid = v.relnamespace
+		JOIN pg_rewrite w ON w.ev_class = v.oid
+		JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = w.oid AND d.refclassid = 'pg_class'::regclass
+		JOIN pg_class t ON t.oid = d.refobjid
+		JOIN pg_namespace rn ON rn.oid = t.relnamespace
+		WHERE v.relkind IN ('v', 'm') AND t.oid <> v.oid AND rn.oid <> vn.oid
+			AND vn.nspname IN (SELECT schema_name FROM tenancy.tenants WHERE status IN ('active', 'suspended'))
+			AND rn.nspname NOT IN ('pg_catalog', 'information_schema')
 		ORDER BY 1, 2`)
 	var out []Finding
 	var kind, name string
 	_, err := pgx.ForEachRow(rows, []any{&kind, &name}, func() error {
-		if kind == "view" {
+		if kind == "reach" {
+			view, _, _ := strings.Cut(name, " (")
+			out = append(out, Finding{"view-reaches-other-schema", name, "a view in a tenant schema reads relations of another schema: rows cross the tenant's boundary through it",
+				"DROP VIEW " + view + ", or define it over the tenant's own tables"})
+		} else if kind == "view" {
 			out = append(out, Finding{"view-not-security-invoker", name, "the view reads tables with its owner's rights, not the caller's", "ALTER VIEW " + name + " SET (security_invoker = true)"})
 		} else {
 			out = append(out, Finding{"security-definer-function", name, "the function runs with its owner's rights and can read across tenants", "ALTER FUNCTION " + name + " SECURITY INVOKER, or review it"})

@@ -59,10 +59,27 @@ func TestAudit(t *testing.T) {
 		"CREATE TABLE public.order_lines (tenant_id text NOT NULL, order_id int REFERENCES public.orders (id))",
 		"CREATE TABLE public.projects (id int)",
 		"GRANT USAGE ON SEQUENCE public.counters_id_seq TO " + app,
+		// The tenant policy's name on another meaning, a restrictive policy
+		// (allowed), a grant to PUBLIC, a view reaching another tenant.
+		"ALTER POLICY tenant_isolation ON " + b + ".tags USING (true) WITH CHECK (true)",
+		"CREATE POLICY narrow ON " + a + ".notes AS RESTRICTIVE USING (tenant_id <> 'x')",
+		"GRANT SELECT ON " + b + ".tags TO PUBLIC",
+		"CREATE VIEW " + a + ".cross_view WITH (security_invoker = true) AS SELECT p.id FROM " + b + ".projects p",
+		// Tenant a's own policy, copied onto b's table: right words, wrong
+		// tenant.
+		"ALTER POLICY tenant_isolation ON " + b + ".notes USING (tenant_id = nullif(current_setting('app.tenant_id', true), '')::text AND tenant_id = '" + recs[0].ID +
+			"'::text) WITH CHECK (tenant_id = nullif(current_setting('app.tenant_id', true), '')::text AND tenant_id = '" + recs[0].ID + "'::text)",
+		// A security_barrier view of a superuser bypasses RLS.
+		"CREATE VIEW " + a + ".super_barrier WITH (security_barrier) AS SELECT id FROM " + a + ".projects",
 	} {
 		if _, err := admin.Exec(ctx, s); err != nil {
 			t.Fatalf("%s: %v", s, err)
 		}
+	}
+	// A security_barrier view of the owner role, which is subject to the
+	// forced RLS of the tables it reads: no finding.
+	if _, err := pg.OwnerPool(t).Exec(ctx, "CREATE VIEW "+a+".owner_barrier WITH (security_barrier) AS SELECT id FROM "+a+".projects"); err != nil {
+		t.Fatal(err)
 	}
 	findings, err = reg.Audit(ctx)
 	if err != nil {
@@ -79,7 +96,11 @@ func TestAudit(t *testing.T) {
 	sort.Slice(got, func(i, j int) bool { return got[i].Check+got[i].Object < got[j].Check+got[j].Object })
 	want := []key{
 		{"app-role-owns-table", b + ".notes"},
-		{"extra-policy", b + ".projects"},
+		{"extra-permissive-policy", b + ".projects"},
+		{"policy-altered", b + ".tags"},
+		{"policy-altered", b + ".notes"},
+		{"public-grant", b + ".tags"},
+		{"view-reaches-other-schema", a + ".cross_view (reads " + b + ".projects)"},
 		{"no-policy", a + ".tags"},
 		{"public-create", "public"},
 		{"registry-without-schema", `tenant "audit_c"`},
@@ -98,10 +119,16 @@ func TestAudit(t *testing.T) {
 		{"unique-without-tenant", "public.shared_emails (shared_emails_email_key)"},
 		{"unique-without-tenant", "public.shared_emails (shared_emails_pkey)"},
 		{"view-not-security-invoker", b + ".all_projects"},
+		{"view-not-security-invoker", a + ".super_barrier"},
 	}
 	sort.Slice(want, func(i, j int) bool { return want[i].Check+want[i].Object < want[j].Check+want[j].Object })
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("findings (-want +got):\n%s", diff)
+	}
+	for _, f := range findings {
+		if f.Check == "policy-altered" && f.Object == b+".tags" && !strings.Contains(f.Problem, "USING (true) WITH CHECK (true)") {
+			t.Errorf("policy-altered does not show the expression found: %v", f)
+		}
 	}
 }
 

@@ -232,13 +232,13 @@ func (r *Registry) secureSchema(ctx context.Context, tx pgx.Tx, t tenant.Tenant,
 // alters a table that lacks something, so creates do not lock shared tables.
 func (r *Registry) secureSharedTables(ctx context.Context, tx pgx.Tx) error {
 	for _, qualifiedName := range r.cfg.SharedTables {
-		var colType string
-		var enabled, forced, hasPolicy bool
-		err := tx.QueryRow(ctx, `SELECT coalesce(format_type(a.atttypid, a.atttypmod), ''), c.relrowsecurity, c.relforcerowsecurity,
-				EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid AND p.polname = $2)
+		var colType, state, found string
+		var enabled, forced bool
+		err := tx.QueryRow(ctx, `SELECT coalesce(format_type(a.atttypid, a.atttypmod), ''), c.relrowsecurity, c.relforcerowsecurity, p.state, p.detail
 			FROM pg_class c
 			LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped
-			WHERE c.oid = to_regclass($1)`, qualifiedName, PolicyName).Scan(&colType, &enabled, &forced, &hasPolicy)
+			CROSS JOIN LATERAL tenancy.tenant_policies(ARRAY[c.oid], ARRAY[''], $2, $3) p
+			WHERE c.oid = to_regclass($1)`, qualifiedName, r.cfg.Setting, r.cfg.AppRole).Scan(&colType, &enabled, &forced, &state, &found)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("shared table %q does not exist", qualifiedName)
 		}
@@ -248,6 +248,10 @@ func (r *Registry) secureSharedTables(ctx context.Context, tx pgx.Tx) error {
 		if colType == "" {
 			return fmt.Errorf("%w: %s", ErrMissingTenantColumn, qualifiedName)
 		}
+		if state == rls.PolicyAltered || state == rls.PolicyExtra {
+			return fmt.Errorf("%w: %w", ErrForeignPolicy, rls.ForeignPolicyError([]string{qualifiedName + " (" + found + ")"}))
+		}
+		hasPolicy := state == rls.PolicyOurs
 		if enabled && forced && hasPolicy {
 			continue
 		}

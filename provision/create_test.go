@@ -339,4 +339,16 @@ func TestSharedTablesMode(t *testing.T) {
 	if err := pool.QueryRow(ctxFor(a.Tenant()), "SELECT count(*) FROM public."+table).Scan(&left); err != nil || left != 0 {
 		t.Errorf("A has %d rows after its delete (%v)", left, err)
 	}
+	// The shared table's policy altered in place: the next Create refuses,
+	// leaving nothing.
+	if _, err := owner.Exec(ctx, "ALTER POLICY tenant_isolation ON public."+table+" USING (true) WITH CHECK (true)"); err != nil {
+		t.Fatal(err)
+	}
+	c := slug("pc")
+	if _, err := reg.Create(ctx, provision.Spec{Slug: c}); !errors.Is(err, provision.ErrForeignPolicy) || !strings.Contains(err.Error(), table) {
+		t.Errorf("Create over an altered shared policy: %v, want ErrForeignPolicy naming %s", err, table)
+	}
+	if _, err := reg.Get(ctx, c); !errors.Is(err, provision.ErrTenantNotFound) {
+		t.Errorf("the refused tenant's row: %v", err)
+	}
 }

@@ -38,6 +38,15 @@
 // generated SQL is checked by golden files in testdata. A failure returns a
 // *[StepError] naming the step.
 //
+// A table the builder gave policies of its own is refused
+// ([ErrForeignPolicy]) when they are not the tenant policy by meaning: a
+// policy named tenant_isolation that says USING (true), or another
+// permissive policy (permissive policies are ORed, so it would widen
+// access). The comparison is of what the server holds — pg_get_expr of the
+// policy's USING and WITH CHECK against the same of the expression Create
+// installs, for the column's type and the tenant — so neither a name nor a
+// spelling passes for the policy. RESTRICTIVE policies are allowed.
+//
 // With a [DDL] builder (or none), Create is one round trip: the registry
 // rows, CREATE SCHEMA, each DDL statement, the securing step and the
 // notification go as queries of their own (one statement per query string,
@@ -84,9 +93,12 @@
 // # Audit
 //
 // [Registry.Audit] reports tenant tables without RLS enabled, forced or
-// their policy, extra policies, an app role that is privileged, a member of
-// another role or owns a tenant table, PUBLIC CREATE on a schema, views without security_invoker,
-// SECURITY DEFINER functions, registry rows without a schema and schemas
+// their policy, with a policy named tenant_isolation that means something
+// else (policy-altered, showing the expression found), with another
+// permissive policy (extra-permissive-policy) or a grant to PUBLIC, an app
+// role that is privileged, a member of another role or owns a tenant table,
+// PUBLIC CREATE on a schema, views without security_invoker and views of a
+// tenant schema that read another schema, SECURITY DEFINER functions, registry rows without a schema and schemas
 // without a registry row, and unique indexes on shared tables that omit
 // tenant_id. Each [Finding] names the object and the fix. Views and
 // functions that belong to an extension (pg_stat_statements, Citus) are the

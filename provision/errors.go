@@ -38,6 +38,13 @@ var (
 	// public: a tenant whose table went missing would silently reach the
 	// shared one. The message names both.
 	ErrSharedTwin = errors.New("provision: tenant tables named like a shared table")
+	// ErrForeignPolicy is matched by the error of [Registry.Create] when the
+	// builder made a table whose policies are not the tenant policy by
+	// meaning: one named tenant_isolation with another expression, command
+	// or roles, or another permissive policy (which would widen access;
+	// RESTRICTIVE ones are allowed). Create then leaves nothing behind. The
+	// message names each table and the policy found.
+	ErrForeignPolicy = errors.New("provision: tables whose policies are not the tenant policy")
 	// ErrInvalidName is matched by the error of [Registry.Create] and
 	// [Registry.Update] for a display name longer than [MaxNameLen] bytes,
 	// not valid UTF-8, or holding a NUL character.

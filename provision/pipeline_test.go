@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -199,8 +200,14 @@ func TestServerPlanMatchesGo(t *testing.T) {
 		CREATE TABLE users (tenant_id text);
 		CREATE TABLE has_policy (tenant_id text);
 		CREATE POLICY mine ON has_policy USING (true);
-		CREATE TABLE ours (tenant_id text);
-		CREATE POLICY tenant_isolation ON ours USING (true);
+		CREATE TABLE altered (tenant_id text);
+		CREATE POLICY tenant_isolation ON altered USING (true);
+		CREATE TABLE restricted (tenant_id text);
+		CREATE POLICY narrow ON restricted AS RESTRICTIVE USING (tenant_id <> 'x');
+		CREATE TABLE confined (tenant_id text);
+		CREATE POLICY tenant_isolation ON confined USING (tenant_id = nullif(current_setting('app.tenant_id', true), '')::text AND tenant_id = 'acme-1'::text)
+			WITH CHECK (tenant_id = nullif(current_setting('app.tenant_id', true), '')::text AND tenant_id = 'acme-1'::text);
+		ALTER TABLE confined ENABLE ROW LEVEL SECURITY;
 		CREATE TABLE parted (tenant_id text, at date) PARTITION BY RANGE (at);
 		CREATE TABLE parted_1 PARTITION OF parted FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
 		CREATE TABLE goose_db_version (id serial, version_id bigint);
@@ -215,7 +222,7 @@ func TestServerPlanMatchesGo(t *testing.T) {
 			schema, "app.tenant_id", `app "role"`, pinned).Scan(&server.Stmts, &server.Missing, &server.Foreign, &server.Serial, &server.Twins); err != nil {
 			t.Fatal(err)
 		}
-		rels, err := rls.Relations(ctx, owner, schema)
+		rels, err := rls.Relations(ctx, owner, schema, "app.tenant_id", `app "role"`, pinned)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -230,7 +237,24 @@ func TestServerPlanMatchesGo(t *testing.T) {
 		if diff := cmp.Diff(goPlan, server, cmpopts.EquateEmpty()); diff != "" {
 			t.Errorf("pinned %q: server plan differs from rls.Plan (-go +server):\n%s", pinned, diff)
 		}
-		if len(server.Stmts) < 20 || len(server.Missing) != 1 || len(server.Serial) != 2 || len(server.Twins) != 1 || len(server.Foreign) != 1 {
+		// confined holds the tenant policy of acme-1, RLS not forced: it is
+		// forced again for acme-1 and foreign for any other pin.
+		wantForeign := []string{
+			`altered (policy tenant_isolation: FOR ALL TO PUBLIC USING (true) WITH CHECK ())`,
+			`confined (policy tenant_isolation: FOR ALL TO PUBLIC USING (((tenant_id = NULLIF(current_setting('app.tenant_id'::text, true), ''::text)) AND (tenant_id = 'acme-1'::text))) WITH CHECK (((tenant_id = NULLIF(current_setting('app.tenant_id'::text, true), ''::text)) AND (tenant_id = 'acme-1'::text))))`,
+			`has_policy (policy mine: FOR ALL TO PUBLIC USING (true) WITH CHECK ())`,
+		}
+		if pinned == "acme-1" {
+			wantForeign = []string{wantForeign[0], wantForeign[2]}
+			if !slices.Contains(server.Stmts, `ALTER TABLE "tenant_plan ""odd"""."confined" FORCE ROW LEVEL SECURITY`) {
+				t.Errorf("pinned %q: confined is not forced again: %q", pinned, server.Stmts)
+			}
+		}
+		if diff := cmp.Diff(wantForeign, server.Foreign); diff != "" {
+			t.Errorf("pinned %q: foreign tables (-want +got):\n%s", pinned, diff)
+		}
+		if len(server.Stmts) < 20 || len(server.Missing) != 1 || len(server.Serial) != 2 || len(server.Twins) != 1 ||
+			!slices.ContainsFunc(server.Stmts, func(s string) bool { return strings.Contains(s, `"restricted" ENABLE ROW LEVEL SECURITY`) }) {
 			t.Errorf("pinned %q: the schema should exercise every branch: %+v", pinned, server)
 		}
 	}
@@ -400,5 +424,51 @@ func TestSplitDDLErrorNamesTheStatement(t *testing.T) {
 	}
 	if _, err := r.Get(context.Background(), s); !errors.Is(err, provision.ErrTenantNotFound) {
 		t.Errorf("Get after the failure: %v; want ErrTenantNotFound", err)
+	}
+}
+
+// TestCreateRefusesForeignPolicies: a builder's table whose policy carries
+// the tenant policy's name but says USING (true), or that has another
+// permissive policy, is refused with ErrForeignPolicy on every path of
+// Create, naming the table and what it found, and leaves nothing behind.
+// A restrictive policy is allowed beside the tenant policy.
+func TestCreateRefusesForeignPolicies(t *testing.T) {
+	t.Parallel()
+	pg := testenv.PostgreSQL(t)
+	owner := pg.OwnerPool(t)
+	for name, stmts := range map[string][]string{
+		"tenant policy's name": {`CREATE TABLE docs (tenant_id text NOT NULL, body text)`,
+			`CREATE POLICY tenant_isolation ON docs USING (true) WITH CHECK (true)`},
+		"another permissive policy": {`CREATE TABLE docs (tenant_id text NOT NULL, body text)`,
+			`CREATE POLICY mine ON docs FOR SELECT USING (true)`},
+	} {
+		for path, builder := range builders(stmts...) {
+			r := newRegistry(t, pg, func(c *provision.Config) { c.Builder = builder })
+			s := slug("foreign")
+			_, err := r.Create(context.Background(), provision.Spec{Slug: s})
+			if !errors.Is(err, provision.ErrForeignPolicy) || !strings.Contains(err.Error(), "docs (policy ") || !strings.Contains(err.Error(), "USING (true)") {
+				t.Errorf("%s, %s: %v, want ErrForeignPolicy naming docs and the policy", name, path, err)
+			}
+			assertNoTenant(t, pg, r, s)
+		}
+		r := newRegistry(t, pg, func(c *provision.Config) {
+			c.Builder = nil
+			c.SchemaBuilder = schemaBuilderFunc(func(ctx context.Context, _ tenant.Tenant, schema string) error {
+				_, err := owner.Exec(ctx, "SET search_path = "+pgx.Identifier{schema}.Sanitize()+"; "+strings.Join(stmts, "; ")+"; RESET search_path")
+				return err
+			})
+		})
+		s := slug("foreign")
+		if _, err := r.Create(context.Background(), provision.Spec{Slug: s}); !errors.Is(err, provision.ErrForeignPolicy) {
+			t.Errorf("%s, schema builder: %v, want ErrForeignPolicy", name, err)
+		}
+		assertNoTenant(t, pg, r, s)
+	}
+	r := newRegistry(t, pg, func(c *provision.Config) {
+		c.Builder = provision.DDL(`CREATE TABLE docs (tenant_id text NOT NULL, body text)`,
+			`CREATE POLICY narrow ON docs AS RESTRICTIVE USING (body IS DISTINCT FROM 'hidden')`)
+	})
+	if _, err := r.Create(context.Background(), provision.Spec{Slug: slug("restrictive")}); err != nil {
+		t.Errorf("a restrictive policy: %v", err)
 	}
 }

@@ -88,6 +88,8 @@ var registryDDL = []string{
 		SELECT slug, id FROM tenancy.tenants WHERE status <> 'deleted' ORDER BY created_at ON CONFLICT DO NOTHING;`,
 	// The securing step as functions in the server (secure.go).
 	3: secureFunctions,
+	// The tenant policy recognised by its meaning (secure.go).
+	4: securePolicies,
 }
 
 // citusSQL reports whether the database has the citus extension.

@@ -2,6 +2,7 @@ package provision
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/tenancykit/tenancy/internal/rls"
 )
@@ -121,6 +122,81 @@ END
 $secure$;
 REVOKE ALL ON FUNCTION tenancy.secure_schema(text, text, text, text) FROM PUBLIC;`
 
+// securePolicies is registry version 4: the tenant policy recognised by
+// its meaning. It installs tenancy.tenant_policies (rls.PoliciesDDL) and
+// replaces tenancy.schema_plan with one that reads rls.RelationsSQL itself
+// (the very query rls.Plan reads) and plans as rls.Plan does: tables whose
+// policy carries the tenant policy's name but not its meaning, or that have
+// another permissive policy, are foreign (tenancy.secure_schema refuses
+// them, TN004); tables with the tenant policy whose row level security is
+// off get it enabled and forced again.
+var securePolicies = rls.PoliciesDDL + `;
+CREATE OR REPLACE FUNCTION tenancy.schema_plan(p_schema text, p_setting text, p_app_role text, p_pinned_id text,
+		OUT stmts text[], OUT missing text[], OUT foreign_tables text[], OUT serial text[], OUT twins text[])
+	LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $plan$
+DECLARE
+	r record;
+	v_schema text := '"' || replace(p_schema, '"', '""') || '"';
+	v_role text := '"' || replace(p_app_role, '"', '""') || '"';
+	v_tables text[] := '{}';
+	v_revoke text[] := '{}';
+	v_name text;
+	v_expr text;
+	v_match text;
+	v_secure text[];
+BEGIN
+	stmts := '{}'; missing := '{}'; foreign_tables := '{}'; serial := '{}'; twins := '{}';
+	IF p_setting !~ '^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$' THEN
+		RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format('setting %L must look like "prefix.name"', p_setting);
+	END IF;
+	FOR r IN EXECUTE ` + quoteLiteral(rls.RelationsSQL) + ` USING p_schema, p_setting, p_app_role, p_pinned_id
+	LOOP
+		v_name := v_schema || '."' || replace(r.relname, '"', '""') || '"';
+		v_expr := 'nullif(current_setting(''' || p_setting || ''', true), '''')::' || r.tenant_type;
+		v_match := 'tenant_id = ' || v_expr;
+		IF p_pinned_id <> '' THEN
+			v_match := v_match || ' AND tenant_id = ' || quote_literal(p_pinned_id) || '::' || r.tenant_type;
+		END IF;
+		v_secure := ARRAY['ALTER TABLE ' || v_name || ' ENABLE ROW LEVEL SECURITY', 'ALTER TABLE ' || v_name || ' FORCE ROW LEVEL SECURITY'];
+		CASE
+		WHEN r.relname IN ('goose_db_version', 'goose_db_version_id_seq') OR r.relkind = 'S' THEN
+			NULL;
+		WHEN r.tenant_type = '' THEN
+			missing := missing || r.relname;
+		WHEN r.state IN ('` + rls.PolicyAltered + `', '` + rls.PolicyExtra + `') THEN
+			foreign_tables := foreign_tables || (r.relname || ' (' || r.found || ')');
+			v_revoke := v_revoke || v_name;
+		WHEN r.state = '` + rls.PolicyOurs + `' THEN
+			IF NOT r.secured THEN
+				stmts := stmts || v_secure;
+			END IF;
+			v_tables := v_tables || r.relname;
+		ELSE
+			serial := serial || ARRAY(SELECT r.relname || '.' || col FROM unnest(r.seq_defaults) WITH ORDINALITY AS u(col, n) ORDER BY n);
+			IF r.twin <> '' THEN
+				twins := twins || (v_name || ' (also ' || r.twin || ')');
+			END IF;
+			v_tables := v_tables || r.relname;
+			stmts := stmts || v_secure || ARRAY[
+				'CREATE POLICY ` + rls.PolicyName + ` ON ' || v_name || ' USING (' || v_match || ') WITH CHECK (' || v_match || ')',
+				'ALTER TABLE ' || v_name || ' ALTER COLUMN tenant_id SET DEFAULT ' || v_expr];
+		END CASE;
+	END LOOP;
+	stmts := stmts || ARRAY['REVOKE ALL ON SCHEMA ' || v_schema || ' FROM PUBLIC', 'GRANT USAGE ON SCHEMA ' || v_schema || ' TO ' || v_role];
+	IF cardinality(v_tables) > 0 THEN
+		stmts := stmts || ('GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE '
+			|| (SELECT string_agg(v_schema || '."' || replace(t, '"', '""') || '"', ', ' ORDER BY n) FROM unnest(v_tables) WITH ORDINALITY AS u(t, n))
+			|| ' TO ' || v_role);
+	END IF;
+	IF cardinality(v_revoke) > 0 THEN
+		stmts := stmts || ('REVOKE ALL ON TABLE ' || array_to_string(v_revoke, ', ') || ' FROM PUBLIC, ' || v_role);
+	END IF;
+END
+$plan$`
+
+// quoteLiteral quotes s as an SQL string literal.
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
 // secureSQL confines a tenant schema's new tables and grants the app role:
 // $1 schema, $2 setting, $3 app role, $4 the tenant ID tables are pinned to.
 const secureSQL = "SELECT tenancy.secure_schema($1, $2, $3, $4)"
@@ -139,12 +215,13 @@ func secureError(err error) error {
 	if sentinel := refusals[code]; sentinel != nil {
 		return fmt.Errorf("%w: %w", sentinel, refused)
 	}
-	return fmt.Errorf("provision: %w", refused) // foreign policies: no sentinel of this package
+	return fmt.Errorf("provision: %w", refused)
 }
 
 // refusals are this package's sentinels for the securing step's refusals.
 var refusals = map[string]error{
-	rls.CodeMissing: ErrMissingTenantColumn,
-	rls.CodeSerial:  ErrSequenceDefault,
-	rls.CodeTwin:    ErrSharedTwin,
+	rls.CodeMissing:       ErrMissingTenantColumn,
+	rls.CodeSerial:        ErrSequenceDefault,
+	rls.CodeTwin:          ErrSharedTwin,
+	rls.CodeForeignPolicy: ErrForeignPolicy,
 }

@@ -83,8 +83,14 @@ type Relation struct {
 	Name       string
 	Kind       string // "r", "p" or "S"
 	TenantType string // format_type of tenant_id, "" when absent
-	HasPolicy  bool   // any policy
-	HasOurs    bool   // the tenant_isolation policy
+	// Policy is what the table's policies mean (PolicyNone, PolicyOurs,
+	// PolicyAltered, PolicyExtra: see PoliciesDDL), "" for a sequence.
+	Policy string
+	// Found describes the policies that are not the tenant policy, for
+	// PolicyAltered and PolicyExtra.
+	Found string
+	// Secured: row level security is enabled and forced.
+	Secured bool
 	// SequenceDefaults are the columns whose default draws from a sequence
 	// (serial, nextval): the app role holds no sequence privileges, so
 	// they cannot work for it, and sequences are beyond RLS.
@@ -95,49 +101,70 @@ type Relation struct {
 	SharedTwin string
 }
 
+// Queryer runs a query: a *pgx.Conn, pgxpool.Pool or pgx.Tx.
+type Queryer interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
 // Relations lists the tables and sequences of schema through pg_depend,
 // which is indexed by the referenced schema (pg_class has no index on
-// relnamespace, so scanning it would grow with the fleet).
-func Relations(ctx context.Context, q interface {
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-}, schema string) ([]Relation, error) {
-	rows, _ := q.Query(ctx, RelationsSQL, RelationsArgs(schema)...)
+// relnamespace, so scanning it would grow with the fleet), each table with
+// what its policies mean for the tenant pinnedID under setting and
+// appRole. It needs tenancy.tenant_policies (PoliciesDDL), and a
+// transaction that may write (its probe makes and drops a temporary table).
+func Relations(ctx context.Context, q Queryer, schema, setting, appRole, pinnedID string) ([]Relation, error) {
+	rows, _ := q.Query(ctx, RelationsSQL, RelationsArgs(schema, setting, appRole, pinnedID)...)
 	return ScanRelations(rows)
 }
 
 // RelationsSQL is the query of Relations, for callers that send it in a
 // pipeline of their own, with RelationsArgs; read its rows with
 // ScanRelations.
-const RelationsSQL = `SELECT c.relname, c.relkind::text,
-			coalesce(format_type(a.atttypid, a.atttypmod), ''),
-			EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid),
-			EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid AND p.polname = $2),
+const RelationsSQL = `WITH rels AS MATERIALIZED (
+		SELECT c.oid, c.relname, c.relkind, c.relrowsecurity AND c.relforcerowsecurity AS secured
+		FROM pg_depend d JOIN pg_class c ON c.oid = d.objid
+		WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_namespace'::regclass
+			AND d.refobjid = to_regnamespace(quote_ident($1)) AND c.relkind IN ('r', 'p', 'S')),
+	policies AS MATERIALIZED (
+		SELECT p.* FROM (SELECT array_agg(oid ORDER BY oid) AS oids FROM rels WHERE relkind <> 'S') r,
+			tenancy.tenant_policies(r.oids, array_fill($4::text, ARRAY[coalesce(cardinality(r.oids), 0)]), $2, $3) p)
+	SELECT c.relname::text AS relname, c.relkind::text AS relkind,
+			coalesce(format_type(a.atttypid, a.atttypmod), '') AS tenant_type,
+			coalesce(p.state, '') AS state, coalesce(p.detail, '') AS found, c.secured,
 			ARRAY(SELECT sa.attname::text FROM pg_attrdef ad
 				JOIN pg_attribute sa ON sa.attrelid = ad.adrelid AND sa.attnum = ad.adnum AND NOT sa.attisdropped
-				WHERE ad.adrelid = c.oid AND pg_get_expr(ad.adbin, ad.adrelid) LIKE 'nextval(%' ORDER BY sa.attnum),
+				WHERE ad.adrelid = c.oid AND pg_get_expr(ad.adbin, ad.adrelid) LIKE 'nextval(%' ORDER BY sa.attnum) AS seq_defaults,
 			coalesce((SELECT format('%I.%I', 'public', s.relname) FROM pg_class s
 				WHERE s.relname = c.relname AND s.relnamespace = 'public'::regnamespace
-					AND s.relkind IN ('r', 'p', 'v', 'm', 'f') LIMIT 1), '')
-		FROM pg_depend d
-		JOIN pg_class c ON c.oid = d.objid
+					AND s.relkind IN ('r', 'p', 'v', 'm', 'f') LIMIT 1), '') AS twin
+		FROM rels c
+		LEFT JOIN policies p ON p.rel = c.oid
 		LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped
-		WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_namespace'::regclass
-			AND d.refobjid = to_regnamespace($1) AND c.relkind IN ('r', 'p', 'S')
 		ORDER BY c.relname`
 
-// RelationsArgs are the arguments of RelationsSQL for schema.
-func RelationsArgs(schema string) []any { return []any{pgx.Identifier{schema}.Sanitize(), PolicyName} }
+// RelationsArgs are the arguments of RelationsSQL: the schema's name
+// (unquoted), the setting, the app role and the pinned tenant ID.
+func RelationsArgs(schema, setting, appRole, pinnedID string) []any {
+	return []any{schema, setting, appRole, pinnedID}
+}
 
 // ScanRelations reads the rows of RelationsSQL.
 func ScanRelations(rows pgx.Rows) ([]Relation, error) {
 	return pgx.CollectRows(rows, pgx.RowToStructByPos[Relation])
 }
 
-// Pending reports whether rels hold a table that Plan would confine: one
-// without the tenant policy (or without tenant_id, which Plan reports).
+// isGoose reports whether name is migrate's bookkeeping in a tenant schema:
+// goose's version table and its sequence, the owner's, never the app's.
+func isGoose(name string) bool {
+	return name == "goose_db_version" || name == "goose_db_version_id_seq"
+}
+
+// Pending reports whether rels hold a table that Plan would confine or
+// refuse: one without the tenant policy by meaning, with another permissive
+// policy, with row level security off or not forced, or without tenant_id.
 func Pending(rels []Relation) bool {
 	for _, r := range rels {
-		if r.Kind != "S" && !r.HasOurs && r.Name != "goose_db_version" {
+		if r.Kind != "S" && !isGoose(r.Name) && (r.Policy != PolicyOurs || !r.Secured) {
 			return true
 		}
 	}
@@ -146,10 +173,14 @@ func Pending(rels []Relation) bool {
 
 // Plan returns the statements that confine every relation of schema that is
 // not yet confined, and grant the app role. missing lists tables without a
-// tenant_id column; foreign lists tables that carry policies of their own
-// (another permissive policy would widen access). Tables already carrying
-// the tenant policy are granted, not altered. goose's version table and its
-// sequence are left alone: they belong to the owner.
+// tenant_id column; foreign lists tables whose policies are not the tenant
+// policy by meaning (PolicyAltered: its name, another meaning) or add a
+// permissive policy beside it (PolicyExtra: it would widen access), each as
+// "table (what was found)"; the app role loses its privileges on them (a
+// migration committed before securing refuses it must not leave one open).
+// Tables already carrying the tenant policy are granted, and get row level
+// security enabled and forced again if a migration turned it off. goose's
+// version table and its sequence are left alone: they belong to the owner.
 //
 // The app role gets no sequence privileges: sequences are beyond RLS (one
 // tenant could read or advance another's, and lastval() carries ids across
@@ -158,40 +189,50 @@ func Pending(rels []Relation) bool {
 // gen_random_uuid(), which need no privilege. Tables confined before are
 // left as they are (Audit reports them).
 func Plan(schema string, rels []Relation, setting, appRole, pinnedID string) PlanResult {
-	var stmts, missing, foreign, serial, twins, tables []string
+	var stmts, missing, foreign, serial, twins, tables, revoke []string
 	for _, r := range rels {
+		name := pgx.Identifier{schema, r.Name}.Sanitize()
 		switch {
-		case r.Name == "goose_db_version" || r.Name == "goose_db_version_id_seq":
+		case isGoose(r.Name):
 			// The migration bookkeeping of migrate: the owner's, not the app's.
 		case r.Kind == "S":
 			// No grant: identity columns need none, and serial is refused.
 		case r.TenantType == "":
 			missing = append(missing, r.Name)
-		case r.HasOurs:
+		case r.Policy == PolicyAltered || r.Policy == PolicyExtra:
+			foreign = append(foreign, r.Name+" ("+r.Found+")")
+			revoke = append(revoke, name)
+		case r.Policy == PolicyOurs:
+			if !r.Secured {
+				stmts = append(stmts, TableSQL(schema, r.Name, r.TenantType, setting, pinnedID)[:2]...)
+			}
 			tables = append(tables, r.Name)
-		case r.HasPolicy:
-			foreign = append(foreign, r.Name)
 		default:
 			for _, col := range r.SequenceDefaults {
 				serial = append(serial, r.Name+"."+col)
 			}
 			if r.SharedTwin != "" {
-				twins = append(twins, pgx.Identifier{schema, r.Name}.Sanitize()+" (also "+r.SharedTwin+")")
+				twins = append(twins, name+" (also "+r.SharedTwin+")")
 			}
 			tables = append(tables, r.Name)
 			stmts = append(stmts, TableSQL(schema, r.Name, r.TenantType, setting, pinnedID)...)
 		}
 	}
-	return PlanResult{Stmts: append(stmts, GrantSQL(schema, tables, appRole)...), Missing: missing, Foreign: foreign, Serial: serial, Twins: twins}
+	stmts = append(stmts, GrantSQL(schema, tables, appRole)...)
+	if len(revoke) > 0 {
+		stmts = append(stmts, "REVOKE ALL ON TABLE "+strings.Join(revoke, ", ")+" FROM PUBLIC, "+pgx.Identifier{appRole}.Sanitize())
+	}
+	return PlanResult{Stmts: stmts, Missing: missing, Foreign: foreign, Serial: serial, Twins: twins}
 }
 
 // PlanResult is what Plan found and would run.
 type PlanResult struct {
 	// Stmts confine the new tables and grant the app role.
 	Stmts []string
-	// Missing are tables without tenant_id; Foreign, tables with policies
-	// of their own; Serial, "table.column" with a sequence default; Twins,
-	// new tables named like a relation of the shared schema public.
+	// Missing are tables without tenant_id; Foreign, tables whose policies
+	// are not the tenant policy by meaning, with what was found; Serial,
+	// "table.column" with a sequence default; Twins, new tables named like
+	// a relation of the shared schema public.
 	Missing, Foreign, Serial, Twins []string
 }
 
@@ -229,12 +270,14 @@ const (
 )
 
 // ErrForeignPolicy is wrapped by ForeignPolicyError.
-var ErrForeignPolicy = errors.New("tables with policies of their own")
+var ErrForeignPolicy = errors.New("tables whose policies are not the tenant policy")
 
-// ForeignPolicyError reports new tenant tables that carry policies of their
-// own.
+// ForeignPolicyError reports tenant tables whose policies are not the
+// tenant policy by meaning: the tenant policy's name on another expression,
+// or another permissive policy beside it.
 func ForeignPolicyError(tables []string) error {
-	return fmt.Errorf("%w: %s (another permissive policy would widen access; leave policies to tenancy)", ErrForeignPolicy, strings.Join(tables, ", "))
+	return fmt.Errorf("%w: %s (the %s policy must be the one tenancy installs, and no other permissive policy may widen it; leave policies to tenancy, or make yours RESTRICTIVE)",
+		ErrForeignPolicy, strings.Join(tables, "; "), PolicyName)
 }
 
 // RefusalError is the error for names refused with code (one of the Code
