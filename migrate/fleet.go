@@ -300,6 +300,10 @@ func (m *Migrator) UpAll(ctx context.Context, tenants TenantSource) (Report, err
 			rep.Skipped++
 		}
 	}
+	forms, err := m.policyForms(ctx, todo)
+	if err != nil {
+		return Report{}, err
+	}
 	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -330,7 +334,7 @@ func (m *Migrator) UpAll(ctx context.Context, tenants TenantSource) (Report, err
 				w = m.newWorker()
 			}
 			defer func() { workers <- w }()
-			res := m.upOne(ctx, w, job, secure)
+			res := m.upOne(ctx, w, job, secure, forms)
 			mu.Lock()
 			defer mu.Unlock()
 			rep.Results = append(rep.Results, res)
@@ -364,9 +368,9 @@ func (m *Migrator) UpAll(ctx context.Context, tenants TenantSource) (Report, err
 
 // upOne brings one tenant to the latest version: through the fleet runner
 // where it can (see UpAll), else through goose.
-func (m *Migrator) upOne(ctx context.Context, w *worker, job TenantStatus, secure bool) TenantResult {
+func (m *Migrator) upOne(ctx context.Context, w *worker, job TenantStatus, secure bool, forms []string) TenantResult {
 	if files, fast := m.pending(job.Current); fast && len(files) > 0 && job.Tenant.Validate() == nil {
-		res := m.runFast(ctx, w, job.Tenant, job.Current, files, secure)
+		res := m.runFast(ctx, w, job.Tenant, job.Current, files, secure, forms)
 		if res.Err != errNotFast {
 			return res
 		}
@@ -389,4 +393,43 @@ func progress(done, total, failed int, last TenantResult, elapsed time.Duration)
 
 func upLatest(ctx context.Context) func(*goose.Provider) ([]*goose.MigrationResult, error) {
 	return func(p *goose.Provider) ([]*goose.MigrationResult, error) { return p.Up(ctx) }
+}
+
+// policyForms probes the tenant policy's forms for the first tenant of todo
+// that has a schema (rls.FormsSQL), for every tenant's securing step: one
+// probe per column type for the fleet, not one per tenant. Another tenant's
+// form is this one with its pin replaced; a type or tenant it does not fit
+// is probed in its own securing step. The forms are kept for the
+// Migrator's later runs.
+func (m *Migrator) policyForms(ctx context.Context, todo []TenantStatus) ([]string, error) {
+	if f := m.forms.Load(); f != nil {
+		return *f, nil // probed by an earlier run of this Migrator
+	}
+	if len(todo) == 0 {
+		return nil, nil
+	}
+	conn, err := pgx.ConnectConfig(ctx, m.cfg.ConnConfig)
+	if err != nil {
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	for _, s := range todo {
+		if s.Tenant.Validate() != nil {
+			continue
+		}
+		var forms []string
+		var exists bool
+		if err := conn.QueryRow(ctx, "SELECT to_regnamespace(quote_ident($1)) IS NOT NULL", pgtenant.SchemaName(s.Tenant)).Scan(&exists); err != nil {
+			return nil, fmt.Errorf("migrate: %w", err)
+		}
+		if !exists {
+			continue
+		}
+		if err := conn.QueryRow(ctx, rls.FormsSQL, pgtenant.SchemaName(s.Tenant), m.cfg.Setting, s.Tenant.ID).Scan(&forms); err != nil {
+			return nil, fmt.Errorf("migrate: probe the tenant policy: %w", err)
+		}
+		m.forms.Store(&forms)
+		return forms, nil
+	}
+	return nil, nil
 }

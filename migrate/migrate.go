@@ -75,7 +75,10 @@ type Migrator struct {
 	sources     []int64     // tenant chain versions, ascending
 	files       []chainFile // the same, as the fleet runner sees them
 	summaryOnce sync.Once
-	summaryErr  error
+	// forms are the tenant policy's forms (rls.FormsSQL) of the last
+	// tenant probed, for the securing steps of the others.
+	forms      atomic.Pointer[[]string]
+	summaryErr error
 	// citus: the database has the citus extension (learnt by status, before
 	// any tenant runs); see runFast and gooseTableFirst.
 	citus atomic.Bool
@@ -374,7 +377,18 @@ func (m *Migrator) secure(ctx context.Context, w *worker, t tenant.Tenant, schem
 		if err := m.ensureSummary(ctx, pc); err != nil {
 			return err
 		}
-		rels, err := rls.Relations(ctx, pc, schema, m.cfg.Setting, m.cfg.AppRole, t.ID)
+		// The tenant policy's forms, probed once per Migrator (rls.FormsSQL):
+		// another tenant's securing step replaces the pin instead of probing.
+		var forms []string
+		if f := m.forms.Load(); f != nil {
+			forms = *f
+		} else {
+			if err := pc.QueryRow(ctx, rls.FormsSQL, schema, m.cfg.Setting, t.ID).Scan(&forms); err != nil {
+				return err
+			}
+			m.forms.Store(&forms)
+		}
+		rels, err := rls.Relations(ctx, pc, schema, m.cfg.Setting, m.cfg.AppRole, t.ID, forms)
 		if err != nil {
 			return err
 		}

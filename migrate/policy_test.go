@@ -54,7 +54,7 @@ func TestPolicyByMeaning(t *testing.T) {
 				fleets = append(fleets, fleet(t, pg, "meaning", 2))
 			}
 			if path == "runner without secure function" {
-				if _, err := pg.AdminPool(t).Exec(ctx, "DROP FUNCTION tenancy.secure_schema(text, text, text, text)"); err != nil {
+				if _, err := pg.AdminPool(t).Exec(ctx, "DROP FUNCTION tenancy.secure_schema(text, text, text, text, text[])"); err != nil {
 					t.Fatal(err)
 				}
 			}

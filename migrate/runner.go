@@ -54,7 +54,7 @@ const gooseTableSQL = `CREATE TABLE IF NOT EXISTS %s (
 
 // secureFunction is looked up once per UpAll: with it the runner secures new
 // tables in the server, in its one round trip; without it, in a second.
-const secureFunction = "tenancy.secure_schema(text,text,text,text)"
+const secureFunction = "tenancy.secure_schema(text,text,text,text,text[])"
 
 // pending returns the chain's migrations above from, and whether the runner
 // can apply all of them itself.
@@ -77,7 +77,7 @@ var errNotFast = errors.New("migrate: runner cannot apply this tenant's migratio
 // runFast applies t's migrations above from on w in one transaction and one
 // round trip. It returns errNotFast (and has changed nothing) when goose
 // must run the tenant instead.
-func (m *Migrator) runFast(ctx context.Context, w *worker, t tenant.Tenant, from int64, files []chainFile, secure bool) TenantResult {
+func (m *Migrator) runFast(ctx context.Context, w *worker, t tenant.Tenant, from int64, files []chainFile, secure bool, forms []string) TenantResult {
 	start := time.Now()
 	res := TenantResult{Tenant: t, Schema: pgtenant.SchemaName(t), From: from, To: from}
 	table := pgx.Identifier{res.Schema, "goose_db_version"}.Sanitize()
@@ -161,16 +161,20 @@ func (m *Migrator) runFast(ctx context.Context, w *worker, t tenant.Tenant, from
 		// Securing runs when a table lacks the tenant policy by meaning, or
 		// its row level security is off, as rls.Pending decides for goose's
 		// path (an ALTER or an index needs none).
-		add(`SELECT tenancy.secure_schema($1, $2, $3, $4) WHERE EXISTS (SELECT FROM (`+rls.RelationsSQL+`) r
-			WHERE r.relkind <> 'S' AND r.relname <> 'goose_db_version' AND (r.state <> '`+rls.PolicyOurs+`' OR NOT r.secured))`,
-			res.Schema, m.cfg.Setting, m.cfg.AppRole, t.ID)
+		add(`SELECT tenancy.secure_schema($1, $2, $3, $4, $5::text[]) FROM (SELECT ARRAY(SELECT c.oid FROM pg_depend d JOIN pg_class c ON c.oid = d.objid
+				WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_namespace'::regclass
+					AND d.refobjid = to_regnamespace(quote_ident($1)) AND c.relkind IN ('r', 'p') AND c.relname <> 'goose_db_version') AS oids) r
+			WHERE EXISTS (SELECT FROM tenancy.tenant_policies(r.oids, array_fill($4::text, ARRAY[cardinality(r.oids)]), $2, $3, $5::text[]) p
+				JOIN pg_class c ON c.oid = p.rel
+				WHERE p.state <> '`+rls.PolicyOurs+`' OR NOT (c.relrowsecurity AND c.relforcerowsecurity))`,
+			res.Schema, m.cfg.Setting, m.cfg.AppRole, t.ID, textArray(forms))
 		qs = append(qs, summary)
 		if citus {
 			add("COMMIT")
 		}
 	} else {
 		relAt := len(qs)
-		add(rls.RelationsSQL, res.Schema, m.cfg.Setting, m.cfg.AppRole, t.ID)
+		add(rls.RelationsSQL, res.Schema, m.cfg.Setting, m.cfg.AppRole, t.ID, textArray(forms))
 		read = func(i int, tm *pgtype.Map, rr *pgconn.ResultReader) error {
 			if i != relAt {
 				return rr.Read().Err
@@ -382,4 +386,20 @@ func gooseTable(table string, citus bool) []string {
 		fmt.Sprintf(gooseTableSQL, table, id),
 		"INSERT INTO " + table + " (version_id, is_applied) SELECT 0, true WHERE NOT EXISTS (SELECT FROM " + table + ")",
 	}
+}
+
+// textArray is ss in the text format of a PostgreSQL text[] parameter.
+func textArray(ss []string) string {
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, s := range ss {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('"')
+		b.WriteString(strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s))
+		b.WriteByte('"')
+	}
+	b.WriteByte('}')
+	return b.String()
 }

@@ -419,7 +419,7 @@ func TestRunnerWithoutSecureFunction(t *testing.T) {
 	pg := testenv.PostgreSQL(t).NewDatabase(t)
 	tenants := fleet(t, pg, "nofunc", 5)
 	ctx := context.Background()
-	if _, err := pg.AdminPool(t).Exec(ctx, "DROP FUNCTION tenancy.secure_schema(text, text, text, text)"); err != nil {
+	if _, err := pg.AdminPool(t).Exec(ctx, "DROP FUNCTION tenancy.secure_schema(text, text, text, text, text[])"); err != nil {
 		t.Fatal(err)
 	}
 	m := newMigrator(t, pg, fastChain(), nil)

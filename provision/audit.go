@@ -122,7 +122,7 @@ func (r *Registry) auditTables(ctx context.Context) ([]Finding, error) {
 			WHERE c.oid IN (SELECT to_regclass(x) FROM unnest($3::text[]) x)),
 		policies AS MATERIALIZED (
 			SELECT p.* FROM (SELECT array_agg(oid ORDER BY oid) AS oids, array_agg(pin ORDER BY oid) AS pins FROM rels) x,
-				tenancy.tenant_policies(x.oids, x.pins, $1, $2) p)
+				tenancy.tenant_policies(x.oids, x.pins, $1, $2, '{}') p)
 		SELECT r.name, r.relrowsecurity, r.relforcerowsecurity, coalesce(p.state, ''), coalesce(p.detail, ''), r.app_owns, r.public_privs
 		FROM rels r LEFT JOIN policies p ON p.rel = r.oid
 		ORDER BY 1`, r.cfg.Setting, r.cfg.AppRole, r.sharedTables())

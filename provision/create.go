@@ -237,7 +237,7 @@ func (r *Registry) secureSharedTables(ctx context.Context, tx pgx.Tx) error {
 		err := tx.QueryRow(ctx, `SELECT coalesce(format_type(a.atttypid, a.atttypmod), ''), c.relrowsecurity, c.relforcerowsecurity, p.state, p.detail
 			FROM pg_class c
 			LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped
-			CROSS JOIN LATERAL tenancy.tenant_policies(ARRAY[c.oid], ARRAY[''], $2, $3) p
+			CROSS JOIN LATERAL tenancy.tenant_policies(ARRAY[c.oid], ARRAY[''], $2, $3, '{}') p
 			WHERE c.oid = to_regclass($1)`, qualifiedName, r.cfg.Setting, r.cfg.AppRole).Scan(&colType, &enabled, &forced, &state, &found)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("shared table %q does not exist", qualifiedName)

@@ -222,7 +222,7 @@ func TestServerPlanMatchesGo(t *testing.T) {
 			schema, "app.tenant_id", `app "role"`, pinned).Scan(&server.Stmts, &server.Missing, &server.Foreign, &server.Serial, &server.Twins); err != nil {
 			t.Fatal(err)
 		}
-		rels, err := rls.Relations(ctx, owner, schema, "app.tenant_id", `app "role"`, pinned)
+		rels, err := rls.Relations(ctx, owner, schema, "app.tenant_id", `app "role"`, pinned, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -124,14 +124,16 @@ REVOKE ALL ON FUNCTION tenancy.secure_schema(text, text, text, text) FROM PUBLIC
 
 // securePolicies is registry version 4: the tenant policy recognised by
 // its meaning. It installs tenancy.tenant_policies (rls.PoliciesDDL) and
-// replaces tenancy.schema_plan with one that reads rls.RelationsSQL itself
-// (the very query rls.Plan reads) and plans as rls.Plan does: tables whose
+// adds tenancy.schema_plan and tenancy.secure_schema taking the forms of
+// tenancy.tenant_policies as a fifth argument (the version 3 functions now
+// call them with none); schema_plan reads rls.RelationsSQL itself (the very
+// query rls.Plan reads) and plans as rls.Plan does: tables whose
 // policy carries the tenant policy's name but not its meaning, or that have
 // another permissive policy, are foreign (tenancy.secure_schema refuses
 // them, TN004); tables with the tenant policy whose row level security is
 // off get it enabled and forced again.
 var securePolicies = rls.PoliciesDDL + `;
-CREATE OR REPLACE FUNCTION tenancy.schema_plan(p_schema text, p_setting text, p_app_role text, p_pinned_id text,
+CREATE FUNCTION tenancy.schema_plan(p_schema text, p_setting text, p_app_role text, p_pinned_id text, p_forms text[],
 		OUT stmts text[], OUT missing text[], OUT foreign_tables text[], OUT serial text[], OUT twins text[])
 	LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $plan$
 DECLARE
@@ -149,7 +151,7 @@ BEGIN
 	IF p_setting !~ '^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$' THEN
 		RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format('setting %L must look like "prefix.name"', p_setting);
 	END IF;
-	FOR r IN EXECUTE ` + quoteLiteral(rls.RelationsSQL) + ` USING p_schema, p_setting, p_app_role, p_pinned_id
+	FOR r IN EXECUTE ` + quoteLiteral(rls.RelationsSQL) + ` USING p_schema, p_setting, p_app_role, p_pinned_id, p_forms
 	LOOP
 		v_name := v_schema || '."' || replace(r.relname, '"', '""') || '"';
 		v_expr := 'nullif(current_setting(''' || p_setting || ''', true), '''')::' || r.tenant_type;
@@ -192,7 +194,38 @@ BEGIN
 		stmts := stmts || ('REVOKE ALL ON TABLE ' || array_to_string(v_revoke, ', ') || ' FROM PUBLIC, ' || v_role);
 	END IF;
 END
-$plan$`
+$plan$;
+REVOKE ALL ON FUNCTION tenancy.schema_plan(text, text, text, text, text[]) FROM PUBLIC;
+CREATE OR REPLACE FUNCTION tenancy.schema_plan(p_schema text, p_setting text, p_app_role text, p_pinned_id text,
+		OUT stmts text[], OUT missing text[], OUT foreign_tables text[], OUT serial text[], OUT twins text[])
+	LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $plan4$
+	SELECT * FROM tenancy.schema_plan(p_schema, p_setting, p_app_role, p_pinned_id, '{}'::text[])
+$plan4$;
+CREATE FUNCTION tenancy.secure_schema(p_schema text, p_setting text, p_app_role text, p_pinned_id text, p_forms text[])
+	RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $secure$
+DECLARE
+	p record;
+	s text;
+BEGIN
+	SELECT * INTO p FROM tenancy.schema_plan(p_schema, p_setting, p_app_role, p_pinned_id, p_forms);
+	IF cardinality(p.missing) > 0 THEN
+		RAISE EXCEPTION USING ERRCODE = 'TN001', MESSAGE = 'tables without a tenant_id column: ' || array_to_string(p.missing, ', '), DETAIL = array_to_json(p.missing)::text;
+	END IF;
+	IF cardinality(p.serial) > 0 THEN
+		RAISE EXCEPTION USING ERRCODE = 'TN002', MESSAGE = 'columns with a sequence default: ' || array_to_string(p.serial, ', '), DETAIL = array_to_json(p.serial)::text;
+	END IF;
+	IF cardinality(p.twins) > 0 THEN
+		RAISE EXCEPTION USING ERRCODE = 'TN003', MESSAGE = 'tenant tables named like a shared table: ' || array_to_string(p.twins, ', '), DETAIL = array_to_json(p.twins)::text;
+	END IF;
+	IF cardinality(p.foreign_tables) > 0 THEN
+		RAISE EXCEPTION USING ERRCODE = 'TN004', MESSAGE = 'tables whose policies are not the tenant policy: ' || array_to_string(p.foreign_tables, '; '), DETAIL = array_to_json(p.foreign_tables)::text;
+	END IF;
+	FOREACH s IN ARRAY p.stmts LOOP
+		EXECUTE s;
+	END LOOP;
+END
+$secure$;
+REVOKE ALL ON FUNCTION tenancy.secure_schema(text, text, text, text, text[]) FROM PUBLIC`
 
 // quoteLiteral quotes s as an SQL string literal.
 func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }

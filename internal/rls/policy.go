@@ -22,7 +22,7 @@ const (
 
 // PoliciesFunction names the server function that classifies the policies
 // of tables by their meaning; PoliciesDDL creates it.
-const PoliciesFunction = "tenancy.tenant_policies(oid[],text[],text,text)"
+const PoliciesFunction = "tenancy.tenant_policies(oid[],text[],text,text,text[])"
 
 // PoliciesDDL creates tenancy.tenant_policies and tenancy.tenant_policy_form
 // when they are missing (provision's registry and migrate's version summary
@@ -31,7 +31,7 @@ const PoliciesFunction = "tenancy.tenant_policies(oid[],text[],text,text)"
 // (rls.Plan, migrate's goose path and fleet runner) and provision's Audit
 // all decide through them.
 //
-// tenancy.tenant_policies(rels, pins, setting, app_role) returns, for each
+// tenancy.tenant_policies(rels, pins, setting, app_role, forms) returns, for each
 // table rels[i] pinned to tenant pins[i] ("" for a shared table), its state
 // (PolicyNone, PolicyOurs, PolicyAltered, PolicyExtra), the name of the
 // tenant policy found, and in detail what was found instead of it (each offending
@@ -41,14 +41,17 @@ const PoliciesFunction = "tenancy.tenant_policies(oid[],text[],text,text)"
 // A policy is compared by what the server holds, never by its name or the
 // SQL that made it: pg_get_expr of its USING and WITH CHECK against the
 // same of the expression TableSQL installs, which
-// tenancy.tenant_policy_form creates on a temporary table inside a
-// subtransaction it rolls back (the deparsed text depends on the column's
+// tenancy.tenant_policy_form creates on a temporary table (one per column
+// type, dropped at the end of the transaction) inside a subtransaction it
+// rolls back (the deparsed text depends on the column's
 // type in ways no client can predict: casts, domains, varchar's text
 // comparison). Both are deparsed under search_path pg_catalog, pg_temp, so
 // a function, operator or type shadowing a catalog one prints qualified and
 // compares unequal. One probe is made per column type and call: another
 // tenant's form is the first one's with the pinned literal replaced, and
-// probed afresh when that does not match.
+// probed afresh when that does not match. forms seeds this with forms the
+// caller probed before (Forms), as (type, pin, USING, WITH CHECK)
+// quadruples, so that a fleet's securing steps make no probe at all.
 //
 // The functions are never edited: a change gets new names (and a new
 // registry version in provision).
@@ -58,6 +61,7 @@ CREATE FUNCTION tenancy.tenant_policy_form(p_type text, p_setting text, p_pin te
 	LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $form$
 DECLARE
 	v_match text;
+	v_probe text;
 BEGIN
 	IF p_setting !~ '^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$' THEN
 		RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format('setting %L must look like "prefix.name"', p_setting);
@@ -66,12 +70,23 @@ BEGIN
 	IF p_pin <> '' THEN
 		v_match := v_match || ' AND tenant_id = ' || quote_literal(p_pin) || '::' || p_type;
 	END IF;
+	-- One probe table per column type and transaction (dropped at its
+	-- end), outside the subtransaction: making a table costs more than the
+	-- policy, and a migration's securing step asks more than once.
+	v_probe := 'tenancy_policy_probe_' || md5(p_type);
+	-- A table of that name that is not the probe (another column type,
+	-- other columns, policies) is replaced.
+	IF (SELECT array_agg(format_type(a.atttypid, a.atttypmod)) FROM pg_attribute a
+			WHERE a.attrelid = to_regclass('pg_temp.' || v_probe) AND a.attnum > 0) IS DISTINCT FROM ARRAY[p_type]
+		OR EXISTS (SELECT FROM pg_policy WHERE polrelid = to_regclass('pg_temp.' || v_probe)) THEN
+		EXECUTE format('DROP TABLE IF EXISTS pg_temp.%I', v_probe);
+		EXECUTE format('CREATE TEMPORARY TABLE %I (tenant_id %s) ON COMMIT DROP', v_probe, p_type);
+	END IF;
 	BEGIN
-		EXECUTE 'CREATE TEMPORARY TABLE tenancy_policy_probe (tenant_id ' || p_type || ')';
-		EXECUTE 'CREATE POLICY probe ON pg_temp.tenancy_policy_probe USING (' || v_match || ') WITH CHECK (' || v_match || ')';
+		EXECUTE format('CREATE POLICY probe ON pg_temp.%I USING (%s) WITH CHECK (%s)', v_probe, v_match, v_match);
 		SELECT pg_get_expr(polqual, polrelid), pg_get_expr(polwithcheck, polrelid) INTO using_expr, check_expr
-			FROM pg_policy WHERE polrelid = 'pg_temp.tenancy_policy_probe'::regclass;
-		RAISE EXCEPTION USING ERRCODE = 'TN900'; -- undo the probe, keep the variables
+			FROM pg_policy WHERE polrelid = ('pg_temp.' || v_probe)::regclass AND polname = 'probe';
+		RAISE EXCEPTION USING ERRCODE = 'TN900'; -- undo the policy, keep the variables
 	EXCEPTION
 		WHEN SQLSTATE 'TN900' THEN NULL;
 		WHEN data_exception THEN using_expr := NULL; check_expr := NULL; -- the pin is no value of the type
@@ -81,7 +96,7 @@ $form$;
 REVOKE ALL ON FUNCTION tenancy.tenant_policy_form(text, text, text) FROM PUBLIC;
 END IF;
 IF to_regprocedure('` + PoliciesFunction + `') IS NULL THEN
-CREATE FUNCTION tenancy.tenant_policies(p_rels oid[], p_pins text[], p_setting text, p_app_role text)
+CREATE FUNCTION tenancy.tenant_policies(p_rels oid[], p_pins text[], p_setting text, p_app_role text, p_forms text[])
 	RETURNS TABLE (rel oid, state text, policy text, detail text)
 	LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $policies$
 DECLARE
@@ -102,6 +117,14 @@ DECLARE
 	v_extra text;
 	p record;
 BEGIN
+	-- Forms the caller probed before (tenancy.tenant_policy_form), as
+	-- (type, pin, USING, WITH CHECK) quadruples: no probe for their types.
+	FOR j IN 0 .. coalesce(cardinality(p_forms), 0) / 4 - 1 LOOP
+		v_keys := v_keys || (p_forms[4 * j + 1] || CASE WHEN p_forms[4 * j + 2] = '' THEN ' shared' ELSE ' pinned' END);
+		v_pins := v_pins || p_forms[4 * j + 2];
+		v_usings := v_usings || p_forms[4 * j + 3];
+		v_checks := v_checks || p_forms[4 * j + 4];
+	END LOOP;
 	FOR i IN 1 .. coalesce(cardinality(p_rels), 0) LOOP
 		rel := p_rels[i];
 		v_pin := coalesce(p_pins[i], '');
@@ -163,6 +186,24 @@ BEGIN
 	END LOOP;
 END
 $policies$;
-REVOKE ALL ON FUNCTION tenancy.tenant_policies(oid[], text[], text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION tenancy.tenant_policies(oid[], text[], text, text, text[]) FROM PUBLIC;
 END IF;
 END $ddl$`
+
+
+// FormsSQL probes, with tenancy.tenant_policy_form, the tenant policy's
+// form for every tenant_id column type of schema's tables, pinned to
+// pinnedID: $1 schema (unquoted), $2 setting, $3 pinned ID. Its one row is
+// the forms argument of tenancy.tenant_policies (see PoliciesDDL), e.g. for
+// a fleet's securing steps: every other tenant's form is this one with the
+// pin replaced, which needs no probe.
+const FormsSQL = `SELECT coalesce(array_agg(x ORDER BY t.n, u.i), '{}') FROM (
+		SELECT row_number() OVER () AS n, typ FROM (SELECT DISTINCT format_type(a.atttypid, a.atttypmod) AS typ
+			FROM pg_depend d
+			JOIN pg_class c ON c.oid = d.objid
+			JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped
+			WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_namespace'::regclass
+				AND d.refobjid = to_regnamespace(quote_ident($1)) AND c.relkind IN ('r', 'p')) types) t,
+		tenancy.tenant_policy_form(t.typ, $2, $3) f,
+		unnest(ARRAY[t.typ, $3, f.using_expr, f.check_expr]) WITH ORDINALITY AS u(x, i)
+	WHERE f.using_expr IS NOT NULL`

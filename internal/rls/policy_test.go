@@ -78,7 +78,7 @@ func TestTenantPolicies(t *testing.T) {
 			t.Fatalf("%s: %v", s, err)
 		}
 	}
-	rels, err := rls.Relations(ctx, owner, "tenant_p", setting, pg.AppRole, "7")
+	rels, err := rls.Relations(ctx, owner, "tenant_p", setting, pg.AppRole, "7", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func TestTenantPolicies(t *testing.T) {
 	// column type and replaced for the others, gives the same answers.
 	rows, _ := owner.Query(ctx, `SELECT p.rel::regclass::text, p.state FROM tenancy.tenant_policies(
 			ARRAY['tenant_p.t_text'::regclass, 'tenant_p.t_other_pin'::regclass, 'tenant_p.t_varchar'::regclass, 'tenant_p.t_bigint'::regclass]::oid[],
-			ARRAY['7', '8', '9', '7'], $1, $2) p`, setting, pg.AppRole)
+			ARRAY['7', '8', '9', '7'], $1, $2, '{}') p`, setting, pg.AppRole)
 	states := map[string]string{}
 	var rel, state string
 	if _, err := pgx.ForEachRow(rows, []any{&rel, &state}, func() error { states[rel] = state; return nil }); err != nil {
@@ -111,9 +111,61 @@ func TestTenantPolicies(t *testing.T) {
 	if diff := cmp.Diff(wantStates, states); diff != "" {
 		t.Errorf("per-table pins (-want +got):\n%s", diff)
 	}
+	// Forms probed before (rls.FormsSQL, pinned to another tenant) give the
+	// same answers with no probe at all: no probe table appears in the
+	// transaction, as one does without them.
+	var forms []string
+	if err := owner.QueryRow(ctx, rls.FormsSQL, "tenant_p", setting, "9").Scan(&forms); err != nil {
+		t.Fatal(err)
+	}
+	if len(forms) != 5*4 {
+		t.Errorf("forms for 5 column types: %q", forms)
+	}
+	for _, seeded := range []bool{true, false} {
+		tx, err := owner.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var f []string
+		if seeded {
+			f = forms
+		}
+		rels, err := rls.Relations(ctx, tx, "tenant_p", setting, pg.AppRole, "7", f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		for _, r := range rels {
+			got[r.Name] = r.Policy
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("seeded %v: states (-want +got):\n%s", seeded, diff)
+		}
+		if err := tx.Rollback(ctx); err != nil {
+			t.Fatal(err)
+		}
+		// A tenant whose policy is the tenant policy: the seeded form, its
+		// pin replaced, confirms it without a probe.
+		tx, err = owner.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var state string
+		var probed bool
+		if err := tx.QueryRow(ctx, `SELECT p.state, to_regclass('pg_temp.tenancy_policy_probe_' || md5('text')) IS NOT NULL
+			FROM tenancy.tenant_policies(ARRAY['tenant_p.t_text'::regclass]::oid[], ARRAY['7'], $1, $2, $3) p`, setting, pg.AppRole, f).Scan(&state, &probed); err != nil {
+			t.Fatal(err)
+		}
+		if state != rls.PolicyOurs || probed == seeded {
+			t.Errorf("seeded %v: %s, probed %v", seeded, state, probed)
+		}
+		if err := tx.Rollback(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// Nothing of the probes is left.
 	var temp int
-	if err := owner.QueryRow(ctx, "SELECT count(*) FROM pg_class WHERE relname = 'tenancy_policy_probe'").Scan(&temp); err != nil || temp != 0 {
+	if err := owner.QueryRow(ctx, `SELECT count(*) FROM pg_class WHERE relname LIKE 'tenancy\_policy\_probe%'`).Scan(&temp); err != nil || temp != 0 {
 		t.Errorf("%d probe tables left (%v)", temp, err)
 	}
 }

@@ -110,10 +110,10 @@ type Queryer interface {
 // which is indexed by the referenced schema (pg_class has no index on
 // relnamespace, so scanning it would grow with the fleet), each table with
 // what its policies mean for the tenant pinnedID under setting and
-// appRole. It needs tenancy.tenant_policies (PoliciesDDL), and a
+// appRole. forms are forms probed before (FormsSQL), or nil. It needs tenancy.tenant_policies (PoliciesDDL), and a
 // transaction that may write (its probe makes and drops a temporary table).
-func Relations(ctx context.Context, q Queryer, schema, setting, appRole, pinnedID string) ([]Relation, error) {
-	rows, _ := q.Query(ctx, RelationsSQL, RelationsArgs(schema, setting, appRole, pinnedID)...)
+func Relations(ctx context.Context, q Queryer, schema, setting, appRole, pinnedID string, forms []string) ([]Relation, error) {
+	rows, _ := q.Query(ctx, RelationsSQL, RelationsArgs(schema, setting, appRole, pinnedID, forms)...)
 	return ScanRelations(rows)
 }
 
@@ -127,7 +127,7 @@ const RelationsSQL = `WITH rels AS MATERIALIZED (
 			AND d.refobjid = to_regnamespace(quote_ident($1)) AND c.relkind IN ('r', 'p', 'S')),
 	policies AS MATERIALIZED (
 		SELECT p.* FROM (SELECT array_agg(oid ORDER BY oid) AS oids FROM rels WHERE relkind <> 'S') r,
-			tenancy.tenant_policies(r.oids, array_fill($4::text, ARRAY[coalesce(cardinality(r.oids), 0)]), $2, $3) p)
+			tenancy.tenant_policies(r.oids, array_fill($4::text, ARRAY[coalesce(cardinality(r.oids), 0)]), $2, $3, $5::text[]) p)
 	SELECT c.relname::text AS relname, c.relkind::text AS relkind,
 			coalesce(format_type(a.atttypid, a.atttypmod), '') AS tenant_type,
 			coalesce(p.state, '') AS state, coalesce(p.detail, '') AS found, c.secured,
@@ -143,9 +143,13 @@ const RelationsSQL = `WITH rels AS MATERIALIZED (
 		ORDER BY c.relname`
 
 // RelationsArgs are the arguments of RelationsSQL: the schema's name
-// (unquoted), the setting, the app role and the pinned tenant ID.
-func RelationsArgs(schema, setting, appRole, pinnedID string) []any {
-	return []any{schema, setting, appRole, pinnedID}
+// (unquoted), the setting, the app role, the pinned tenant ID and the forms
+// of tenancy.tenant_policies (nil for none).
+func RelationsArgs(schema, setting, appRole, pinnedID string, forms []string) []any {
+	if forms == nil {
+		forms = []string{}
+	}
+	return []any{schema, setting, appRole, pinnedID, forms}
 }
 
 // ScanRelations reads the rows of RelationsSQL.
