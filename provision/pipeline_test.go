@@ -132,6 +132,9 @@ func TestCreatePathsAgree(t *testing.T) {
 		`CREATE TABLE "Odd ""Name""" (tenant_id uuid, x int)`,
 		`CREATE TABLE events (tenant_id text NOT NULL, at timestamptz NOT NULL) PARTITION BY RANGE (at)`,
 		`CREATE TABLE events_2026 PARTITION OF events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')`,
+		// A restrictive policy of the builder's stays beside the tenant
+		// policy on every path.
+		`CREATE POLICY not_archived ON projects AS RESTRICTIVE USING (title <> 'archived')`,
 	}
 	paths := builders(stmts...)
 	results := map[string][]confinement{}
@@ -160,8 +163,8 @@ func TestCreatePathsAgree(t *testing.T) {
 	}
 	results["schema builder"] = confinementOf(t, owner, rec, pg.AppRole)
 	want := results["step by step"]
-	if len(want) != 4 {
-		t.Fatalf("step by step: %d tables, want 4: %+v", len(want), want)
+	if len(want) != 5 {
+		t.Fatalf("step by step: %d table policies, want 5 (4 tables, projects with two): %+v", len(want), want)
 	}
 	for path, got := range results {
 		if diff := cmp.Diff(want, got); diff != "" {
