@@ -11,7 +11,6 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
-	dc "github.com/ory/dockertest/v3/docker"
 	"github.com/tenancykit/tenancy/internal/testenv"
 )
 
@@ -27,16 +26,12 @@ func TestServicesRunInContainers(t *testing.T) {
 		t.Skipf("runs in .ci/run's Docker pass (%s=1)", testenv.EnvForceDocker)
 	}
 	ctx := context.Background()
-	client, err := dc.NewClientFromEnv()
-	if err != nil {
-		t.Fatal(err)
-	}
-	inspect := func(svc testenv.Service) *dc.Container {
+	inspect := func(svc testenv.Service) testenv.ContainerInfo {
 		t.Helper()
 		if svc.Source != "docker" || svc.Container == "" {
 			t.Fatalf("%s came from %q, want a container", svc.Name, svc.Source)
 		}
-		c, err := client.InspectContainerWithContext(svc.Container, ctx)
+		c, err := testenv.InspectContainer(ctx, svc.Container)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -45,7 +40,7 @@ func TestServicesRunInContainers(t *testing.T) {
 		}
 		return c
 	}
-	envOf := func(c *dc.Container, name string) string {
+	envOf := func(c testenv.ContainerInfo, name string) string {
 		for _, kv := range c.Config.Env {
 			if v, ok := strings.CutPrefix(kv, name+"="); ok {
 				return v
@@ -55,7 +50,7 @@ func TestServicesRunInContainers(t *testing.T) {
 	}
 	// The container's port: the one its command names on the host network,
 	// else the one published for 5432/6379.
-	portOf := func(c *dc.Container, inner string) string {
+	portOf := func(c testenv.ContainerInfo, inner string) string {
 		if c.HostConfig.NetworkMode == "host" {
 			for i, a := range c.Config.Cmd {
 				if (a == "-p" || a == "--port") && i+1 < len(c.Config.Cmd) {
@@ -64,7 +59,7 @@ func TestServicesRunInContainers(t *testing.T) {
 			}
 			t.Fatalf("no port in %v", c.Config.Cmd)
 		}
-		b := c.NetworkSettings.Ports[dc.Port(inner+"/tcp")]
+		b := c.NetworkSettings.Ports[inner+"/tcp"]
 		if len(b) == 0 {
 			t.Fatalf("nothing published for %s", inner)
 		}
@@ -121,7 +116,26 @@ func TestServicesRunInContainers(t *testing.T) {
 	if got := os.Getenv("REDIS_ADDR"); got != redisSvc.URL {
 		t.Errorf("REDIS_ADDR = %q, want the container's %q", got, redisSvc.URL)
 	}
-	if !slices.Contains([]string{"host", "default", "bridge"}, string(pgc.HostConfig.NetworkMode)) {
+	if !slices.Contains([]string{"host", "default", "bridge"}, pgc.HostConfig.NetworkMode) {
 		t.Errorf("network mode %q", pgc.HostConfig.NetworkMode)
+	}
+}
+
+// TestNoDockerClientInTheModule: the Docker path speaks the Engine API
+// itself, so that no Docker client library (docker/docker, dockertest,
+// logrus, …) reaches the go.sum of a program that imports the library.
+func TestNoDockerClientInTheModule(t *testing.T) {
+	for _, f := range []string{"../../go.mod", "../../go.sum"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			for _, m := range []string{"github.com/docker/", "github.com/ory/dockertest", "github.com/moby/", "github.com/sirupsen/logrus"} {
+				if strings.Contains(line, m) {
+					t.Errorf("%s requires %q", f, strings.TrimSpace(line))
+				}
+			}
+		}
 	}
 }

@@ -21,7 +21,10 @@
 //     each server on a free loopback port that testenv picks and passes as
 //     its command's arguments (for an engine without a bridge, as in CI).
 //
-// DOCKER_HOST selects the engine, as for the docker CLI.
+// DOCKER_HOST selects the engine, as for the docker CLI: a unix socket (the
+// default, /var/run/docker.sock) or tcp:// without TLS. testenv speaks the
+// Engine API itself (engine.go), so the module requires no Docker client
+// library and none reaches its users' go.sum.
 //
 // Tests never use the admin connection for the code under test. Each test
 // binary (one per package) gets its own database and two roles from
@@ -45,8 +48,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/ory/dockertest/v3"
-	dc "github.com/ory/dockertest/v3/docker"
 	"github.com/redis/rueidis"
 )
 
@@ -243,19 +244,18 @@ func pingRedis(ctx context.Context, addr string) error {
 	return client.Do(ctx, client.B().Ping().Build()).Error()
 }
 
-// dockerPool is shared by every container this process starts.
-var dockerPool = sync.OnceValues(func() (*dockertest.Pool, error) {
-	pool, err := dockertest.NewPool("")
+// dockerEngine is shared by every container this process starts.
+var dockerEngine = sync.OnceValues(func() (*engine, error) {
+	e, err := newEngine()
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
 	defer cancel()
-	if err := pool.Client.PingWithContext(ctx); err != nil {
+	if err := e.ping(ctx); err != nil {
 		return nil, fmt.Errorf("no Docker engine answered: %w", err)
 	}
-	pool.MaxWait = 60 * time.Second
-	return pool, nil
+	return e, nil
 })
 
 // container describes a server to start in Docker.
@@ -277,10 +277,9 @@ type started struct {
 }
 
 // startContainer runs c's image, waits until ping answers and returns the
-// address built by addr. An absent image is pulled with a deadline, since
-// dockertest alone would wait for a pull forever.
+// address built by addr. An absent image is pulled with a deadline.
 func startContainer(ctx context.Context, c container) (started, error) {
-	pool, err := dockerPool()
+	e, err := dockerEngine()
 	if err != nil {
 		return started{}, err
 	}
@@ -288,51 +287,54 @@ func startContainer(ctx context.Context, c container) (started, error) {
 	if !ok {
 		tag = "latest"
 	}
-	if _, err := pool.Client.InspectImage(repo + ":" + tag); err != nil {
+	image := repo + ":" + tag
+	if has, err := e.hasImage(ctx, image); err != nil {
+		return started{}, fmt.Errorf("inspect %s: %w", image, err)
+	} else if !has {
 		pullCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-		err := pool.Client.PullImage(dc.PullImageOptions{Repository: repo, Tag: tag, Context: pullCtx}, dc.AuthConfiguration{})
+		err := e.pull(pullCtx, repo, tag)
 		cancel()
 		if err != nil {
-			return started{}, fmt.Errorf("pull %s:%s: %w", repo, tag, err)
+			return started{}, fmt.Errorf("pull %s: %w", image, err)
 		}
 	}
-	opts := &dockertest.RunOptions{Repository: repo, Tag: tag, Env: c.env,
-		Labels: map[string]string{ContainerLabel: "1"}}
-	host := os.Getenv(EnvDockerNetwork) == "host"
+	spec := runSpec{image: image, env: c.env, labels: map[string]string{ContainerLabel: "1"}, port: c.port,
+		host: os.Getenv(EnvDockerNetwork) == "host"}
 	var hostPort string
-	if host {
+	if spec.host {
 		if hostPort, err = freePort(); err != nil {
 			return started{}, err
 		}
-		opts.Cmd = c.cmd(hostPort)
-	} else {
-		opts.ExposedPorts = []string{c.port + "/tcp"}
+		spec.cmd = c.cmd(hostPort)
 	}
-	res, err := pool.RunWithOptions(opts, func(hc *dc.HostConfig) {
-		hc.AutoRemove = true
-		hc.RestartPolicy = dc.RestartPolicy{Name: "no"}
-		if host {
-			hc.NetworkMode = "host"
-			hc.PortBindings = nil
-		}
-	})
+	id, err := e.run(ctx, spec)
 	if err != nil {
 		return started{}, fmt.Errorf("run %s: %w", c.image, err)
 	}
-	track(res.Container.ID)
+	track(id)
 	closeFn := func() {
-		_ = pool.Purge(res)
-		untrack(res.Container.ID)
+		_ = e.remove(context.Background(), id)
+		untrack(id)
 	}
-	if !host {
-		hostPort = res.GetPort(c.port + "/tcp")
+	if !spec.host {
+		info, err := e.inspect(ctx, id)
+		if err != nil {
+			closeFn()
+			return started{}, fmt.Errorf("inspect %s: %w", c.image, err)
+		}
+		b := info.NetworkSettings.Ports[c.port+"/tcp"]
+		if len(b) == 0 {
+			closeFn()
+			return started{}, fmt.Errorf("%s: port %s was not published", c.image, c.port)
+		}
+		hostPort = b[0].HostPort
 	}
 	url := c.addr(net.JoinHostPort("127.0.0.1", hostPort))
-	if err := pool.Retry(func() error { return c.ping(ctx, url) }); err != nil {
+	if err := retry(ctx, 60*time.Second, func() error { return c.ping(ctx, url) }); err != nil {
 		closeFn()
 		return started{}, fmt.Errorf("%s did not become ready at %s: %w", c.image, url, err)
 	}
-	return started{id: res.Container.ID, url: url, close: closeFn}, nil
+	return started{id: id, url: url, close: closeFn}, nil
 }
 
 // freePort returns a loopback port nothing listens on now.
@@ -358,14 +360,14 @@ func untrack(id string) { running.Lock(); delete(running.ids, id); running.Unloc
 
 // removeRunning force-removes every container this process started.
 func removeRunning() {
-	pool, err := dockerPool()
+	e, err := dockerEngine()
 	if err != nil {
 		return
 	}
 	running.Lock()
 	defer running.Unlock()
 	for id := range running.ids {
-		_ = pool.Client.RemoveContainer(dc.RemoveContainerOptions{ID: id, Force: true, RemoveVolumes: true})
+		_ = e.remove(context.Background(), id)
 		delete(running.ids, id)
 	}
 }
