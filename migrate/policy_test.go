@@ -115,6 +115,14 @@ func TestPolicyByMeaning(t *testing.T) {
 					if err == nil && tag.RowsAffected() != 0 {
 						t.Errorf("%s: %s updated %d of the other tenant's rows", a.name, tn.Slug, tag.RowsAffected())
 					}
+					if path == "goose" && a.want != nil {
+						// goose committed the migration: the refused table
+						// fails closed for the app role, its own tenant too.
+						_, err := pool.Exec(ctxFor(tn), "SELECT count(*) FROM "+pgx.Identifier{pgtenant.SchemaName(tn), a.table}.Sanitize())
+						if !isCode(err, "42501") {
+							t.Errorf("%s: %s reads its refused table: %v, want 42501", a.name, tn.Slug, err)
+						}
+					}
 					if a.want == nil {
 						// Secured again: the tenant still reads its own row.
 						var mine int
