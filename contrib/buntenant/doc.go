@@ -23,7 +23,7 @@
 //		Body     string
 //	}
 //
-// Without nullzero bun inserts tenant_id = '' and the policy's WITH CHECK
+// Without nullzero bun inserts an empty tenant_id and the policy's WITH CHECK
 // refuses the row (42501).
 //
 // # Migrations

@@ -190,7 +190,6 @@ REVOKE ALL ON FUNCTION tenancy.tenant_policies(oid[], text[], text, text, text[]
 END IF;
 END $ddl$`
 
-
 // FormsSQL probes, with tenancy.tenant_policy_form, the tenant policy's
 // form for every tenant_id column type of schema's tables, pinned to
 // pinnedID: $1 schema (unquoted), $2 setting, $3 pinned ID. Its one row is

@@ -103,7 +103,9 @@ func (e *engine) do(ctx context.Context, method, path string, query url.Values, 
 	return json.NewDecoder(resp.Body).Decode(out)
 }
 
-func (e *engine) ping(ctx context.Context) error { return e.do(ctx, http.MethodGet, "/_ping", nil, nil, nil) }
+func (e *engine) ping(ctx context.Context) error {
+	return e.do(ctx, http.MethodGet, "/_ping", nil, nil, nil)
+}
 
 // hasImage reports whether the engine holds image (repository:tag).
 func (e *engine) hasImage(ctx context.Context, image string) (bool, error) {
