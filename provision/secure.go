@@ -125,8 +125,8 @@ REVOKE ALL ON FUNCTION tenancy.secure_schema(text, text, text, text) FROM PUBLIC
 // securePolicies is registry version 4: the tenant policy recognised by
 // its meaning. It installs tenancy.tenant_policies (rls.PoliciesDDL) and
 // adds tenancy.schema_plan and tenancy.secure_schema taking the forms of
-// tenancy.tenant_policies as a fifth argument (the version 3 functions now
-// call them with none); schema_plan reads rls.RelationsSQL itself (the very
+// tenancy.tenant_policies as a fifth argument (the version 3 functions are
+// replaced by calls of these with none, so one body of each runs); schema_plan reads rls.RelationsSQL itself (the very
 // query rls.Plan reads) and plans as rls.Plan does: tables whose
 // policy carries the tenant policy's name but not its meaning, or that have
 // another permissive policy, are foreign (tenancy.secure_schema refuses
@@ -225,7 +225,11 @@ BEGIN
 	END LOOP;
 END
 $secure$;
-REVOKE ALL ON FUNCTION tenancy.secure_schema(text, text, text, text, text[]) FROM PUBLIC`
+REVOKE ALL ON FUNCTION tenancy.secure_schema(text, text, text, text, text[]) FROM PUBLIC;
+CREATE OR REPLACE FUNCTION tenancy.secure_schema(p_schema text, p_setting text, p_app_role text, p_pinned_id text)
+	RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $secure4$
+	SELECT tenancy.secure_schema(p_schema, p_setting, p_app_role, p_pinned_id, '{}'::text[])
+$secure4$`
 
 // quoteLiteral quotes s as an SQL string literal.
 func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
