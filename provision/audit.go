@@ -65,8 +65,13 @@ const systemSchemas = "('pg_catalog', 'information_schema', 'pg_toast', 'tenancy
 // whose default draws from a sequence (sequences are beyond RLS);
 // single-column foreign keys between shared tenant tables (an existence
 // oracle too); tenant tables named like a relation of the shared schema
-// public (one missing migration away from reaching it). An empty result
-// means none of these was found.
+// public (one missing migration away from reaching it); tenancy's own
+// functions (tenancy.tenant_policies, tenant_policy_form, schema_plan,
+// secure_schema) missing or no longer what this version installs
+// ("tenancy-function-missing", "tenancy-function-altered": a migration runs
+// as the owner of schema tenancy and could replace one; Audit judges the
+// tables with its own copy, made in pg_temp, so a replaced one cannot hide
+// them). An empty result means none of these was found.
 //
 // Audit writes nothing that stays: comparing policies makes and drops a
 // temporary table inside a subtransaction, so the owner role needs the
@@ -76,7 +81,7 @@ func (r *Registry) Audit(ctx context.Context) ([]Finding, error) {
 	var out []Finding
 	for _, check := range []func(context.Context) ([]Finding, error){
 		r.auditTables, r.auditAppRole, r.auditPublicCreate, r.auditDefiners, r.auditRegistry, r.auditUnique,
-		r.auditSequences, r.auditShape,
+		r.auditSequences, r.auditShape, r.auditFunctions,
 	} {
 		f, err := check(ctx)
 		if err != nil {
@@ -100,8 +105,21 @@ func (r *Registry) sharedTables() []string {
 // meaning (tenancy.tenant_policies, the definition the securing step uses),
 // no other permissive policy, no privilege granted to PUBLIC, and an owner
 // other than the app role.
-func (r *Registry) auditTables(ctx context.Context) ([]Finding, error) {
-	rows, _ := r.cfg.Owner.Query(ctx, `WITH rels AS MATERIALIZED (
+//
+// The meaning is decided by Audit's own copy of tenancy.tenant_policies,
+// made in pg_temp for this transaction and rolled back with it, so a copy
+// in schema tenancy that a migration replaced cannot hide a table
+// (auditFunctions reports the replacement).
+func (r *Registry) auditTables(ctx context.Context) (out []Finding, err error) {
+	tx, err := r.cfg.Owner.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if err := rls.ExecEach(ctx, tx.Conn().PgConn(), []string{strings.ReplaceAll(rls.PoliciesDDL, "tenancy.", "pg_temp.")}); err != nil {
+		return nil, fmt.Errorf("make the policy functions in pg_temp: %w", err)
+	}
+	rows, _ := tx.Query(ctx, `WITH rels AS MATERIALIZED (
 			SELECT c.oid, format('%I.%I', n.nspname, c.relname) AS name, c.relrowsecurity, c.relforcerowsecurity,
 				pg_get_userbyid(c.relowner) = $2 AS app_owns, t.id AS pin,
 				coalesce((SELECT string_agg(DISTINCT a.privilege_type, ', ') FROM aclexplode(c.relacl) a WHERE a.grantee = 0), '') AS public_privs
@@ -122,14 +140,13 @@ func (r *Registry) auditTables(ctx context.Context) ([]Finding, error) {
 			WHERE c.oid IN (SELECT to_regclass(x) FROM unnest($3::text[]) x)),
 		policies AS MATERIALIZED (
 			SELECT p.* FROM (SELECT array_agg(oid ORDER BY oid) AS oids, array_agg(pin ORDER BY oid) AS pins FROM rels) x,
-				tenancy.tenant_policies(x.oids, x.pins, $1, $2, '{}') p)
+				pg_temp.tenant_policies(x.oids, x.pins, $1, $2, '{}') p)
 		SELECT r.name, r.relrowsecurity, r.relforcerowsecurity, coalesce(p.state, ''), coalesce(p.detail, ''), r.app_owns, r.public_privs
 		FROM rels r LEFT JOIN policies p ON p.rel = r.oid
 		ORDER BY 1`, r.cfg.Setting, r.cfg.AppRole, r.sharedTables())
-	var out []Finding
 	var name, state, found, publicPrivs string
 	var enabled, forced, appOwns bool
-	_, err := pgx.ForEachRow(rows, []any{&name, &enabled, &forced, &state, &found, &appOwns, &publicPrivs}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&name, &enabled, &forced, &state, &found, &appOwns, &publicPrivs}, func() error {
 		if !enabled {
 			out = append(out, Finding{"rls-disabled", name, "row level security is not enabled: every tenant's rows are visible", "ALTER TABLE " + name + " ENABLE ROW LEVEL SECURITY"})
 		}
@@ -402,4 +419,48 @@ func collectFindings(rows pgx.Rows, f func(string) Finding) ([]Finding, error) {
 		out = append(out, f(n))
 	}
 	return out, nil
+}
+
+// tenancyFunctions are the server functions the tenant policy's definition
+// and the securing step live in, with the bodies this version creates them
+// with (pg_proc.prosrc).
+func tenancyFunctions() map[string]string {
+	out := rls.PolicyFunctions()
+	out["tenancy.schema_plan(text,text,text,text,text[])"] = rls.Body(securePolicies, "$plan$")
+	out["tenancy.schema_plan(text,text,text,text)"] = rls.Body(securePolicies, "$plan4$")
+	out["tenancy.secure_schema(text,text,text,text,text[])"] = rls.Body(securePolicies, "$secure$")
+	out["tenancy.secure_schema(text,text,text,text)"] = rls.Body(securePolicies, "$secure4$")
+	return out
+}
+
+// auditFunctions reports tenancy's own functions that are missing or no
+// longer what tenancy installed (body, search_path, SECURITY DEFINER): a
+// migration runs as the owner of schema tenancy and could replace one, and
+// the securing steps and this Audit decide through them.
+func (r *Registry) auditFunctions(ctx context.Context) ([]Finding, error) {
+	var names, bodies []string
+	for name, body := range tenancyFunctions() {
+		names, bodies = append(names, name), append(bodies, body)
+	}
+	rows, _ := r.cfg.Owner.Query(ctx, `SELECT e.name, p.oid IS NULL,
+			coalesce(p.prosrc = e.body AND p.proconfig = ARRAY['search_path=pg_catalog, pg_temp'] AND NOT p.prosecdef, false)
+		FROM unnest($1::text[], $2::text[]) AS e(name, body)
+		LEFT JOIN pg_proc p ON p.oid = to_regprocedure(e.name)
+		ORDER BY 1`, names, bodies)
+	var out []Finding
+	var name string
+	var missing, same bool
+	_, err := pgx.ForEachRow(rows, []any{&name, &missing, &same}, func() error {
+		switch {
+		case missing:
+			out = append(out, Finding{"tenancy-function-missing", name, "a function of tenancy's securing step is missing: Create and migrations fail",
+				"restore it from this version of tenancy (provision's registry, internal/rls), e.g. in a fresh database's pg_dump of schema tenancy"})
+		case !same:
+			out = append(out, Finding{"tenancy-function-altered", name,
+				"the function is not the one tenancy installs (its body, search_path or SECURITY DEFINER differ): the securing steps and this Audit decide through it",
+				"find who changed it (a migration runs as the owner of schema tenancy), and restore it from this version of tenancy (provision's registry, internal/rls)"})
+		}
+		return nil
+	})
+	return out, err
 }

@@ -1,5 +1,7 @@
 package rls
 
+import "strings"
+
 // The states tenancy.tenant_policies gives a table: what its policies mean,
 // whatever they are called.
 const (
@@ -56,7 +58,7 @@ const PoliciesFunction = "tenancy.tenant_policies(oid[],text[],text,text,text[])
 // The functions are never edited: a change gets new names (and a new
 // registry version in provision).
 const PoliciesDDL = `DO $ddl$ BEGIN
-IF to_regprocedure('tenancy.tenant_policy_form(text,text,text)') IS NULL THEN
+IF to_regprocedure('` + formFunction + `') IS NULL THEN
 CREATE FUNCTION tenancy.tenant_policy_form(p_type text, p_setting text, p_pin text, OUT using_expr text, OUT check_expr text)
 	LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $form$
 DECLARE
@@ -206,3 +208,34 @@ const FormsSQL = `SELECT coalesce(array_agg(x ORDER BY t.n, u.i), '{}') FROM (
 		tenancy.tenant_policy_form(t.typ, $2, $3) f,
 		unnest(ARRAY[t.typ, $3, f.using_expr, f.check_expr]) WITH ORDINALITY AS u(x, i)
 	WHERE f.using_expr IS NOT NULL`
+
+// The functions PoliciesDDL creates, as to_regprocedure names them.
+const formFunction = "tenancy.tenant_policy_form(text,text,text)"
+
+// Body returns the text between the first pair of dollar-quote tags tag
+// ("$form$") in sql: what pg_proc.prosrc holds for a function created with
+// it. It panics when sql has no such pair (a programming error).
+func Body(sql, tag string) string {
+	i := strings.Index(sql, "AS "+tag)
+	if i < 0 {
+		panic("rls: no body quoted with " + tag)
+	}
+	rest := sql[i+len("AS "+tag):]
+	j := strings.Index(rest, tag)
+	if j < 0 {
+		panic("rls: no end of the body quoted with " + tag)
+	}
+	return rest[:j]
+}
+
+// PolicyFunctions are the functions of PoliciesDDL by regprocedure name,
+// with the body (pg_proc.prosrc) each is created with: what the server must
+// still hold for the tenant policy's definition to be tenancy's (a function
+// replaced by a migration, which runs as the owner of schema tenancy, would
+// decide for Audit and the securing steps). provision's Audit compares them.
+func PolicyFunctions() map[string]string {
+	return map[string]string{
+		formFunction:     Body(PoliciesDDL, "$form$"),
+		PoliciesFunction: Body(PoliciesDDL, "$policies$"),
+	}
+}
