@@ -300,13 +300,21 @@ func (m *Migrator) UpAll(ctx context.Context, tenants TenantSource) (Report, err
 			rep.Skipped++
 		}
 	}
-	forms, err := m.policyForms(ctx, todo)
-	if err != nil {
-		return Report{}, err
-	}
+	// The tenant policy's forms are probed beside the first tenants, not
+	// before them: they only spare later tenants' securing checks a probe
+	// (a tenant without them probes itself), so neither a slow probe nor a
+	// failed one holds the fleet up.
+	// UpAll returns once the probe is cancelled and done.
 	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	formsDone := make(chan struct{})
+	go func(ctx context.Context) {
+		defer close(formsDone)
+		if _, err := m.policyForms(ctx, todo); err != nil {
+			m.cfg.Logger.DebugContext(ctx, "tenant policy forms not probed; each tenant probes its own", "error", err)
+		}
+	}(ctx)
+	defer func() { cancel(); <-formsDone }()
 	// Workers are connections, reused tenant after tenant; errgroup bounds
 	// how many tenants run at once, hence how many workers exist.
 	workers := make(chan *worker, m.cfg.Concurrency)
@@ -334,7 +342,7 @@ func (m *Migrator) UpAll(ctx context.Context, tenants TenantSource) (Report, err
 				w = m.newWorker()
 			}
 			defer func() { workers <- w }()
-			res := m.upOne(ctx, w, job, secure, forms)
+			res := m.upOne(ctx, w, job, secure, m.policyFormsKnown())
 			mu.Lock()
 			defer mu.Unlock()
 			rep.Results = append(rep.Results, res)
@@ -432,4 +440,12 @@ func (m *Migrator) policyForms(ctx context.Context, todo []TenantStatus) ([]stri
 		return forms, nil
 	}
 	return nil, nil
+}
+
+// policyFormsKnown returns the forms probed so far, or nil.
+func (m *Migrator) policyFormsKnown() []string {
+	if f := m.forms.Load(); f != nil {
+		return *f
+	}
+	return nil
 }
