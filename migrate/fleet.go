@@ -410,11 +410,8 @@ func upLatest(ctx context.Context) func(*goose.Provider) ([]*goose.MigrationResu
 // is probed in its own securing step. The forms are kept for the
 // Migrator's later runs.
 func (m *Migrator) policyForms(ctx context.Context, todo []TenantStatus) ([]string, error) {
-	if f := m.forms.Load(); f != nil {
-		return *f, nil // probed by an earlier run of this Migrator
-	}
-	if len(todo) == 0 {
-		return nil, nil
+	if f := m.policyFormsKnown(); f != nil || len(todo) == 0 {
+		return f, nil
 	}
 	conn, err := pgx.ConnectConfig(ctx, m.cfg.ConnConfig)
 	if err != nil {
@@ -425,21 +422,35 @@ func (m *Migrator) policyForms(ctx context.Context, todo []TenantStatus) ([]stri
 		if s.Tenant.Validate() != nil {
 			continue
 		}
-		var forms []string
-		var exists bool
-		if err := conn.QueryRow(ctx, "SELECT to_regnamespace(quote_ident($1)) IS NOT NULL", pgtenant.SchemaName(s.Tenant)).Scan(&exists); err != nil {
-			return nil, fmt.Errorf("migrate: %w", err)
-		}
-		if !exists {
-			continue
-		}
-		if err := conn.QueryRow(ctx, rls.FormsSQL, pgtenant.SchemaName(s.Tenant), m.cfg.Setting, s.Tenant.ID).Scan(&forms); err != nil {
+		forms, err := m.formsFor(ctx, conn, s.Tenant)
+		if err != nil {
 			return nil, fmt.Errorf("migrate: probe the tenant policy: %w", err)
 		}
-		m.forms.Store(&forms)
-		return forms, nil
+		if len(forms) > 0 {
+			return forms, nil
+		}
 	}
 	return nil, nil
+}
+
+// formsFor returns the tenant policy's forms m knows, or probes them on q
+// for t's schema (rls.FormsSQL) and keeps them for the Migrator's other
+// securing steps, which replace the pin instead of probing. A schema that
+// is missing or holds no table gives none, and none are kept.
+func (m *Migrator) formsFor(ctx context.Context, q interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}, t tenant.Tenant) ([]string, error) {
+	if f := m.policyFormsKnown(); f != nil {
+		return f, nil
+	}
+	var forms []string
+	if err := q.QueryRow(ctx, rls.FormsSQL, pgtenant.SchemaName(t), m.cfg.Setting, t.ID).Scan(&forms); err != nil {
+		return nil, err
+	}
+	if len(forms) > 0 {
+		m.forms.Store(&forms)
+	}
+	return forms, nil
 }
 
 // policyFormsKnown returns the forms probed so far, or nil.

@@ -377,16 +377,9 @@ func (m *Migrator) secure(ctx context.Context, w *worker, t tenant.Tenant, schem
 		if err := m.ensureSummary(ctx, pc); err != nil {
 			return err
 		}
-		// The tenant policy's forms, probed once per Migrator (rls.FormsSQL):
-		// another tenant's securing step replaces the pin instead of probing.
-		var forms []string
-		if f := m.forms.Load(); f != nil {
-			forms = *f
-		} else {
-			if err := pc.QueryRow(ctx, rls.FormsSQL, schema, m.cfg.Setting, t.ID).Scan(&forms); err != nil {
-				return err
-			}
-			m.forms.Store(&forms)
+		forms, err := m.formsFor(ctx, pc, t)
+		if err != nil {
+			return err
 		}
 		rels, err := rls.Relations(ctx, pc, schema, m.cfg.Setting, m.cfg.AppRole, t.ID, forms)
 		if err != nil {

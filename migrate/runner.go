@@ -161,12 +161,7 @@ func (m *Migrator) runFast(ctx context.Context, w *worker, t tenant.Tenant, from
 		// Securing runs when a table lacks the tenant policy by meaning, or
 		// its row level security is off, as rls.Pending decides for goose's
 		// path (an ALTER or an index needs none).
-		add(`SELECT tenancy.secure_schema($1, $2, $3, $4, $5::text[]) FROM (SELECT ARRAY(SELECT c.oid FROM pg_depend d JOIN pg_class c ON c.oid = d.objid
-				WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_namespace'::regclass
-					AND d.refobjid = to_regnamespace(quote_ident($1)) AND c.relkind IN ('r', 'p') AND c.relname <> 'goose_db_version') AS oids) r
-			WHERE EXISTS (SELECT FROM tenancy.tenant_policies(r.oids, array_fill($4::text, ARRAY[cardinality(r.oids)]), $2, $3, $5::text[]) p
-				JOIN pg_class c ON c.oid = p.rel
-				WHERE p.state <> '`+rls.PolicyOurs+`' OR NOT (c.relrowsecurity AND c.relforcerowsecurity))`,
+		add(`SELECT tenancy.secure_schema($1, $2, $3, $4, $5::text[]) WHERE `+rls.PendingSQL,
 			res.Schema, m.cfg.Setting, m.cfg.AppRole, t.ID, textArray(forms))
 		qs = append(qs, summary)
 		if citus {
@@ -388,18 +383,15 @@ func gooseTable(table string, citus bool) []string {
 	}
 }
 
-// textArray is ss in the text format of a PostgreSQL text[] parameter.
+// textArray is ss in the text format of a PostgreSQL text[] parameter, as
+// pgx encodes it (the runner sends its arguments as text).
 func textArray(ss []string) string {
-	var b strings.Builder
-	b.WriteByte('{')
-	for i, s := range ss {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteByte('"')
-		b.WriteString(strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s))
-		b.WriteByte('"')
+	if ss == nil {
+		ss = []string{}
 	}
-	b.WriteByte('}')
-	return b.String()
+	b, err := pgtype.NewMap().Encode(pgtype.TextArrayOID, pgtype.TextFormatCode, ss, nil)
+	if err != nil {
+		panic("migrate: encode text[]: " + err.Error()) // []string always encodes
+	}
+	return string(b)
 }

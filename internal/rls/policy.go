@@ -200,11 +200,8 @@ END $ddl$`
 // pin replaced, which needs no probe.
 const FormsSQL = `SELECT coalesce(array_agg(x ORDER BY t.n, u.i), '{}') FROM (
 		SELECT row_number() OVER () AS n, typ FROM (SELECT DISTINCT format_type(a.atttypid, a.atttypmod) AS typ
-			FROM pg_depend d
-			JOIN pg_class c ON c.oid = d.objid
-			JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped
-			WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_namespace'::regclass
-				AND d.refobjid = to_regnamespace(quote_ident($1)) AND c.relkind IN ('r', 'p')) types) t,
+			FROM (SELECT c.oid ` + schemaRelations + ` AND c.relkind IN ('r', 'p')) c
+			JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped) types) t,
 		tenancy.tenant_policy_form(t.typ, $2, $3) f,
 		unnest(ARRAY[t.typ, $3, f.using_expr, f.check_expr]) WITH ORDINALITY AS u(x, i)
 	WHERE f.using_expr IS NOT NULL`

@@ -122,9 +122,7 @@ func Relations(ctx context.Context, q Queryer, schema, setting, appRole, pinnedI
 // ScanRelations.
 const RelationsSQL = `WITH rels AS MATERIALIZED (
 		SELECT c.oid, c.relname, c.relkind, c.relrowsecurity AND c.relforcerowsecurity AS secured
-		FROM pg_depend d JOIN pg_class c ON c.oid = d.objid
-		WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_namespace'::regclass
-			AND d.refobjid = to_regnamespace(quote_ident($1)) AND c.relkind IN ('r', 'p', 'S')),
+		` + schemaRelations + ` AND c.relkind IN ('r', 'p', 'S')),
 	policies AS MATERIALIZED (
 		SELECT p.* FROM (SELECT array_agg(oid ORDER BY oid) AS oids FROM rels WHERE relkind <> 'S') r,
 			tenancy.tenant_policies(r.oids, array_fill($4::text, ARRAY[coalesce(cardinality(r.oids), 0)]), $2, $3, $5::text[]) p)
@@ -141,6 +139,24 @@ const RelationsSQL = `WITH rels AS MATERIALIZED (
 		LEFT JOIN policies p ON p.rel = c.oid
 		LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped
 		ORDER BY c.relname`
+
+// schemaRelations is the FROM and WHERE clause of the relations c of the
+// schema named $1 (unquoted), through pg_depend (see Relations); callers
+// add their relkind filter.
+const schemaRelations = `FROM pg_depend d JOIN pg_class c ON c.oid = d.objid
+		WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_namespace'::regclass
+			AND d.refobjid = to_regnamespace(quote_ident($1))`
+
+// PendingSQL is an SQL condition, true when Pending would be for the
+// schema's relations as RelationsSQL reads them (same arguments, $1 to $5):
+// a table other than goose's whose policies are not the tenant policy by
+// meaning or whose row level security is off. It reads only what the
+// decision needs, for a server-side securing step.
+const PendingSQL = `EXISTS (SELECT FROM (SELECT ARRAY(SELECT c.oid ` + schemaRelations + `
+			AND c.relkind IN ('r', 'p') AND c.relname <> 'goose_db_version') AS oids) r,
+		tenancy.tenant_policies(r.oids, array_fill($4::text, ARRAY[cardinality(r.oids)]), $2, $3, $5::text[]) p
+		JOIN pg_class c ON c.oid = p.rel
+		WHERE p.state <> '` + PolicyOurs + `' OR NOT (c.relrowsecurity AND c.relforcerowsecurity))`
 
 // RelationsArgs are the arguments of RelationsSQL: the schema's name
 // (unquoted), the setting, the app role, the pinned tenant ID and the forms
