@@ -410,7 +410,9 @@ func upLatest(ctx context.Context) func(*goose.Provider) ([]*goose.MigrationResu
 // is probed in its own securing step. The forms are kept for the
 // Migrator's later runs.
 func (m *Migrator) policyForms(ctx context.Context, todo []TenantStatus) ([]string, error) {
-	if f := m.policyFormsKnown(); f != nil || len(todo) == 0 {
+	// With one tenant there is no other to spare a probe: it probes itself,
+	// and no second connection competes with it.
+	if f := m.policyFormsKnown(); f != nil || len(todo) < 2 {
 		return f, nil
 	}
 	conn, err := pgx.ConnectConfig(ctx, m.cfg.ConnConfig)
