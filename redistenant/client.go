@@ -2,6 +2,7 @@ package redistenant
 
 import (
 	"context"
+	"github.com/tenancykit/tenancy/internal/redisconfine"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -96,7 +97,7 @@ func (c *Client) B() rueidis.Builder { return c.builder }
 
 // Do sends cmd confined to the context's tenant.
 func (c *Client) Do(ctx context.Context, cmd rueidis.Completed) rueidis.RedisResult {
-	cmd, _, err := c.confine(ctx, cmd, useShared)
+	cmd, _, err := c.confine(ctx, cmd, redisconfine.Shared)
 	if err != nil {
 		return rueidis.NewErrorResult(err)
 	}
@@ -113,7 +114,7 @@ func (c *Client) DoMulti(ctx context.Context, multi ...rueidis.Completed) []ruei
 	if err := checkBlocks(multi); err != nil {
 		return errResults(len(multi), err)
 	}
-	if err := c.confineAll(ctx, multi, useMulti); err != nil {
+	if err := c.confineAll(ctx, multi, redisconfine.Multi); err != nil {
 		return errResults(len(multi), err)
 	}
 	return c.c.DoMulti(ctx, multi...)
@@ -145,7 +146,7 @@ func (c *Client) DoMultiCache(ctx context.Context, multi ...rueidis.CacheableTTL
 
 // DoStream sends cmd confined to the context's tenant and streams its reply.
 func (c *Client) DoStream(ctx context.Context, cmd rueidis.Completed) rueidis.RedisResultStream {
-	cmd, _, err := c.confine(ctx, cmd, useShared)
+	cmd, _, err := c.confine(ctx, cmd, redisconfine.Shared)
 	if err != nil {
 		return rueidis.NewErrorResultStream(err)
 	}
@@ -155,7 +156,7 @@ func (c *Client) DoStream(ctx context.Context, cmd rueidis.Completed) rueidis.Re
 // DoMultiStream is DoStream for several commands; if any is refused, none is
 // sent.
 func (c *Client) DoMultiStream(ctx context.Context, multi ...rueidis.Completed) rueidis.MultiRedisResultStream {
-	if err := c.confineAll(ctx, multi, useShared); err != nil {
+	if err := c.confineAll(ctx, multi, redisconfine.Shared); err != nil {
 		return rueidis.NewErrorResultStream(err)
 	}
 	return c.c.DoMultiStream(ctx, multi...)
@@ -164,7 +165,7 @@ func (c *Client) DoMultiStream(ctx context.Context, multi ...rueidis.Completed) 
 // Receive subscribes confined to the context's tenant: channels and patterns
 // get the tenant's prefix, and fn sees them without it.
 func (c *Client) Receive(ctx context.Context, subscribe rueidis.Completed, fn func(msg rueidis.PubSubMessage)) error {
-	subscribe, prefix, err := c.confine(ctx, subscribe, useReceive)
+	subscribe, prefix, err := c.confine(ctx, subscribe, redisconfine.Receive)
 	if err != nil {
 		return err
 	}
@@ -227,7 +228,7 @@ func (c *Client) Strip(ctx context.Context, key string) (string, bool) {
 	return strings.CutPrefix(key, c.prefix(t))
 }
 
-func (c *Client) confineAll(ctx context.Context, multi []rueidis.Completed, use usage) error {
+func (c *Client) confineAll(ctx context.Context, multi []rueidis.Completed, use redisconfine.Usage) error {
 	for i := range multi {
 		cmd, _, err := c.confine(ctx, multi[i], use)
 		if err != nil {
@@ -240,37 +241,37 @@ func (c *Client) confineAll(ctx context.Context, multi []rueidis.Completed, use 
 
 // confine rewrites cmd into the context tenant's namespace and returns it
 // with the prefix used.
-func (c *Client) confine(ctx context.Context, cmd rueidis.Completed, use usage) (rueidis.Completed, string, error) {
+func (c *Client) confine(ctx context.Context, cmd rueidis.Completed, use redisconfine.Usage) (rueidis.Completed, string, error) {
 	t, err := tenant.Require(ctx)
 	if err != nil {
 		return cmd, "", err
 	}
 	prefix := c.prefix(t)
 	args := cmd.Commands()
-	p, err := planFor(args, use)
+	p, err := redisconfine.For(args, use, alternatives)
 	if err != nil {
 		return cmd, "", err
 	}
 	if c.cluster {
 		clusterSlot(completedSlot(&cmd))
 	}
-	if p.len() == 0 && !p.matchAll {
+	if p.Len() == 0 && !p.MatchAll {
 		return cmd, prefix, nil
 	}
-	if pinnedCompleted(&cmd) || p.matchAll {
+	if pinnedCompleted(&cmd) || p.MatchAll {
 		if strings.HasSuffix(strings.ToUpper(args[0]), "SUBSCRIBE") {
 			return cmd, "", unsupported(strings.ToUpper(args[0]), "a pinned subscribe command cannot be copied; build it per call")
 		}
-		out := c.copyCompleted(cmd, apply(append([]string(nil), args...), p, prefix), p)
-		if p.toTenantSlot {
+		out := c.copyCompleted(cmd, redisconfine.Apply(append([]string(nil), args...), p, prefix), p)
+		if p.ToTenantSlot {
 			out = out.SetSlot(prefix)
 		}
 		return out, prefix, nil
 	}
-	apply(args, p, prefix)
-	if k, ok := firstKey(args, p); ok {
+	redisconfine.Apply(args, p, prefix)
+	if k, ok := redisconfine.FirstKey(args, p); ok {
 		cmd = cmd.SetSlot(k)
-	} else if p.toTenantSlot {
+	} else if p.ToTenantSlot {
 		cmd = cmd.SetSlot(prefix)
 	}
 	return cmd, prefix, nil
@@ -282,88 +283,31 @@ func (c *Client) confineCacheable(ctx context.Context, cmd rueidis.Cacheable) (r
 		return cmd, err
 	}
 	args := cmd.Commands()
-	p, err := planFor(args, useShared)
+	p, err := redisconfine.For(args, redisconfine.Shared, alternatives)
 	if err != nil {
 		return cmd, err
 	}
 	if c.cluster {
 		clusterSlot(cacheableSlot(&cmd))
 	}
-	if p.len() == 0 {
+	if p.Len() == 0 {
 		return cmd, nil
 	}
-	if pinnedCacheable(&cmd) || p.matchAll {
+	if pinnedCacheable(&cmd) || p.MatchAll {
 		return cmd, unsupported(strings.ToUpper(args[0]), "a pinned Cacheable cannot be copied; build it per call")
 	}
 	prefix := c.prefix(t)
-	apply(args, p, prefix)
-	if k, ok := firstKey(args, p); ok {
+	redisconfine.Apply(args, p, prefix)
+	if k, ok := redisconfine.FirstKey(args, p); ok {
 		cmd = rueidis.Cacheable(rueidis.Completed(cmd).SetSlot(k))
-	} else if p.toTenantSlot {
+	} else if p.ToTenantSlot {
 		cmd = rueidis.Cacheable(rueidis.Completed(cmd).SetSlot(prefix))
 	}
 	return cmd, nil
 }
 
-// apply rewrites args as p says and returns them, with MATCH appended when
-// p asks for it. Every rewritten argument is a substring of one new string,
-// so a command costs one allocation however many keys it has.
-func apply(args []string, p plan, prefix string) []string {
-	esc := escapeGlob(prefix)
-	size := 0
-	for i := 0; i < p.len(); i++ {
-		e := p.at(i)
-		if e.kind == editPattern {
-			size += len(esc)
-		} else {
-			size += len(prefix)
-		}
-		size += len(args[e.pos])
-	}
-	var b strings.Builder
-	b.Grow(size)
-	for i := 0; i < p.len(); i++ {
-		e := p.at(i)
-		if e.kind == editPattern {
-			b.WriteString(esc)
-		} else {
-			b.WriteString(prefix)
-		}
-		b.WriteString(args[e.pos])
-	}
-	all := b.String()
-	off := 0
-	for i := 0; i < p.len(); i++ {
-		e := p.at(i)
-		n := len(prefix)
-		if e.kind == editPattern {
-			n = len(esc)
-		}
-		n += len(args[e.pos])
-		args[e.pos] = all[off : off+n]
-		off += n
-	}
-	if p.matchAll {
-		if strings.EqualFold(args[0], "SCAN") {
-			args = append(args, "MATCH", esc+"*")
-		} else {
-			args = append(args, esc+"*")
-		}
-	}
-	return args
-}
-
-func firstKey(args []string, p plan) (string, bool) {
-	for i := 0; i < p.len(); i++ {
-		if e := p.at(i); e.kind == editKey {
-			return args[e.pos], true
-		}
-	}
-	return "", false
-}
-
 // copyCompleted builds a new command with args and the flags of orig.
-func (c *Client) copyCompleted(orig rueidis.Completed, args []string, p plan) rueidis.Completed {
+func (c *Client) copyCompleted(orig rueidis.Completed, args []string, p redisconfine.Plan) rueidis.Completed {
 	arb := c.c.B().Arbitrary(args...)
 	var out rueidis.Completed
 	switch {
@@ -385,14 +329,14 @@ func (c *Client) copyCompleted(orig rueidis.Completed, args []string, p plan) ru
 	if orig.IsUnblockOnCancel() {
 		out = out.UnblockOnCancel()
 	}
-	if k, ok := firstKey(args, p); ok {
+	if k, ok := redisconfine.FirstKey(args, p); ok {
 		out = out.SetSlot(k)
 	}
 	return out
 }
 
 func stripMessages(prefix string, fn func(rueidis.PubSubMessage)) func(rueidis.PubSubMessage) {
-	pattern := escapeGlob(prefix)
+	pattern := redisconfine.EscapeGlob(prefix)
 	return func(m rueidis.PubSubMessage) {
 		m.Channel = strings.TrimPrefix(m.Channel, prefix)
 		m.Pattern = strings.TrimPrefix(m.Pattern, pattern)
@@ -435,7 +379,7 @@ var _ rueidis.DedicatedClient = (*dedicated)(nil)
 func (d *dedicated) B() rueidis.Builder { return d.parent.B() }
 
 func (d *dedicated) Do(ctx context.Context, cmd rueidis.Completed) rueidis.RedisResult {
-	cmd, prefix, err := d.parent.confine(ctx, cmd, useDedicated)
+	cmd, prefix, err := d.parent.confine(ctx, cmd, redisconfine.Dedicated)
 	if err != nil {
 		return rueidis.NewErrorResult(err)
 	}
@@ -478,7 +422,7 @@ func (d *dedicated) clean() {
 }
 
 func (d *dedicated) DoMulti(ctx context.Context, multi ...rueidis.Completed) []rueidis.RedisResult {
-	if err := d.parent.confineAll(ctx, multi, useDedicated); err != nil {
+	if err := d.parent.confineAll(ctx, multi, redisconfine.Dedicated); err != nil {
 		return errResults(len(multi), err)
 	}
 	if t, err := tenant.Require(ctx); err == nil {
@@ -492,7 +436,7 @@ func (d *dedicated) DoMulti(ctx context.Context, multi ...rueidis.Completed) []r
 }
 
 func (d *dedicated) Receive(ctx context.Context, subscribe rueidis.Completed, fn func(msg rueidis.PubSubMessage)) error {
-	subscribe, prefix, err := d.parent.confine(ctx, subscribe, useDedicated)
+	subscribe, prefix, err := d.parent.confine(ctx, subscribe, redisconfine.Dedicated)
 	if err != nil {
 		return err
 	}
@@ -506,7 +450,7 @@ func (d *dedicated) SetPubSubHooks(hooks rueidis.PubSubHooks) <-chan error {
 		hooks.OnMessage = func(m rueidis.PubSubMessage) {
 			if p := d.lastPrefix(); p != "" {
 				m.Channel = strings.TrimPrefix(m.Channel, p)
-				m.Pattern = strings.TrimPrefix(m.Pattern, escapeGlob(p))
+				m.Pattern = strings.TrimPrefix(m.Pattern, redisconfine.EscapeGlob(p))
 			}
 			onMsg(m)
 		}
@@ -514,7 +458,7 @@ func (d *dedicated) SetPubSubHooks(hooks rueidis.PubSubHooks) <-chan error {
 	if onSub := hooks.OnSubscription; onSub != nil {
 		hooks.OnSubscription = func(s rueidis.PubSubSubscription) {
 			if p := d.lastPrefix(); p != "" {
-				s.Channel = strings.TrimPrefix(strings.TrimPrefix(s.Channel, p), escapeGlob(p))
+				s.Channel = strings.TrimPrefix(strings.TrimPrefix(s.Channel, p), redisconfine.EscapeGlob(p))
 			}
 			onSub(s)
 		}

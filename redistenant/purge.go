@@ -3,6 +3,7 @@ package redistenant
 import (
 	"context"
 	"fmt"
+	"github.com/tenancykit/tenancy/internal/redisconfine"
 	"strconv"
 
 	"github.com/redis/rueidis"
@@ -21,7 +22,7 @@ func (c *Client) Purge(ctx context.Context, t tenant.Tenant) (int64, error) {
 		return 0, err
 	}
 	prefix := c.prefix(t)
-	match := escapeGlob(prefix) + "*"
+	match := redisconfine.EscapeGlob(prefix) + "*"
 	var removed int64
 	var cursor uint64
 	for {
@@ -64,7 +65,7 @@ func (c *Client) scan(ctx context.Context, prefix string, cursor uint64, match s
 	if match == "" {
 		match = "*"
 	}
-	args := []string{"SCAN", strconv.FormatUint(cursor, 10), "MATCH", escapeGlob(prefix) + match}
+	args := []string{"SCAN", strconv.FormatUint(cursor, 10), "MATCH", redisconfine.EscapeGlob(prefix) + match}
 	if count > 0 {
 		args = append(args, "COUNT", strconv.FormatInt(count, 10))
 	}
@@ -87,7 +88,7 @@ func (c *Client) Keys(ctx context.Context, pattern string) ([]string, error) {
 		return nil, err
 	}
 	prefix := c.prefix(t)
-	keys, err := c.c.Do(ctx, c.c.B().Keys().Pattern(escapeGlob(prefix)+pattern).Build().SetSlot(prefix)).AsStrSlice()
+	keys, err := c.c.Do(ctx, c.c.B().Keys().Pattern(redisconfine.EscapeGlob(prefix)+pattern).Build().SetSlot(prefix)).AsStrSlice()
 	if err != nil {
 		return nil, err
 	}

@@ -1,4 +1,4 @@
-package redistenant
+package redisconfine
 
 import (
 	"context"
@@ -52,7 +52,7 @@ func TestKeyPositionsMatchTheServer(t *testing.T) {
 		}
 		for extra := 0; extra < 4; extra++ {
 			args := sampleArgs(cmd, extra)
-			p, err := planFor(args, useDedicated)
+			p, err := For(args, Dedicated, testAlternatives)
 			if err != nil {
 				continue // refused or unsupported: nothing is sent, nothing to compare
 			}
@@ -61,9 +61,9 @@ func TestKeyPositionsMatchTheServer(t *testing.T) {
 				continue // the sample is not a valid invocation
 			}
 			var ours []string
-			for i := 0; i < p.len(); i++ {
-				if e := p.at(i); e.kind == editKey {
-					ours = append(ours, args[e.pos])
+			for i := 0; i < p.Len(); i++ {
+				if e := p.At(i); e.Kind == EditKey {
+					ours = append(ours, args[e.Pos])
 				}
 			}
 			sort.Strings(ours)
@@ -100,35 +100,35 @@ func FuzzRewrite(f *testing.F) {
 			args = args[:max(int(n), len(strings.Split(cmd.Name, "|")))]
 		}
 		orig := slices.Clone(args)
-		p, err := planFor(args, useDedicated)
+		p, err := For(args, Dedicated, testAlternatives)
 		if err != nil {
 			return
 		}
 		const prefix = "t:{T}:"
-		out := apply(slices.Clone(args), p, prefix)
-		isEdit := map[int]editKind{}
-		for i := 0; i < p.len(); i++ {
-			e := p.at(i)
-			if _, dup := isEdit[e.pos]; dup {
-				t.Fatalf("%v: position %d edited twice", orig, e.pos)
+		out := Apply(slices.Clone(args), p, prefix)
+		isEdit := map[int]EditKind{}
+		for i := 0; i < p.Len(); i++ {
+			e := p.At(i)
+			if _, dup := isEdit[e.Pos]; dup {
+				t.Fatalf("%v: position %d edited twice", orig, e.Pos)
 			}
-			if e.pos <= 0 || e.pos >= len(orig) {
-				t.Fatalf("%v: edit of position %d out of range", orig, e.pos)
+			if e.Pos <= 0 || e.Pos >= len(orig) {
+				t.Fatalf("%v: edit of position %d out of range", orig, e.Pos)
 			}
-			isEdit[e.pos] = e.kind
+			isEdit[e.Pos] = e.Kind
 		}
 		for i, a := range orig {
 			kind, edited := isEdit[i]
 			switch {
 			case !edited && out[i] != a:
 				t.Fatalf("%v: non-key argument %d changed to %q", orig, i, out[i])
-			case edited && kind == editKey && out[i] != prefix+a:
+			case edited && kind == EditKey && out[i] != prefix+a:
 				t.Fatalf("%v: key %d became %q, want %q", orig, i, out[i], prefix+a)
-			case edited && kind == editPattern && out[i] != escapeGlob(prefix)+a:
+			case edited && kind == EditPattern && out[i] != EscapeGlob(prefix)+a:
 				t.Fatalf("%v: pattern %d became %q", orig, i, out[i])
 			}
 		}
-		if !p.matchAll && len(out) != len(orig) {
+		if !p.MatchAll && len(out) != len(orig) {
 			t.Fatalf("%v: argument count changed to %d", orig, len(out))
 		}
 	})
@@ -140,41 +140,10 @@ func TestEscapeGlob(t *testing.T) {
 		"a*b?[c]": `a\*b\?\[c\]`,
 		`x\y^`:    `x\\y\^`,
 	} {
-		if got := escapeGlob(in); got != want {
-			t.Errorf("escapeGlob(%q) = %q, want %q", in, got, want)
+		if got := EscapeGlob(in); got != want {
+			t.Errorf("EscapeGlob(%q) = %q, want %q", in, got, want)
 		}
 	}
 }
 
-// TestMirrorsMatchRueidis guards the unsafe reads of rueidis's command
-// layout: if an upgrade changes it, this fails (and the package falls back to
-// copying every command).
-func TestMirrorsMatchRueidis(t *testing.T) {
-	if !mirrorsMatch {
-		t.Fatal("rueidis's Completed/Cacheable/Builder layout changed; update pinned.go")
-	}
-	c := testenv.RedisClient(t)
-	plain := c.B().Get().Key("k").Build()
-	pinned := c.B().Get().Key("k").Build().Pin()
-	if pinnedCompleted(&plain) || !pinnedCompleted(&pinned) {
-		t.Errorf("pinned detection: plain %v, pinned %v", pinnedCompleted(&plain), pinnedCompleted(&pinned))
-	}
-	cache := c.B().Get().Key("k").Cache()
-	pinnedCache := c.B().Get().Key("k").Cache().Pin()
-	if pinnedCacheable(&cache) || !pinnedCacheable(&pinnedCache) {
-		t.Error("pinned detection of Cacheable")
-	}
-	b, ok := uncheckedBuilder()
-	if !ok {
-		t.Fatal("no unchecked builder")
-	}
-	cmd := b.Mset().KeyValue().KeyValue("a", "1").KeyValue("b", "2").Build() // different slots: no panic
-	ks := *completedSlot(&cmd)
-	if ks&noSlot == 0 {
-		t.Errorf("unchecked builder's command has slot %x, want the no-slot flag", ks)
-	}
-	clusterSlot(&ks)
-	if ks != initSlot {
-		t.Errorf("clusterSlot = %x, want initSlot", ks)
-	}
-}
+var testAlternatives = &Alternatives{Block: "a pipeline", Watch: "a watch", Subscribe: "a subscription"}

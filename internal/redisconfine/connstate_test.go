@@ -1,4 +1,4 @@
-package redistenant
+package redisconfine
 
 import (
 	"context"

@@ -1,4 +1,10 @@
-package redistenant
+// Package redisconfine decides how a Redis command is confined to one
+// tenant's namespace: which arguments are keys, channels or patterns (from
+// the key table of internal/keyspec and hand-written rules), which commands
+// are refused, and where a command that changes a connection's state may run.
+// It is shared by redistenant (rueidis) and contrib/goredistenant (go-redis),
+// so both clients apply the same table and rules.
+package redisconfine
 
 import (
 	"strings"
@@ -6,61 +12,64 @@ import (
 	"github.com/tenancykit/tenancy/internal/keyspec"
 )
 
-// editKind says how an argument is confined.
-type editKind uint8
+// EditKind says how an argument is confined.
+type EditKind uint8
 
 const (
-	editKey     editKind = iota // a key or channel: prefixed
-	editPattern                 // a glob over keys or channels: the escaped prefix goes first
+	EditKey     EditKind = iota // a key or channel: prefixed
+	EditPattern                 // a glob over keys or channels: the escaped prefix goes first
 )
 
-type edit struct {
-	pos  int
-	kind editKind
+// Edit is one argument to confine.
+type Edit struct {
+	Pos  int
+	Kind EditKind
 }
 
-// plan is what confining one command takes. The first edits live in an
+// Plan is what confining one command takes. The first edits live in an
 // array, so planning a command with few keys allocates nothing.
-type plan struct {
+type Plan struct {
 	n     int
-	small [16]edit
-	more  []edit
-	// matchAll asks for "MATCH <prefix>*" to be appended (SCAN without MATCH,
+	small [16]Edit
+	more  []Edit
+	// MatchAll asks for "MATCH <prefix>*" to be appended (SCAN without MATCH,
 	// PUBSUB CHANNELS without a pattern).
-	matchAll bool
-	// toTenantSlot routes a keyless command (KEYS, SCAN) to the node that
+	MatchAll bool
+	// ToTenantSlot routes a keyless command (KEYS, SCAN) to the node that
 	// holds the tenant's slot: on a cluster, every key of a tenant is there.
-	toTenantSlot bool
+	ToTenantSlot bool
 	// dedupe is set while adding positions from a second key spec, which may
 	// name a key again.
 	dedupe bool
 }
 
-func (p *plan) len() int { return p.n + len(p.more) }
+// Len is the number of edits.
+func (p *Plan) Len() int { return p.n + len(p.more) }
 
-func (p *plan) at(i int) edit {
+// At returns edit i.
+func (p *Plan) At(i int) Edit {
 	if i < p.n {
 		return p.small[i]
 	}
 	return p.more[i-p.n]
 }
 
-// add records an edit; with dedupe, once per position, so a key named by
+// add records an Edit; with dedupe, once per position, so a key named by
 // two specs is prefixed once.
-func (p *plan) add(pos int, kind editKind) {
+func (p *Plan) add(pos int, kind EditKind) {
 	if p.dedupe {
-		for i := 0; i < p.len(); i++ {
-			if p.at(i).pos == pos {
+		for i := 0; i < p.Len(); i++ {
+			if p.At(i).Pos == pos {
 				return
 			}
 		}
 	}
 	if p.n < len(p.small) {
-		p.small[p.n] = edit{pos: pos, kind: kind}
+		p.small[p.n] = Edit{Pos: pos, Kind: kind}
 		p.n++
 		return
 	}
-	p.more = append(p.more, edit{pos: pos, kind: kind})
+	p.more = append(p.more, Edit{Pos: pos, Kind: kind})
 }
 
 // keyless commands that touch no tenant data and may run as they are.
@@ -100,8 +109,8 @@ var deniedContainers = map[string]string{
 	"script": "the script cache is shared by every tenant; SCRIPT LOAD and EXISTS are allowed",
 }
 
-// display names the command of args for error messages.
-func display(args []string) string {
+// Display names the command of args for error messages.
+func Display(args []string) string {
 	if len(args) == 0 {
 		return ""
 	}
@@ -112,12 +121,12 @@ func display(args []string) string {
 	return name
 }
 
-// planFor works out how to confine args (argv, args[0] the command name),
+// For works out how to confine args (argv, args[0] the command name),
 // sent as use says, to one tenant's namespace. It allocates only to report
 // an error.
-func planFor(args []string, use usage) (plan, error) {
+func For(args []string, use Usage, alt *Alternatives) (Plan, error) {
 	if len(args) == 0 {
-		return plan{}, unsupported("", "empty command")
+		return Plan{}, Unsupported("", "empty command")
 	}
 	cmd, ok := keyspec.Lookup(args)
 	if !ok {
@@ -125,55 +134,55 @@ func planFor(args []string, use usage) (plan, error) {
 		// on Redis 7.0's table) is still decided by connState.
 		name := strings.ToLower(args[0])
 		if len(args) > 1 {
-			if err := checkConnState(name+"|"+strings.ToLower(args[1]), args, use); err != nil {
-				return plan{}, err
+			if err := checkConnState(name+"|"+strings.ToLower(args[1]), args, use, alt); err != nil {
+				return Plan{}, err
 			}
 		}
-		if err := checkConnState(name, args, use); err != nil {
-			return plan{}, err
+		if err := checkConnState(name, args, use, alt); err != nil {
+			return Plan{}, err
 		}
 		if reason, denied := deniedContainers[strings.ToLower(args[0])]; denied {
-			return plan{}, notAllowed(display(args), reason)
+			return Plan{}, NotAllowed(Display(args), reason)
 		}
-		return plan{}, unsupported(display(args), "not in the key table of Redis 7")
+		return Plan{}, Unsupported(Display(args), "not in the key table of Redis 7")
 	}
 	name := cmd.Name
-	if err := checkConnState(name, args, use); err != nil {
-		return plan{}, err
+	if err := checkConnState(name, args, use, alt); err != nil {
+		return Plan{}, err
 	}
 	if reason, ok := denied[name]; ok {
-		return plan{}, notAllowed(display(args), reason)
+		return Plan{}, NotAllowed(Display(args), reason)
 	}
 	if h, ok := handlers[name]; ok {
 		return h(args)
 	}
 	if keyless[name] {
-		return plan{}, nil
+		return Plan{}, nil
 	}
 	if container, _, isSub := strings.Cut(name, "|"); isSub && !allowedSub[name] {
 		if reason, ok := deniedContainers[container]; ok {
-			return plan{}, notAllowed(display(args), reason)
+			return Plan{}, NotAllowed(Display(args), reason)
 		}
 	}
 	if len(cmd.Specs) == 0 {
-		return plan{}, notAllowed(display(args), "it has no keys, so it would act beyond the tenant")
+		return Plan{}, NotAllowed(Display(args), "it has no keys, so it would act beyond the tenant")
 	}
 	if cmd.Arity > 0 && len(args) != cmd.Arity || cmd.Arity < 0 && len(args) < -cmd.Arity {
-		return plan{}, unsupported(display(args), "wrong number of arguments")
+		return Plan{}, Unsupported(Display(args), "wrong number of arguments")
 	}
-	var p plan
+	var p Plan
 	var buf [16]int
 	for i, s := range cmd.Specs {
 		if s.Flags&keyspec.SpecIncomplete != 0 {
-			return plan{}, unsupported(display(args), "its key spec is incomplete")
+			return Plan{}, Unsupported(Display(args), "its key spec is incomplete")
 		}
 		pos, ok := s.AppendPositions(buf[:0], args)
 		if !ok {
-			return plan{}, unsupported(display(args), "its arguments do not match its key spec")
+			return Plan{}, Unsupported(Display(args), "its arguments do not match its key spec")
 		}
 		p.dedupe = i > 0
 		for _, at := range pos {
-			p.add(at, editKey)
+			p.add(at, EditKey)
 		}
 	}
 	return p, nil
@@ -182,25 +191,25 @@ func planFor(args []string, use usage) (plan, error) {
 // allowedSub are subcommands of denied containers that act on a key.
 var allowedSub = map[string]bool{"memory|usage": true}
 
-type handler func(args []string) (plan, error)
+type handler func(args []string) (Plan, error)
 
 var handlers map[string]handler
 
 func init() {
 	channels := func(from int) handler { // every argument from `from` is a channel
-		return func(args []string) (plan, error) {
-			var p plan
+		return func(args []string) (Plan, error) {
+			var p Plan
 			for i := from; i < len(args); i++ {
-				p.add(i, editKey)
+				p.add(i, EditKey)
 			}
 			return p, nil
 		}
 	}
 	patterns := func(from int) handler {
-		return func(args []string) (plan, error) {
-			var p plan
+		return func(args []string) (Plan, error) {
+			var p Plan
 			for i := from; i < len(args); i++ {
-				p.add(i, editPattern)
+				p.add(i, EditPattern)
 			}
 			return p, nil
 		}
@@ -228,79 +237,79 @@ func init() {
 	}
 }
 
-func publish(args []string) (plan, error) {
+func publish(args []string) (Plan, error) {
 	if len(args) != 3 {
-		return plan{}, unsupported(display(args), "want a channel and a message")
+		return Plan{}, Unsupported(Display(args), "want a channel and a message")
 	}
-	var p plan
-	p.add(1, editKey)
+	var p Plan
+	p.add(1, EditKey)
 	return p, nil
 }
 
-func optionalPattern(args []string) (plan, error) {
-	var p plan
+func optionalPattern(args []string) (Plan, error) {
+	var p Plan
 	if len(args) > 2 {
-		p.add(2, editPattern)
+		p.add(2, EditPattern)
 		return p, nil
 	}
-	p.matchAll = true
+	p.MatchAll = true
 	return p, nil
 }
 
-func keysCmd(args []string) (plan, error) {
+func keysCmd(args []string) (Plan, error) {
 	if len(args) != 2 {
-		return plan{}, unsupported(display(args), "want one pattern")
+		return Plan{}, Unsupported(Display(args), "want one pattern")
 	}
-	p := plan{toTenantSlot: true}
-	p.add(1, editPattern)
+	p := Plan{ToTenantSlot: true}
+	p.add(1, EditPattern)
 	return p, nil
 }
 
 // scanCmd confines SCAN cursor [MATCH pattern] [COUNT n] [TYPE t]: the
 // pattern gets the prefix, and without one MATCH <prefix>* is added.
-func scanCmd(args []string) (plan, error) {
-	var p plan
+func scanCmd(args []string) (Plan, error) {
+	var p Plan
 	if len(args) < 2 {
-		return p, unsupported(display(args), "want a cursor")
+		return p, Unsupported(Display(args), "want a cursor")
 	}
 	matched := false
 	for i := 2; i < len(args); i += 2 {
 		if i+1 >= len(args) {
-			return p, unsupported(display(args), "option without a value")
+			return p, Unsupported(Display(args), "option without a value")
 		}
 		if strings.EqualFold(args[i], "MATCH") {
-			p.add(i+1, editPattern)
+			p.add(i+1, EditPattern)
 			matched = true
 		}
 	}
-	p.matchAll = !matched
-	p.toTenantSlot = true
+	p.MatchAll = !matched
+	p.ToTenantSlot = true
 	return p, nil
 }
 
 // sortCmd confines SORT key [BY pattern] [LIMIT o c] [GET pattern ...]
 // [ASC|DESC] [ALPHA] [STORE dest]: BY and GET patterns name keys too.
-func sortCmd(args []string) (plan, error) {
+func sortCmd(args []string) (Plan, error) {
 	if len(args) < 2 {
-		return plan{}, unsupported(display(args), "want a key")
+		return Plan{}, Unsupported(Display(args), "want a key")
 	}
-	var p plan
-	p.add(1, editKey)
+	var p Plan
+	p.add(1, EditKey)
 	for i := 2; i < len(args); i++ {
 		switch strings.ToUpper(args[i]) {
 		case "BY", "STORE":
 			if i+1 >= len(args) {
-				return plan{}, unsupported(display(args), args[i]+" without a value")
+				return Plan{}, Unsupported(Display(args), args[i]+" without a value")
 			}
 			i++
-			p.add(i, editKey) // a BY pattern is a key name with '*' substituted
+			p.add(i, EditKey) // a BY pattern is a key name with '*' substituted
 		case "GET":
 			if i+1 >= len(args) {
-				return plan{}, unsupported(display(args), "GET without a pattern")
+				return Plan{}, Unsupported(Display(args), "GET without a pattern")
 			}
 			i++
 			if args[i] != "#" { // "#" is the element itself, not a key
-				p.add(i, editKey)
+				p.add(i, EditKey)
 			}
 		case "LIMIT":
 			i += 2
@@ -312,47 +321,47 @@ func sortCmd(args []string) (plan, error) {
 // script confines EVAL-like commands: script numkeys key... arg... . A script
 // that declares no keys is refused: it could reach any key, and declaring
 // keys is how it is confined (and routed on a cluster).
-func script(args []string) (plan, error) {
+func script(args []string) (Plan, error) {
 	if len(args) < 3 {
-		return plan{}, unsupported(display(args), "want a script and numkeys")
+		return Plan{}, Unsupported(Display(args), "want a script and numkeys")
 	}
 	cmd, _ := keyspec.Lookup(args)
-	var p plan
+	var p Plan
 	var buf [16]int
 	for _, s := range cmd.Specs {
 		pos, ok := s.AppendPositions(buf[:0], args)
 		if !ok {
-			return plan{}, unsupported(display(args), "numkeys does not match the arguments")
+			return Plan{}, Unsupported(Display(args), "numkeys does not match the arguments")
 		}
 		for _, i := range pos {
-			p.add(i, editKey)
+			p.add(i, EditKey)
 		}
 	}
-	if p.len() == 0 {
-		return plan{}, notAllowed(display(args), "a script must declare the keys it uses (numkeys > 0); undeclared keys cannot be confined")
+	if p.Len() == 0 {
+		return Plan{}, NotAllowed(Display(args), "a script must declare the keys it uses (numkeys > 0); undeclared keys cannot be confined")
 	}
 	return p, nil
 }
 
 // copyCmd refuses COPY to another database.
-func copyCmd(args []string) (plan, error) {
+func copyCmd(args []string) (Plan, error) {
 	for _, a := range args[min(3, len(args)):] {
 		if strings.EqualFold(a, "DB") {
-			return plan{}, notAllowed(display(args), "copies to another database")
+			return Plan{}, NotAllowed(Display(args), "copies to another database")
 		}
 	}
 	if len(args) < 3 {
-		return plan{}, unsupported(display(args), "want a source and a destination")
+		return Plan{}, Unsupported(Display(args), "want a source and a destination")
 	}
-	var p plan
-	p.add(1, editKey)
-	p.add(2, editKey)
+	var p Plan
+	p.add(1, EditKey)
+	p.add(2, EditKey)
 	return p, nil
 }
 
-// escapeGlob escapes the glob metacharacters of s, so a prefix matches
+// EscapeGlob escapes the glob metacharacters of s, so a prefix matches
 // itself literally in MATCH and KEYS patterns.
-func escapeGlob(s string) string {
+func EscapeGlob(s string) string {
 	if !strings.ContainsAny(s, `*?[]\^`) {
 		return s
 	}
@@ -365,4 +374,62 @@ func escapeGlob(s string) string {
 		b.WriteByte(s[i])
 	}
 	return b.String()
+}
+
+// Apply rewrites args as p says and returns them, with MATCH appended when
+// p asks for it. Every rewritten argument is a substring of one new string,
+// so a command costs one allocation however many keys it has.
+func Apply(args []string, p Plan, prefix string) []string {
+	esc := EscapeGlob(prefix)
+	size := 0
+	for i := 0; i < p.Len(); i++ {
+		e := p.At(i)
+		if e.Kind == EditPattern {
+			size += len(esc)
+		} else {
+			size += len(prefix)
+		}
+		size += len(args[e.Pos])
+	}
+	var b strings.Builder
+	b.Grow(size)
+	for i := 0; i < p.Len(); i++ {
+		e := p.At(i)
+		if e.Kind == EditPattern {
+			b.WriteString(esc)
+		} else {
+			b.WriteString(prefix)
+		}
+		b.WriteString(args[e.Pos])
+	}
+	all := b.String()
+	off := 0
+	for i := 0; i < p.Len(); i++ {
+		e := p.At(i)
+		n := len(prefix)
+		if e.Kind == EditPattern {
+			n = len(esc)
+		}
+		n += len(args[e.Pos])
+		args[e.Pos] = all[off : off+n]
+		off += n
+	}
+	if p.MatchAll {
+		if strings.EqualFold(args[0], "SCAN") {
+			args = append(args, "MATCH", esc+"*")
+		} else {
+			args = append(args, esc+"*")
+		}
+	}
+	return args
+}
+
+// FirstKey returns the first key of args after Apply, for cluster routing.
+func FirstKey(args []string, p Plan) (string, bool) {
+	for i := 0; i < p.Len(); i++ {
+		if e := p.At(i); e.Kind == EditKey {
+			return args[e.Pos], true
+		}
+	}
+	return "", false
 }
