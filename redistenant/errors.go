@@ -40,8 +40,6 @@ var alternatives = &redisconfine.Alternatives{
 	Subscribe: "Client.Receive, or a dedicated connection",
 }
 
-func notAllowed(cmd, reason string) error { return redisconfine.NotAllowed(cmd, reason) }
-
 func unsupported(cmd, reason string) error { return redisconfine.Unsupported(cmd, reason) }
 
 // checkBlocks checks that the MULTI, EXEC and DISCARD of a DoMulti on the
