@@ -4,7 +4,6 @@ import (
 	"context"
 	"github.com/tenancykit/tenancy/internal/redisconfine"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -42,36 +41,13 @@ type Client struct {
 	builder rueidis.Builder
 }
 
-// prefixCache caches the default prefix by tenant ID for one Client, so
-// building it costs no allocation per command. It is cleared when it passes
-// maxPrefixes entries.
-type prefixCache struct {
-	m sync.Map
-	n atomic.Int64
-}
-
-const maxPrefixes = 8192
-
-func (pc *prefixCache) prefix(t tenant.Tenant) string {
-	if p, ok := pc.m.Load(t.ID); ok {
-		return p.(string)
-	}
-	p := Prefix(t)
-	if pc.n.Add(1) > maxPrefixes {
-		pc.m.Clear()
-		pc.n.Store(1)
-	}
-	pc.m.Store(t.ID, p)
-	return p
-}
-
 var _ rueidis.Client = (*Client)(nil)
 
 // New wraps c. Close the Client (or c) when done.
 func New(c rueidis.Client, cfg Config) *Client {
 	p := cfg.Prefix
 	if p == nil {
-		p = new(prefixCache).prefix
+		p = redisconfine.NewPrefixCache(Prefix)
 	}
 	return newClient(c, p)
 }

@@ -1,0 +1,334 @@
+package goredistenant
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/tenancykit/tenancy/internal/redisconfine"
+	"github.com/tenancykit/tenancy/tenant"
+)
+
+// hook confines every command and pipeline of the client it is added to.
+type hook struct {
+	prefix    func(tenant.Tenant) string
+	handshake *handshake
+}
+
+var _ redis.Hook = (*hook)(nil)
+
+// alternatives names what to use instead of a refused connection-scoped
+// command, in this package's terms.
+var alternatives = &redisconfine.Alternatives{
+	Block:     "TxPipelined (or one Pipelined holding the whole MULTI ... EXEC block)",
+	Watch:     "Client.Watch of goredistenant, with the keys to watch as its arguments",
+	Subscribe: "Client.Subscribe, PSubscribe or SSubscribe of goredistenant",
+}
+
+type ctxKey uint8
+
+const (
+	// dedicatedKey marks the context Client.Watch gives go-redis's Watch:
+	// the WATCH of its keys and the UNWATCH of Tx.Close run there, on the
+	// Tx's own connection.
+	dedicatedKey ctxKey = iota + 1
+	// subscriberKey marks the contexts this package's PubSub gives
+	// go-redis's: a connection dialed with it may write subscriptions.
+	subscriberKey
+)
+
+func usage(ctx context.Context) redisconfine.Usage {
+	if ctx.Value(dedicatedKey) != nil {
+		return redisconfine.Dedicated
+	}
+	return redisconfine.Shared
+}
+
+func (h *hook) DialHook(next redis.DialHook) redis.DialHook {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := next(ctx, network, addr)
+		if err != nil || ctx.Value(subscriberKey) != nil {
+			return c, err
+		}
+		return guarded(c), nil
+	}
+}
+
+func (h *hook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		var c confined
+		if err := c.confine(ctx, cmd, usage(ctx), h); err != nil {
+			return err
+		}
+		var err error
+		if c.swap != nil {
+			err = next(ctx, c.swap)
+		} else {
+			err = next(ctx, cmd)
+		}
+		c.undo(cmd)
+		c.strip(cmd)
+		return err
+	}
+}
+
+func (h *hook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		use := usage(ctx)
+		if use == redisconfine.Shared {
+			use = redisconfine.Multi
+			if err := redisconfine.CheckBlocks(len(cmds), func(i int) string { return cmds[i].Name() }, alternatives); err != nil {
+				return failAll(cmds, err)
+			}
+		}
+		var small [8]confined
+		done := small[:0]
+		if len(cmds) > len(small) {
+			done = make([]confined, 0, len(cmds))
+		}
+		for _, cmd := range cmds {
+			var c confined
+			if err := c.confine(ctx, cmd, use, h); err != nil {
+				for i := range done {
+					done[i].undo(cmds[i])
+				}
+				return failAll(cmds, err)
+			}
+			done = append(done, c)
+		}
+		send, copied := cmds, false
+		for i := range done {
+			if done[i].swap != nil {
+				if !copied { // the caller's slice keeps the caller's commands
+					send, copied = append([]redis.Cmder(nil), cmds...), true
+				}
+				send[i] = done[i].swap
+			}
+		}
+		err := next(ctx, send)
+		for i := range done {
+			done[i].undo(cmds[i])
+			done[i].strip(cmds[i])
+		}
+		return err
+	}
+}
+
+func failAll(cmds []redis.Cmder, err error) error {
+	for _, c := range cmds {
+		c.SetErr(err)
+	}
+	return err
+}
+
+// confined is what confining one command changed in its arguments, undone
+// after the call so the command reads as it was built (and a command
+// processed again is prefixed once).
+type confined struct {
+	// name is the command's name, read during the call only (it may view
+	// the caller's []byte).
+	name string
+	// prefix is the tenant's, or "" for a handshake command.
+	prefix string
+	n      int
+	small [6]change
+	more  []change
+	// swap is the command sent instead of one that needs an argument
+	// appended (SCAN without MATCH), which go-redis's commands cannot take.
+	swap redis.Cmder
+}
+
+type change struct {
+	pos  int
+	orig any
+}
+
+func (c *confined) save(pos int, v any) {
+	if c.n < len(c.small) {
+		c.small[c.n] = change{pos, v}
+		c.n++
+		return
+	}
+	c.more = append(c.more, change{pos, v})
+}
+
+// confine confines cmd to the context's tenant, unless it is one of the
+// commands that set a connection up as the client's options say.
+func (c *confined) confine(ctx context.Context, cmd redis.Cmder, use redisconfine.Usage, h *hook) error {
+	args := cmd.Args()
+	var buf [16]string
+	argv := buf[:0]
+	if len(args) > len(buf) {
+		argv = make([]string, 0, len(args))
+	}
+	for i, a := range args {
+		s, ok := argString(a)
+		if !ok {
+			return redisconfine.Unsupported(redisconfine.Display(argv), fmt.Sprintf("argument %d is a %T, which go-redis cannot write", i, a))
+		}
+		argv = append(argv, s)
+	}
+	if len(argv) == 0 {
+		return redisconfine.Unsupported("", "empty command")
+	}
+	if h.handshake.allows(argv) {
+		return nil
+	}
+	t, err := tenant.Require(ctx)
+	if err != nil {
+		return err
+	}
+	prefix := h.prefix(t)
+	p, err := redisconfine.For(argv, use, alternatives)
+	if err != nil {
+		return err
+	}
+	c.name, c.prefix = argv[0], prefix
+	if p.Len() == 0 && !p.MatchAll {
+		return nil
+	}
+	out := redisconfine.Apply(argv, p, prefix)
+	if p.MatchAll {
+		return c.swapFor(ctx, cmd, args, p, out)
+	}
+	for i := 0; i < p.Len(); i++ {
+		pos := p.At(i).Pos
+		c.save(pos, args[pos])
+		args[pos] = out[pos]
+	}
+	return nil
+}
+
+// swapFor makes the command sent instead of cmd, whose confined form out
+// has arguments appended.
+func (c *confined) swapFor(ctx context.Context, cmd redis.Cmder, args []any, p redisconfine.Plan, out []string) error {
+	sent := make([]any, len(out))
+	copy(sent, args)
+	for i := 0; i < p.Len(); i++ {
+		pos := p.At(i).Pos
+		sent[pos] = out[pos]
+	}
+	for i := len(args); i < len(out); i++ {
+		sent[i] = out[i]
+	}
+	switch cmd.(type) {
+	case *redis.ScanCmd:
+		c.swap = redis.NewScanCmd(ctx, nil, sent...)
+	case *redis.StringSliceCmd:
+		c.swap = redis.NewStringSliceCmd(ctx, sent...)
+	case *redis.Cmd:
+		c.swap = redis.NewCmd(ctx, sent...)
+	default:
+		return redisconfine.Unsupported(redisconfine.Display(out), fmt.Sprintf("a %T cannot be given the MATCH that confines it; pass a pattern", cmd))
+	}
+	return nil
+}
+
+// undo puts the arguments of cmd back as they were built, and copies the
+// result of a swapped command into cmd.
+func (c *confined) undo(cmd redis.Cmder) {
+	args := cmd.Args()
+	for i := 0; i < c.n; i++ {
+		args[c.small[i].pos] = c.small[i].orig
+	}
+	for _, ch := range c.more {
+		args[ch.pos] = ch.orig
+	}
+	c.n, c.more = 0, nil
+	if c.swap == nil {
+		return
+	}
+	switch dst := cmd.(type) {
+	case *redis.ScanCmd:
+		keys, cursor := c.swap.(*redis.ScanCmd).Val()
+		dst.SetVal(keys, cursor)
+	case *redis.StringSliceCmd:
+		dst.SetVal(c.swap.(*redis.StringSliceCmd).Val())
+	case *redis.Cmd:
+		dst.SetVal(c.swap.(*redis.Cmd).Val())
+	}
+	cmd.SetErr(c.swap.Err())
+	c.swap = nil
+}
+
+// strip removes the prefix from the key names a reply holds: SCAN, KEYS,
+// the blocking pops, LMPOP, ZMPOP and XREAD/XREADGROUP, in go-redis's typed
+// commands and in Do's generic replies of SCAN, KEYS, BLPOP and BRPOP.
+func (c *confined) strip(cmd redis.Cmder) {
+	name, prefix := c.name, c.prefix
+	if cmd.Err() != nil || prefix == "" {
+		return
+	}
+	is := func(names ...string) bool {
+		for _, n := range names {
+			if strings.EqualFold(name, n) {
+				return true
+			}
+		}
+		return false
+	}
+	trim := func(s string) string { return strings.TrimPrefix(s, prefix) }
+	switch cmd := cmd.(type) {
+	case *redis.ScanCmd:
+		if is("scan") {
+			keys, cursor := cmd.Val()
+			for i := range keys {
+				keys[i] = trim(keys[i])
+			}
+			cmd.SetVal(keys, cursor)
+		}
+	case *redis.StringSliceCmd:
+		v := cmd.Val()
+		switch {
+		case is("keys"):
+			for i := range v {
+				v[i] = trim(v[i])
+			}
+		case is("blpop", "brpop") && len(v) > 0:
+			v[0] = trim(v[0])
+		}
+	case *redis.KeyValuesCmd:
+		k, v := cmd.Val()
+		cmd.SetVal(trim(k), v)
+	case *redis.ZWithKeyCmd:
+		if z := cmd.Val(); z != nil {
+			z.Key = trim(z.Key)
+		}
+	case *redis.ZSliceWithKeyCmd:
+		k, z := cmd.Val()
+		cmd.SetVal(trim(k), z)
+	case *redis.XStreamSliceCmd:
+		v := cmd.Val()
+		for i := range v {
+			v[i].Stream = trim(v[i].Stream)
+		}
+	case *redis.Cmd:
+		stripGeneric(cmd, is, trim)
+	}
+}
+
+func stripGeneric(c *redis.Cmd, is func(...string) bool, trim func(string) string) {
+	v, ok := c.Val().([]any)
+	if !ok {
+		return
+	}
+	trimAll := func(xs []any) {
+		for i, x := range xs {
+			if s, ok := x.(string); ok {
+				xs[i] = trim(s)
+			}
+		}
+	}
+	switch {
+	case is("keys"):
+		trimAll(v)
+	case is("scan") && len(v) == 2:
+		if keys, ok := v[1].([]any); ok {
+			trimAll(keys)
+		}
+	case is("blpop", "brpop") && len(v) == 2:
+		trimAll(v[:1])
+	}
+}
