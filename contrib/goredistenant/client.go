@@ -82,7 +82,7 @@ func (c *Client) pubSub(ctx context.Context, sub func(*PubSub, context.Context, 
 	if err != nil {
 		return &PubSub{err: err}
 	}
-	p := &PubSub{tenant: t.ID, prefix: c.prefix(t)}
+	p := &PubSub{tenant: t, prefix: c.prefix(t)}
 	p.ps = c.Client.Subscribe(p.mark(ctx))
 	if len(names) > 0 {
 		p.err = sub(p, ctx, names...)

@@ -22,7 +22,7 @@ import (
 // and must be closed.
 type PubSub struct {
 	ps     *redis.PubSub
-	tenant string
+	tenant tenant.Tenant
 	prefix string
 	err    error // from making it: returned by every method
 
@@ -46,7 +46,7 @@ func (p *PubSub) names(ctx context.Context, cmd string, names []string) ([]strin
 	if err != nil {
 		return nil, err
 	}
-	if t.ID != p.tenant {
+	if t.ID != p.tenant.ID {
 		return nil, redistenant.ErrTenantMismatch
 	}
 	argv := append([]string{cmd}, names...)
@@ -177,7 +177,7 @@ func (p *PubSub) Channel(size int) <-chan *redis.Message {
 
 func (p *PubSub) deliver() {
 	defer close(p.ch)
-	ctx := tenant.NewContext(context.Background(), tenant.Tenant{ID: p.tenant})
+	ctx := tenant.NewContext(context.Background(), p.tenant)
 	for failures := 0; ; {
 		msg, err := p.ReceiveMessage(ctx)
 		if err != nil {
