@@ -118,6 +118,12 @@
 // goroutines and tenants, never prefixes twice. A pinned Cacheable cannot be
 // copied and is refused: build cacheable commands per call.
 //
+// # go-redis
+//
+// contrib/goredistenant applies the same key table, refusals and
+// connection-state rules to a go-redis client, as a hook: a tenant's keys
+// are the same through either client.
+//
 // # Removing a tenant
 //
 // [Client.Purge] deletes every key of one tenant and nothing else.

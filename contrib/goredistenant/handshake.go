@@ -100,3 +100,22 @@ func (h *handshake) creds(user, pass string) bool {
 	}
 	return user == h.user && pass == h.pass
 }
+
+// sameDB returns argv without the "DB n" of a COPY whose n is the client's
+// own database, which go-redis's Copy always sends: that copies within the
+// database, so it is planned as a COPY without DB (the key positions are the
+// same). Any other argv is returned as it is.
+func (h *handshake) sameDB(argv []string) []string {
+	if len(argv) < 5 || !strings.EqualFold(argv[0], "copy") {
+		return argv
+	}
+	for i := 3; i+1 < len(argv); i++ {
+		if strings.EqualFold(argv[i], "db") {
+			if argv[i+1] != h.db {
+				return argv
+			}
+			return append(argv[:i:i], argv[i+2:]...)
+		}
+	}
+	return argv
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/tenancykit/tenancy/internal/redisconfine"
@@ -133,12 +134,16 @@ type confined struct {
 	// prefix is the tenant's, or "" for a handshake command.
 	prefix string
 	n      int
-	small [6]change
-	more  []change
+	small  [6]change
+	more   []change
 	// swap is the command sent instead of one that needs an argument
 	// appended (SCAN without MATCH), which go-redis's commands cannot take.
 	swap redis.Cmder
 }
+
+// argvPool holds the argument lists commands are planned on: the planner
+// keeps none, and a pooled list saves an allocation per command.
+var argvPool = sync.Pool{New: func() any { s := make([]string, 0, 16); return &s }}
 
 type change struct {
 	pos  int
@@ -158,11 +163,12 @@ func (c *confined) save(pos int, v any) {
 // commands that set a connection up as the client's options say.
 func (c *confined) confine(ctx context.Context, cmd redis.Cmder, use redisconfine.Usage, h *hook) error {
 	args := cmd.Args()
-	var buf [16]string
-	argv := buf[:0]
-	if len(args) > len(buf) {
-		argv = make([]string, 0, len(args))
-	}
+	bp := argvPool.Get().(*[]string)
+	defer func() {
+		clear(*bp) // the views of the caller's arguments go with the call
+		argvPool.Put(bp)
+	}()
+	argv := (*bp)[:0]
 	for i, a := range args {
 		s, ok := argString(a)
 		if !ok {
@@ -170,6 +176,7 @@ func (c *confined) confine(ctx context.Context, cmd redis.Cmder, use redisconfin
 		}
 		argv = append(argv, s)
 	}
+	*bp = argv[:0]
 	if len(argv) == 0 {
 		return redisconfine.Unsupported("", "empty command")
 	}
@@ -181,7 +188,7 @@ func (c *confined) confine(ctx context.Context, cmd redis.Cmder, use redisconfin
 		return err
 	}
 	prefix := h.prefix(t)
-	p, err := redisconfine.For(argv, use, alternatives)
+	p, err := redisconfine.For(h.handshake.sameDB(argv), use, alternatives)
 	if err != nil {
 		return err
 	}
