@@ -37,4 +37,3 @@ func (pc *PrefixCache) Prefix(t tenant.Tenant) string {
 	pc.m.Store(t.ID, p)
 	return p
 }
-
