@@ -235,6 +235,20 @@ func TestPubSubIsPerTenant(t *testing.T) {
 	if n := raw.PubSubNumSub(context.Background(), redistenant.Prefix(a)+"orders").Val()[redistenant.Prefix(a)+"orders"]; n != 1 {
 		t.Errorf("%d subscribers on a's channel as the server names it, want 1", n)
 	}
+	// PUBSUB's replies name the tenant's channels without the prefix, and
+	// only the tenant's.
+	if got := c.PubSubChannels(ca, "*").Val(); !cmp.Equal(got, []string{"orders"}) {
+		t.Errorf("a's PUBSUB CHANNELS: %v", got)
+	}
+	if got := c.PubSubChannels(ca, "ord*").Val(); !cmp.Equal(got, []string{"orders"}) {
+		t.Errorf("a's PUBSUB CHANNELS ord*: %v", got)
+	}
+	if got := c.PubSubNumSub(cb, "orders", "none").Val(); !cmp.Equal(got, map[string]int64{"orders": 0, "none": 0}) {
+		t.Errorf("b's PUBSUB NUMSUB (b's subscription is a pattern): %v", got)
+	}
+	if got := c.PubSubNumSub(ca, "orders").Val(); !cmp.Equal(got, map[string]int64{"orders": 1}) {
+		t.Errorf("a's PUBSUB NUMSUB: %v", got)
+	}
 	// A PubSub is its tenant's: b cannot add to a's.
 	if err := subA.Subscribe(cb, "more"); !errors.Is(err, redistenant.ErrTenantMismatch) {
 		t.Errorf("b subscribing on a's PubSub: %v", err)

@@ -20,8 +20,9 @@
 //
 // Key names in replies are stripped of the prefix for SCAN (so Scan then Del
 // works, and the ScanIterator), KEYS, BLPOP, BRPOP, LMPOP, BLMPOP, BZPOPMIN,
-// BZPOPMAX, ZMPOP, BZMPOP, XREAD and XREADGROUP, and for SCAN, KEYS, BLPOP
-// and BRPOP through Do. SCAN without MATCH is sent with MATCH <prefix>*. Use
+// BZPOPMAX, ZMPOP, BZMPOP, XREAD and XREADGROUP, for the channel names of
+// PubSubChannels, PubSubShardChannels, PubSubNumSub and PubSubShardNumSub,
+// and for SCAN, KEYS, BLPOP and BRPOP through Do. SCAN without MATCH is sent with MATCH <prefix>*. Use
 // [Client.Strip] for key names in any other reply (a key stored as a
 // value), and [Client.Key] to build one. After a call, the command's
 // arguments read as they were built: processing a command twice prefixes

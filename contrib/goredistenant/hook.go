@@ -131,6 +131,7 @@ type confined struct {
 	// name is the command's name, read during the call only (it may view
 	// the caller's []byte).
 	name string
+	sub  string // the second argument, for PUBSUB's subcommands
 	// prefix is the tenant's, or "" for a handshake command.
 	prefix string
 	n      int
@@ -193,6 +194,9 @@ func (c *confined) confine(ctx context.Context, cmd redis.Cmder, use redisconfin
 		return err
 	}
 	c.name, c.prefix = argv[0], prefix
+	if len(argv) > 1 {
+		c.sub = argv[1]
+	}
 	if p.Len() == 0 && !p.MatchAll {
 		return nil
 	}
@@ -260,9 +264,10 @@ func (c *confined) undo(cmd redis.Cmder) {
 	c.swap = nil
 }
 
-// strip removes the prefix from the key names a reply holds: SCAN, KEYS,
-// the blocking pops, LMPOP, ZMPOP and XREAD/XREADGROUP, in go-redis's typed
-// commands and in Do's generic replies of SCAN, KEYS, BLPOP and BRPOP.
+// strip removes the prefix from the key and channel names a reply holds:
+// SCAN, KEYS, the blocking pops, LMPOP, ZMPOP, XREAD/XREADGROUP and PUBSUB
+// CHANNELS/SHARDCHANNELS/NUMSUB/SHARDNUMSUB, in go-redis's typed commands,
+// and in Do's generic replies of SCAN, KEYS, BLPOP and BRPOP.
 func (c *confined) strip(cmd redis.Cmder) {
 	name, prefix := c.name, c.prefix
 	if cmd.Err() != nil || prefix == "" {
@@ -295,6 +300,19 @@ func (c *confined) strip(cmd redis.Cmder) {
 			}
 		case is("blpop", "brpop") && len(v) > 0:
 			v[0] = trim(v[0])
+		case is("pubsub") && (strings.EqualFold(c.sub, "channels") || strings.EqualFold(c.sub, "shardchannels")):
+			for i := range v {
+				v[i] = trim(v[i])
+			}
+		}
+	case *redis.MapStringIntCmd:
+		if is("pubsub") { // NUMSUB, SHARDNUMSUB: counts by channel
+			m := cmd.Val()
+			out := make(map[string]int64, len(m))
+			for k, n := range m {
+				out[trim(k)] = n
+			}
+			cmd.SetVal(out)
 		}
 	case *redis.KeyValuesCmd:
 		k, v := cmd.Val()
