@@ -274,16 +274,23 @@
 // on its worker. Move a tenant between workers with
 // citus_schema_move(schema, node, port, shard_transfer_mode =>
 // 'block_writes'): writes to that tenant wait until the move ends, nothing
-// fails (internal/citustest's TestMoveUnderLoad); the logical-replication
-// modes ('auto', 'force_logical') hang on tables with row level security.
+// fails (internal/citustest's TestMoveUnderLoad). The logical-replication
+// modes ('auto', 'force_logical') move an idle tenant in about a second
+// (TestLogicalMoveOfAnIdleTenant) but do not finish while the tenant is
+// written: cancelled after 30 s under four writers, such a move left a
+// replication slot on the source worker until CALL
+// citus_cleanup_orphaned_resources() removed it.
 //
 // Costs, measured on one machine with a coordinator and two workers on
-// loopback (BENCHMARKS.md, "Citus"): a point read through pgtenant on the
-// coordinator takes about 10× the same read on plain PostgreSQL and 2.3×
-// raw pgx's schema-qualified read on the coordinator without RLS (most of
-// the cost is the cluster's routing; the block adds a remote BEGIN and
-// COMMIT on the worker); a point write 4.9× plain and 1.5× raw; creating a
-// tenant 4.9× plain.
+// loopback, against a plain PostgreSQL with the same settings
+// (BENCHMARKS.md, "Citus"): with every server durable, a point read through
+// pgtenant on the coordinator takes 8.2× the same read on plain PostgreSQL
+// and 2.1× raw pgx's schema-qualified read on the coordinator without RLS
+// (most of the cost is the cluster's routing; the block adds a remote BEGIN
+// and COMMIT on the worker), a point write 3.2× plain and 1.6× raw; with
+// fsync and synchronous_commit off everywhere, a read 5.3× and 1.9×, a
+// write 6.3× and 2.0×. Creating a tenant takes 3.8× plain (3.3× with fsync
+// off).
 //
 // To run the Citus tests (internal/citustest; skipped unless
 // TENANCY_CITUS_URL names a coordinator's admin URL), build Citus from its
