@@ -28,7 +28,7 @@ type Config struct {
 // [PubSub]) and Watch.
 type Client struct {
 	*redis.Client
-	prefix func(tenant.Tenant) string
+	core
 }
 
 // New adds the confining hook to rdb and returns the Client that wraps it.
@@ -36,13 +36,48 @@ type Client struct {
 // not guarded (see the package doc), and a redis.Conn or Tx made before
 // carries no hook.
 func New(rdb *redis.Client, cfg Config) *Client {
+	c := &Client{Client: rdb, core: newCore(cfg, rdb.Subscribe)}
+	rdb.AddHook(&hook{prefix: c.prefix, handshake: newHandshake(rdb.Options())})
+	return c
+}
+
+// ClusterClient is [Client] for a Redis Cluster: it embeds the
+// *redis.ClusterClient it was made from, confined by one hook on it and one
+// on each of its node clients. A tenant's keys share the slot of its hash
+// tag, so every multi-key command, pipeline and transaction of one tenant
+// runs on one node; SCAN and KEYS are sent to the node that holds the
+// tenant's slot.
+type ClusterClient struct {
+	*redis.ClusterClient
+	core
+}
+
+// NewCluster adds the confining hooks to rdb (its own and, through
+// OnNewNode, its node clients') and returns the ClusterClient that wraps
+// it. Call it before rdb serves any command: a node client made before has
+// no hook.
+func NewCluster(rdb *redis.ClusterClient, cfg Config) *ClusterClient {
+	c := &ClusterClient{ClusterClient: rdb, core: newCore(cfg, rdb.Subscribe)}
+	hs := newClusterHandshake(rdb.Options())
+	rdb.AddHook(&hook{prefix: c.prefix, handshake: hs, cluster: true})
+	rdb.OnNewNode(func(n *redis.Client) {
+		n.AddHook(&hook{prefix: c.prefix, handshake: hs, node: true})
+	})
+	return c
+}
+
+// core is what Client and ClusterClient share.
+type core struct {
+	prefix    func(tenant.Tenant) string
+	subscribe func(context.Context, ...string) *redis.PubSub
+}
+
+func newCore(cfg Config, subscribe func(context.Context, ...string) *redis.PubSub) core {
 	p := cfg.Prefix
 	if p == nil {
 		p = redistenant.Prefix
 	}
-	c := &Client{Client: rdb, prefix: redisconfine.NewPrefixCache(p)}
-	rdb.AddHook(&hook{prefix: c.prefix, handshake: newHandshake(rdb.Options())})
-	return c
+	return core{prefix: redisconfine.NewPrefixCache(p), subscribe: subscribe}
 }
 
 // Watch runs fn in an optimistic transaction, as go-redis's Watch does: keys
@@ -58,6 +93,25 @@ func (c *Client) Watch(ctx context.Context, fn func(*redis.Tx) error, keys ...st
 		return err
 	}
 	return c.Client.Watch(context.WithValue(ctx, dedicatedKey, true), fn, keys...)
+}
+
+// Watch is [Client.Watch] on the cluster: the keys, prefixed here, pick the
+// node of the tenant's slot. go-redis's own Watch (c.ClusterClient.Watch)
+// is refused.
+func (c *ClusterClient) Watch(ctx context.Context, fn func(*redis.Tx) error, keys ...string) error {
+	t, err := tenant.Require(ctx)
+	if err != nil {
+		return err
+	}
+	prefix := c.prefix(t)
+	confinedKeys := make([]string, len(keys))
+	for i, k := range keys {
+		confinedKeys[i] = prefix + k
+	}
+	// The node's hook lets the WATCH of these keys and the UNWATCH of
+	// Tx.Close pass as they are; fn's commands carry fn's own context and
+	// are confined there.
+	return c.ClusterClient.Watch(confinedCtx(ctx), fn, confinedKeys...)
 }
 
 // Subscribe subscribes to channels in the context tenant's namespace and
@@ -77,13 +131,29 @@ func (c *Client) SSubscribe(ctx context.Context, channels ...string) *PubSub {
 	return c.pubSub(ctx, (*PubSub).SSubscribe, channels)
 }
 
-func (c *Client) pubSub(ctx context.Context, sub func(*PubSub, context.Context, ...string) error, names []string) *PubSub {
+// Subscribe is [Client.Subscribe] on the cluster.
+func (c *ClusterClient) Subscribe(ctx context.Context, channels ...string) *PubSub {
+	return c.pubSub(ctx, (*PubSub).Subscribe, channels)
+}
+
+// PSubscribe is [Client.PSubscribe] on the cluster.
+func (c *ClusterClient) PSubscribe(ctx context.Context, patterns ...string) *PubSub {
+	return c.pubSub(ctx, (*PubSub).PSubscribe, patterns)
+}
+
+// SSubscribe is [Client.SSubscribe] on the cluster: the tenant's shard
+// channels share its slot, so one node serves them.
+func (c *ClusterClient) SSubscribe(ctx context.Context, channels ...string) *PubSub {
+	return c.pubSub(ctx, (*PubSub).SSubscribe, channels)
+}
+
+func (c *core) pubSub(ctx context.Context, sub func(*PubSub, context.Context, ...string) error, names []string) *PubSub {
 	t, err := tenant.Require(ctx)
 	if err != nil {
 		return &PubSub{err: err}
 	}
 	p := &PubSub{tenant: t, prefix: c.prefix(t)}
-	p.ps = c.Client.Subscribe(p.mark(ctx))
+	p.ps = c.subscribe(p.mark(ctx))
 	if len(names) > 0 {
 		p.err = sub(p, ctx, names...)
 	}
@@ -93,7 +163,7 @@ func (c *Client) pubSub(ctx context.Context, sub func(*PubSub, context.Context, 
 // Key returns k in the namespace of the context's tenant, for code that
 // builds key names the hook does not see (a script's body, a key stored as
 // a value).
-func (c *Client) Key(ctx context.Context, k string) (string, error) {
+func (c *core) Key(ctx context.Context, k string) (string, error) {
 	t, err := tenant.Require(ctx)
 	if err != nil {
 		return "", err
@@ -104,7 +174,7 @@ func (c *Client) Key(ctx context.Context, k string) (string, error) {
 // Strip returns key without the context tenant's prefix, for replies that
 // hold key names the hook does not strip (see the package doc). ok is false
 // when key is not in the tenant's namespace.
-func (c *Client) Strip(ctx context.Context, key string) (string, bool) {
+func (c *core) Strip(ctx context.Context, key string) (string, bool) {
 	t, err := tenant.Require(ctx)
 	if err != nil {
 		return "", false

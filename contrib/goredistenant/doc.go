@@ -9,7 +9,11 @@
 //	c.Set(ctx, "cart:42", "3", 0)     // SET t:{<id>}:cart:42 3
 //
 // New adds a hook to the *redis.Client, so code that already takes a
-// *redis.Client (c.Client) is confined too. A call whose context carries no
+// *redis.Client (c.Client) is confined too. [NewCluster] does the same for a
+// *redis.ClusterClient, with a hook on it and one on each node client: a
+// tenant's keys share its hash tag's slot, so a tenant's multi-key commands,
+// pipelines and transactions run on one node, and SCAN and KEYS are sent to
+// that node. A call whose context carries no
 // tenant fails with tenant.ErrNoTenant, before anything is sent; refusals are
 // redistenant's [redistenant.CommandError], matching
 // [redistenant.ErrUnsupportedCommand], [redistenant.ErrCommandNotAllowed] or
@@ -61,16 +65,16 @@
 //
 // # Where it stops
 //
-//   - Only *redis.Client (NewClient, and NewFailoverClient reading the
-//     primary). A ClusterClient runs Watch on its node clients, past the
-//     cluster's hooks, and Ring and UniversalClient are not covered: use
-//     redistenant (rueidis) on a cluster.
+//   - *redis.Client (NewClient, and NewFailoverClient reading the primary)
+//     and *redis.ClusterClient only: Ring, and a FailoverClusterClient's
+//     or UniversalClient's other shapes, are not covered.
 //   - go-redis's AutoPipeliner (v9.22 and later; this module builds with
 //     v9.21) writes a command before the hooks run in its full-duplex mode,
 //     so its commands are not confined: do not use it on a confined client.
 //   - Hooks added before New see the commands as built, hooks added after
 //     see them prefixed. Connections dialed before New are not guarded, and
-//     a redis.Conn or Tx made before New has no hook: call New first.
+//     a redis.Conn, Tx or cluster node client made before New has no hook:
+//     call New (NewCluster) first.
 //   - Options.OnConnect runs with the context of the dial; commands it sends
 //     other than the handshake's need a tenant in that context.
 //   - Scripts: as in redistenant, EVAL and FCALL must declare their keys.

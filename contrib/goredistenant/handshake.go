@@ -10,7 +10,8 @@ import (
 // go-redis sets up every new connection with commands it sends through the
 // client's hooks, with the context of the call that needed the connection
 // (or none, for the pool's idle connections): HELLO, AUTH, SELECT, CLIENT
-// SETNAME, CLIENT SETINFO and CLIENT MAINT_NOTIFICATIONS. Each of them
+// SETNAME, CLIENT SETINFO and CLIENT MAINT_NOTIFICATIONS (and READONLY,
+// CLUSTER SLOTS and COMMAND on a cluster's nodes). Each of them
 // changes the connection's state, which is refused to a tenant; but set to
 // what the client's options say, it is the state every connection of the
 // client has anyway, so nothing of one tenant reaches another. handshake
@@ -21,6 +22,25 @@ type handshake struct {
 	// static is false when a credentials provider supplies them: they are
 	// not known in advance, so any are accepted.
 	static bool
+	// readOnly: a cluster client that reads from replicas sends READONLY.
+	readOnly bool
+	// cluster: a cluster client learns its topology and the command table
+	// through its node clients (CLUSTER SLOTS, COMMAND), also in the
+	// background with no tenant. Neither holds a tenant's data or changes a
+	// connection.
+	cluster bool
+}
+
+// newClusterHandshake is newHandshake for a cluster client's nodes.
+func newClusterHandshake(o *redis.ClusterOptions) *handshake {
+	h := newHandshake(&redis.Options{
+		Protocol: o.Protocol, ClientName: o.ClientName, Username: o.Username, Password: o.Password,
+		CredentialsProvider: o.CredentialsProvider, CredentialsProviderContext: o.CredentialsProviderContext,
+		StreamingCredentialsProvider: o.StreamingCredentialsProvider,
+	})
+	h.readOnly = o.ReadOnly || o.RouteByLatency || o.RouteRandomly
+	h.cluster = true
+	return h
 }
 
 func newHandshake(o *redis.Options) *handshake {
@@ -54,6 +74,10 @@ func (h *handshake) allows(argv []string) bool {
 		}
 	case is(argv[0], "select"):
 		return len(argv) == 2 && argv[1] == h.db
+	case is(argv[0], "readonly"):
+		return len(argv) == 1 && h.readOnly
+	case is(argv[0], "command"):
+		return len(argv) == 1 && h.cluster
 	case is(argv[0], "client") && len(argv) >= 3:
 		switch {
 		case is(argv[1], "setname"):
@@ -64,6 +88,8 @@ func (h *handshake) allows(argv []string) bool {
 		case is(argv[1], "maint_notifications"):
 			return true // server push notifications of maintenance, for this connection
 		}
+	case is(argv[0], "cluster") && len(argv) == 2:
+		return h.cluster && (is(argv[1], "slots") || is(argv[1], "shards"))
 	}
 	return false
 }

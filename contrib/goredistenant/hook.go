@@ -16,6 +16,15 @@ import (
 type hook struct {
 	prefix    func(tenant.Tenant) string
 	handshake *handshake
+	// cluster is set on a ClusterClient's own hook: it marks the context
+	// of what it confined, and sets the slot of a keyless command confined
+	// to the tenant (SCAN, KEYS) to the tenant's.
+	cluster bool
+	// node is set on the hook of a ClusterClient's node clients: what the
+	// cluster's hook confined passes (it must not be prefixed twice), and
+	// what reaches a node client directly (a Watch's transaction,
+	// ForEachShard) is confined here.
+	node bool
 }
 
 var _ redis.Hook = (*hook)(nil)
@@ -38,7 +47,14 @@ const (
 	// subscriberKey marks the contexts this package's PubSub gives
 	// go-redis's: a connection dialed with it may write subscriptions.
 	subscriberKey
+	// confinedKey marks the context of a command a ClusterClient's hook
+	// confined, when it reaches the node client's hook.
+	confinedKey
 )
+
+func confinedCtx(ctx context.Context) context.Context {
+	return context.WithValue(ctx, confinedKey, true)
+}
 
 func usage(ctx context.Context) redisconfine.Usage {
 	if ctx.Value(dedicatedKey) != nil {
@@ -59,9 +75,15 @@ func (h *hook) DialHook(next redis.DialHook) redis.DialHook {
 
 func (h *hook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
+		if h.node && ctx.Value(confinedKey) != nil {
+			return next(ctx, cmd)
+		}
 		var c confined
 		if err := c.confine(ctx, cmd, usage(ctx), h); err != nil {
 			return err
+		}
+		if h.cluster {
+			ctx = confinedCtx(ctx)
 		}
 		var err error
 		if c.swap != nil {
@@ -77,6 +99,9 @@ func (h *hook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 
 func (h *hook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if h.node && ctx.Value(confinedKey) != nil {
+			return next(ctx, cmds)
+		}
 		use := usage(ctx)
 		if use == redisconfine.Shared {
 			use = redisconfine.Multi
@@ -107,6 +132,9 @@ func (h *hook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Process
 				}
 				send[i] = done[i].swap
 			}
+		}
+		if h.cluster {
+			ctx = confinedCtx(ctx)
 		}
 		err := next(ctx, send)
 		for i := range done {
@@ -202,12 +230,21 @@ func (c *confined) confine(ctx context.Context, cmd redis.Cmder, use redisconfin
 	}
 	out := redisconfine.Apply(argv, p, prefix)
 	if p.MatchAll {
-		return c.swapFor(ctx, cmd, args, p, out)
+		if err := c.swapFor(ctx, cmd, args, p, out); err != nil {
+			return err
+		}
+		if h.cluster && p.ToTenantSlot {
+			c.swap.(interface{ SetFirstKeyPos(int8) }).SetFirstKeyPos(int8(len(out) - 1)) // the appended pattern: the tenant's hash tag
+		}
+		return nil
 	}
 	for i := 0; i < p.Len(); i++ {
 		pos := p.At(i).Pos
 		c.save(pos, args[pos])
 		args[pos] = out[pos]
+		if h.cluster && p.ToTenantSlot && i == 0 && pos < 128 {
+			cmd.(interface{ SetFirstKeyPos(int8) }).SetFirstKeyPos(int8(pos)) // the pattern, which starts with the tenant's hash tag
+		}
 	}
 	return nil
 }
