@@ -16,6 +16,35 @@
 // A call whose context carries no tenant fails with [tenant.ErrNoTenant]
 // before any I/O: never "all tenants", never "the previous tenant".
 //
+// # At a glance
+//
+// The guarantee: a statement sent with a tenant's context reads and writes
+// only what that tenant's schema and RLS scope allow, and leaves nothing on
+// the connection that another tenant, [Pool.Unscoped] or the next
+// [Pool.Acquire] could observe (a lexer refuses session-state SQL before
+// I/O; a server-side backstop checks what the server holds for every text
+// the lexer cannot bound). It holds for [Pool], [Tx], batches, CopyFrom,
+// [OpenDB]'s *sql.DB and code built on them (sqlc, pgx.BeginFunc, sqlx,
+// bun, GORM, ent), with tracers seeing the caller's SQL.
+//
+// The modes, chosen by the pool's ConnConfig.DefaultQueryExecMode or per
+// call: the prepared modes (the default; statements prepared per tenant
+// schema and SQL), QueryExecModeExec (nothing prepared, for a transaction
+// pooler), the simple protocol (through pgx, as a batch after the scope),
+// and Citus mode ([Config].Citus: the scope reaches the worker). In each,
+// the scope and a statement the lexer bounds travel in one round trip (a
+// checked statement on the simple protocol, or with per-call options, runs
+// in a transaction of its own and costs more); see "One round trip",
+// "Behind PgBouncer" and "Scaling out on Citus".
+//
+// Where it stops (detailed under "Nothing a statement leaves on a
+// connection reaches anyone else"): a statement the lexer bounds is checked
+// by its command tag, not by the server; functions, triggers and views run
+// what their bodies say; the raw connections of [Tx.Conn] and [Conn.Conn]
+// are not checked; behind PgBouncer the backstop closes the client's
+// connection, not the pooler's; the role must be NOSUPERUSER NOBYPASSRLS
+// ([New] refuses others, see "Roles").
+//
 // # One round trip
 //
 // The setting and the statement travel together in one pipeline and one
@@ -292,24 +321,6 @@
 // write 6.3× and 2.0×. Creating a tenant takes 3.8× plain (3.3× with fsync
 // off).
 //
-// To run the Citus tests (internal/citustest; skipped unless
-// TENANCY_CITUS_URL names a coordinator's admin URL), build Citus from its
-// public source against Debian's PostgreSQL 15, out of the tree of this
-// project:
-//
-//	git clone https://github.com/citusdata/citus && cd citus && git checkout v13.2.2
-//	apt-get install postgresql-server-dev-15 libkrb5-dev liblz4-dev libzstd-dev \
-//	    libcurl4-openssl-dev libselinux1-dev libxslt1-dev libpam0g-dev libreadline-dev
-//	# PostgreSQL 15.20 exports have_createdb_privilege, which clashes with the
-//	# PG15 compatibility copy in src/include/pg_version_compat.h: delete that
-//	# static inline function and include "commands/dbcommands.h" instead.
-//	./configure --without-libcurl && make -j2 && make install
-//
-// then start a coordinator and two workers on loopback ports, each with
-// initdb, shared_preload_libraries = 'citus' and wal_level = logical, run
-// CREATE EXTENSION citus in each, and on the coordinator
-// citus_set_coordinator_host('127.0.0.1', 9700) and
-// citus_add_node('127.0.0.1', port) for each worker:
-//
-//	TENANCY_CITUS_URL=postgres://postgres@127.0.0.1:9700/postgres go test ./internal/citustest/
+// The Citus tests live in internal/citustest, whose documentation says how
+// to build a cluster to run them on.
 package pgtenant

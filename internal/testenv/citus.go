@@ -14,7 +14,7 @@ import (
 // CitusURLVar names the environment variable that holds the admin URL of a
 // Citus coordinator with at least one worker, for the tests that run on
 // Citus. There is no Citus package on Debian, so CI does not set it; the
-// package documentation of pgtenant says how to build a cluster.
+// package documentation of internal/citustest says how to build a cluster.
 const CitusURLVar = "TENANCY_CITUS_URL"
 
 var citusState struct {
@@ -34,7 +34,7 @@ func Citus(t testing.TB) *PG {
 	t.Helper()
 	url := os.Getenv(CitusURLVar)
 	if url == "" {
-		t.Skipf("%s is not set: no Citus cluster to run on (see the pgtenant package documentation, Scaling out on Citus)", CitusURLVar)
+		t.Skipf("%s is not set: no Citus cluster to run on (see the internal/citustest package documentation for how to build one)", CitusURLVar)
 	}
 	citusState.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
