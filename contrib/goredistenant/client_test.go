@@ -108,23 +108,7 @@ func TestTenantsSeeOnlyTheirKeys(t *testing.T) {
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("%s reads (-want +got):\n%s", tn.Slug, diff)
 		}
-		keys := c.Keys(ctx, "*").Val()
-		sort.Strings(keys)
-		if diff := cmp.Diff(dataKeys, keys); diff != "" {
-			t.Errorf("%s: KEYS * (-want +got):\n%s", tn.Slug, diff)
-		}
-		var scanned []string
-		iter := c.Scan(ctx, 0, "", 2).Iterator()
-		for iter.Next(ctx) {
-			scanned = append(scanned, iter.Val())
-		}
-		if err := iter.Err(); err != nil {
-			t.Fatal(err)
-		}
-		sort.Strings(scanned)
-		if diff := cmp.Diff(dataKeys, slices.Compact(scanned)); diff != "" {
-			t.Errorf("%s: SCAN (-want +got):\n%s", tn.Slug, diff)
-		}
+		checkListed(t, ctx, c, tn, dataKeys)
 		if got := c.Exists(ctx, strings.TrimSuffix(redistenant.Prefix(otherOf(tn, a, b)), ":")+":str").Val(); got != 0 {
 			t.Errorf("%s sees the other tenant's key spelt in full", tn.Slug)
 		}
@@ -217,4 +201,51 @@ func TestNoTenantSendsNothing(t *testing.T) {
 	if n := raw.Exists(ctx, key).Val(); n != 0 {
 		t.Errorf("the key was written")
 	}
+}
+
+// checkListed checks that KEYS * and a SCAN iteration (2 keys a page) show
+// tn exactly its keys want, without the prefix.
+func checkListed(t *testing.T, ctx context.Context, c redis.Cmdable, tn tenant.Tenant, want []string) {
+	t.Helper()
+	keys := c.Keys(ctx, "*").Val()
+	sort.Strings(keys)
+	if diff := cmp.Diff(want, keys); diff != "" {
+		t.Errorf("%s: KEYS * (-want +got):\n%s", tn.Slug, diff)
+	}
+	var scanned []string
+	iter := c.Scan(ctx, 0, "", 2).Iterator()
+	for iter.Next(ctx) {
+		scanned = append(scanned, iter.Val())
+	}
+	if err := iter.Err(); err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(scanned)
+	if diff := cmp.Diff(want, slices.Compact(scanned)); diff != "" {
+		t.Errorf("%s: SCAN (-want +got):\n%s", tn.Slug, diff)
+	}
+}
+
+// watcher is what Client.Watch and ClusterClient.Watch share.
+type watcher interface {
+	Watch(ctx context.Context, fn func(*redis.Tx) error, keys ...string) error
+}
+
+// incrWatched increments key in an optimistic transaction of w, calling
+// interfere (if not nil) between the read and the EXEC.
+func incrWatched(ctx context.Context, w watcher, key string, interfere func()) error {
+	return w.Watch(ctx, func(tx *redis.Tx) error {
+		n, err := tx.Get(ctx, key).Int()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return err
+		}
+		if interfere != nil {
+			interfere()
+		}
+		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.Set(ctx, key, n+1, 0)
+			return nil
+		})
+		return err
+	}, key)
 }

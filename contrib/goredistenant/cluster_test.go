@@ -84,50 +84,19 @@ func TestCluster(t *testing.T) {
 		if got := c.MGet(ctx, "x", "y", "z").Val(); !cmp.Equal(got, []any{tn.Slug, tn.Slug, tn.Slug}) {
 			t.Errorf("%s MGET: %v", tn.Slug, got)
 		}
-		keys := c.Keys(ctx, "*").Val()
-		sort.Strings(keys)
-		if diff := cmp.Diff(want, keys); diff != "" {
-			t.Errorf("%s: KEYS (-want +got):\n%s", tn.Slug, diff)
-		}
-		var scanned []string
-		iter := c.Scan(ctx, 0, "", 2).Iterator()
-		for iter.Next(ctx) {
-			scanned = append(scanned, iter.Val())
-		}
-		if err := iter.Err(); err != nil {
-			t.Fatal(err)
-		}
-		sort.Strings(scanned)
-		if diff := cmp.Diff(want, scanned); diff != "" {
-			t.Errorf("%s: SCAN (-want +got):\n%s", tn.Slug, diff)
-		}
+		checkListed(t, ctx, c, tn, want)
 	}
 
 	ca, cb := ctxFor(a), ctxFor(b)
 	// Optimistic transactions on the tenant's node.
-	incr := func(interfere bool) error {
-		return c.Watch(ca, func(tx *redis.Tx) error {
-			n, err := tx.Get(ca, "n").Int()
-			if err != nil {
-				return err
-			}
-			if interfere {
-				raw.Set(context.Background(), redistenant.Prefix(a)+"n", "100", 0)
-			}
-			_, err = tx.TxPipelined(ca, func(p redis.Pipeliner) error {
-				p.Set(ca, "n", n+1, 0)
-				return nil
-			})
-			return err
-		}, "n")
-	}
-	if err := incr(false); err != nil {
+	interfere := func() { raw.Set(context.Background(), redistenant.Prefix(a)+"n", "100", 0) }
+	if err := incrWatched(ca, c, "n", nil); err != nil {
 		t.Fatalf("Watch: %v", err)
 	}
 	if got := c.Get(ca, "n").Val(); got != "2" {
 		t.Errorf("after the transaction n = %q, want 2", got)
 	}
-	if err := incr(true); !errors.Is(err, redis.TxFailedErr) {
+	if err := incrWatched(ca, c, "n", interfere); !errors.Is(err, redis.TxFailedErr) {
 		t.Errorf("a watched key changed: %v, want TxFailedErr", err)
 	}
 	for name, err := range map[string]error{

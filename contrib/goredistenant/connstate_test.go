@@ -150,26 +150,11 @@ func TestWatchIsOptimistic(t *testing.T) {
 	t.Parallel()
 	c, raw, a, b := setup(t)
 	ca := ctxFor(a)
-	incr := func(interfere bool) error {
-		return c.Watch(ca, func(tx *redis.Tx) error {
-			n, err := tx.Get(ca, "counter").Int()
-			if err != nil && !errors.Is(err, redis.Nil) {
-				return err
-			}
-			if interfere {
-				raw.Set(context.Background(), redistenant.Prefix(a)+"counter", "100", 0)
-			}
-			_, err = tx.TxPipelined(ca, func(p redis.Pipeliner) error {
-				p.Set(ca, "counter", n+1, 0)
-				return nil
-			})
-			return err
-		}, "counter")
-	}
-	if err := incr(false); err != nil {
+	interfere := func() { raw.Set(context.Background(), redistenant.Prefix(a)+"counter", "100", 0) }
+	if err := incrWatched(ca, c, "counter", nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := incr(true); !errors.Is(err, redis.TxFailedErr) {
+	if err := incrWatched(ca, c, "counter", interfere); !errors.Is(err, redis.TxFailedErr) {
 		t.Errorf("a watched key changed: %v, want TxFailedErr", err)
 	}
 	if got := raw.Get(context.Background(), redistenant.Prefix(a)+"counter").Val(); got != "100" {
