@@ -409,7 +409,9 @@ func setupPG(ctx context.Context, adminURL string) (*PG, error) {
 	}
 	for _, s := range stmts {
 		if _, err := admin.Exec(ctx, s); err != nil {
-			dropPG(context.WithoutCancel(ctx), admin, base)
+			if dropErr := dropPG(context.WithoutCancel(ctx), admin, base); dropErr != nil {
+				err = errors.Join(err, fmt.Errorf("and cleaning up: %w", dropErr))
+			}
 			return nil, fmt.Errorf("PostgreSQL: set up test database: %w", err)
 		}
 	}
@@ -423,12 +425,11 @@ func setupPG(ctx context.Context, adminURL string) (*PG, error) {
 func teardown() {
 	teardownCitus()
 	if pg := pgState.pg; pg != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		if admin, err := pgx.Connect(ctx, pgState.svc.URL); err == nil {
-			dropPG(ctx, admin, pg.base)
-			admin.Close(ctx)
+		if err := dropWithRetry(pgState.svc.URL, pg.base); err != nil {
+			// Nothing may stay behind: say what did, loudly, for the next
+			// run's sweep and for whoever reads the log.
+			fmt.Fprintf(os.Stderr, "testenv: WARNING: left on the server after %d attempts: %v\n", dropAttempts, err)
 		}
-		cancel()
 	}
 	if pgState.svc.Close != nil {
 		pgState.svc.Close()
@@ -438,22 +439,89 @@ func teardown() {
 	}
 }
 
-func dropPG(ctx context.Context, admin *pgx.Conn, base string) {
+// dropAttempts is how many times teardown tries to drop the package's
+// databases and roles: on a loaded machine a DROP DATABASE ... WITH (FORCE)
+// can outlast one attempt's deadline, and a role cannot be dropped while a
+// database it owns is still there.
+const dropAttempts = 3
+
+// dropPause is the wait before the second attempt (twice it before the
+// third).
+var dropPause = time.Second
+
+// dropWithRetry drops base's databases and roles, on a fresh connection per
+// attempt, until none is left.
+func dropWithRetry(serverURL, base string) error {
+	var err error
+	for attempt := 1; attempt <= dropAttempts; attempt++ {
+		if attempt > 1 {
+			time.Sleep(time.Duration(attempt-1) * dropPause)
+		}
+		err = func() error {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			admin, err := pgx.Connect(ctx, serverURL)
+			if err != nil {
+				return err
+			}
+			defer admin.Close(context.WithoutCancel(ctx))
+			dropErr := dropPG(ctx, admin, base)
+			left, err := leftOf(ctx, admin, base)
+			if err != nil {
+				return errors.Join(dropErr, err)
+			}
+			if len(left) > 0 {
+				return errors.Join(fmt.Errorf("still there: %s", strings.Join(left, ", ")), dropErr)
+			}
+			return nil
+		}()
+		if err == nil {
+			return nil
+		}
+	}
+	return err
+}
+
+// leftOf lists base's databases and roles still on the server.
+func leftOf(ctx context.Context, admin *pgx.Conn, base string) ([]string, error) {
+	rows, err := admin.Query(ctx, `SELECT 'database ' || datname FROM pg_database WHERE datname = $1 OR starts_with(datname, $1 || '_d')
+		UNION ALL SELECT 'role ' || rolname FROM pg_roles WHERE starts_with(rolname, $1 || '_')`, base)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+// dropPG drops base's databases, then its roles, and returns what failed.
+func dropPG(ctx context.Context, admin *pgx.Conn, base string) error {
+	var errs []error
 	dbs, err := admin.Query(ctx, "SELECT datname FROM pg_database WHERE datname = $1 OR starts_with(datname, $1 || '_d')", base)
-	if err == nil {
-		names, _ := pgx.CollectRows(dbs, pgx.RowTo[string])
-		for _, db := range names {
-			_, _ = admin.Exec(ctx, fmt.Sprintf("DROP DATABASE IF EXISTS %s WITH (FORCE)", ident(db)))
+	if err != nil {
+		return err
+	}
+	names, err := pgx.CollectRows(dbs, pgx.RowTo[string])
+	if err != nil {
+		return err
+	}
+	for _, db := range names {
+		if _, err := admin.Exec(ctx, fmt.Sprintf("DROP DATABASE IF EXISTS %s WITH (FORCE)", ident(db))); err != nil {
+			errs = append(errs, fmt.Errorf("drop database %s: %w", db, err))
 		}
 	}
 	rows, err := admin.Query(ctx, "SELECT rolname FROM pg_roles WHERE starts_with(rolname, $1)", base+"_")
 	if err != nil {
-		return
+		return errors.Join(append(errs, err)...)
 	}
-	roles, _ := pgx.CollectRows(rows, pgx.RowTo[string])
+	roles, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
 	for _, r := range roles {
-		_, _ = admin.Exec(ctx, "DROP ROLE IF EXISTS "+ident(r))
+		if _, err := admin.Exec(ctx, "DROP ROLE IF EXISTS "+ident(r)); err != nil {
+			errs = append(errs, fmt.Errorf("drop role %s: %w", r, err))
+		}
 	}
+	return errors.Join(errs...)
 }
 
 var staleName = regexp.MustCompile(`^(tt_[a-z0-9_]*?_(\d{9,})_[0-9a-f]{6})(_d\d+)?$`)
@@ -472,7 +540,7 @@ func sweepStale(ctx context.Context, admin *pgx.Conn) {
 			continue
 		}
 		if sec, err := strconv.ParseInt(m[2], 10, 64); err == nil && time.Since(time.Unix(sec, 0)) > 6*time.Hour {
-			dropPG(ctx, admin, m[1])
+			_ = dropPG(ctx, admin, m[1]) // a sweep: the next one tries again
 		}
 	}
 }

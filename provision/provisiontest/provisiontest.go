@@ -24,6 +24,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -203,19 +204,41 @@ func (e *Env) AppPool(t testing.TB, configure ...func(*pgtenant.Config)) *pgtena
 	return p
 }
 
-// drop removes the database and the roles, however far New got.
+// drop removes the database and the roles, however far New got. A drop
+// that fails (a DROP DATABASE outlasting its deadline on a loaded machine,
+// say) is tried again; what is still there after three attempts is reported
+// on standard error, naming it.
 func drop(adminURL string, env *Env) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	var err error
+	for attempt := 1; attempt <= 3; attempt++ {
+		if attempt > 1 {
+			time.Sleep(time.Duration(attempt) * time.Second)
+		}
+		if err = dropOnce(adminURL, env); err == nil {
+			return
+		}
+	}
+	fmt.Fprintf(os.Stderr, "provisiontest: WARNING: left on the server: %v\n", err)
+}
+
+func dropOnce(adminURL string, env *Env) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	admin, err := pgx.Connect(ctx, adminURL)
 	if err != nil {
-		return
+		return err
 	}
 	defer admin.Close(ctx)
-	_, _ = admin.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{env.Database}.Sanitize()+" WITH (FORCE)")
-	for _, r := range []string{env.AppRole, env.OwnerRole} {
-		_, _ = admin.Exec(ctx, "DROP ROLE IF EXISTS "+pgx.Identifier{r}.Sanitize())
+	var errs []error
+	if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{env.Database}.Sanitize()+" WITH (FORCE)"); err != nil {
+		errs = append(errs, fmt.Errorf("database %s: %w", env.Database, err))
 	}
+	for _, r := range []string{env.AppRole, env.OwnerRole} {
+		if _, err := admin.Exec(ctx, "DROP ROLE IF EXISTS "+pgx.Identifier{r}.Sanitize()); err != nil {
+			errs = append(errs, fmt.Errorf("role %s: %w", r, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func randomHex(n int) string {
