@@ -237,3 +237,14 @@ func TestCreateRoleEscalation(t *testing.T) {
 		t.Errorf("the role became a member of the owner: %v %v", member, err)
 	}
 }
+
+// TestNewRefusesAMissingAppRole: a registry whose app role does not exist
+// would fail every Create at its GRANT; New says so first.
+func TestNewRefusesAMissingAppRole(t *testing.T) {
+	pg := testenv.PostgreSQL(t)
+	missing := testenv.UniqueID("no_such_role")
+	_, err := provision.New(context.Background(), provision.Config{Owner: pg.OwnerPool(t), AppRole: missing, Logger: slog.New(slog.DiscardHandler)})
+	if !errors.Is(err, provision.ErrInvalidConfig) || !strings.Contains(err.Error(), missing) {
+		t.Errorf("New with a missing app role: %v, want ErrInvalidConfig naming %s", err, missing)
+	}
+}

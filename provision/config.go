@@ -106,7 +106,8 @@ type Config struct {
 	Owner *pgxpool.Pool
 	// AppRole is the role the application's pgtenant pool connects as. It
 	// gets USAGE on each tenant schema and DML on its tables (no sequence privileges),
-	// nothing more. Required.
+	// nothing more. Required, and it must exist when [New] runs (New returns
+	// ErrInvalidConfig otherwise).
 	AppRole string
 	// Mode is SchemaPerTenant (a schema per tenant) or SharedTables (tenants
 	// share SharedTables, separated by RLS only). Defaults to

@@ -110,8 +110,13 @@ func New(ctx context.Context, cfg Config) (*Registry, error) {
 		return nil, err
 	}
 	r := &Registry{cfg: cfg}
-	if err := cfg.Owner.QueryRow(ctx, citusSQL).Scan(&r.citus); err != nil {
-		return nil, fmt.Errorf("provision: look for Citus: %w", err)
+	var appRole bool
+	if err := cfg.Owner.QueryRow(ctx, citusSQL+", EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)", cfg.AppRole).Scan(&r.citus, &appRole); err != nil {
+		return nil, fmt.Errorf("provision: look for Citus and the app role: %w", err)
+	}
+	if !appRole {
+		// Every Create would fail at its GRANT, after the schema was made.
+		return nil, fmt.Errorf("%w: Config.AppRole %q is not a role on this server; create it first (Bootstrap does) or name the role pgtenant connects as", ErrInvalidConfig, cfg.AppRole)
 	}
 	if err := r.upgrade(ctx); err != nil {
 		return nil, fmt.Errorf("provision: prepare registry: %w", err)
