@@ -79,7 +79,8 @@ func (h *hook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 			return next(ctx, cmd)
 		}
 		var c confined
-		if err := c.confine(ctx, cmd, usage(ctx), h); err != nil {
+		sc := scopeOf{ctx: ctx, h: h}
+		if err := c.confine(ctx, cmd, usage(ctx), h, &sc); err != nil {
 			return err
 		}
 		if h.cluster {
@@ -105,18 +106,19 @@ func (h *hook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Process
 		use := usage(ctx)
 		if use == redisconfine.Shared {
 			use = redisconfine.Multi
-			if err := redisconfine.CheckBlocks(len(cmds), func(i int) string { return cmds[i].Name() }, alternatives); err != nil {
+			if err := redisconfine.CheckBlocks(len(cmds), func(i int) string { return name(cmds[i]) }, alternatives); err != nil {
 				return failAll(cmds, err)
 			}
 		}
-		var small [8]confined
+		var small [16]confined
 		done := small[:0]
 		if len(cmds) > len(small) {
 			done = make([]confined, 0, len(cmds))
 		}
+		sc := scopeOf{ctx: ctx, h: h} // one tenant for the whole pipeline
 		for _, cmd := range cmds {
 			var c confined
-			if err := c.confine(ctx, cmd, use, h); err != nil {
+			if err := c.confine(ctx, cmd, use, h, &sc); err != nil {
 				for i := range done {
 					done[i].undo(cmds[i])
 				}
@@ -143,6 +145,38 @@ func (h *hook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Process
 		}
 		return err
 	}
+}
+
+// name is the name of cmd as built, for CheckBlocks (which compares it
+// without regard to case).
+func name(cmd redis.Cmder) string {
+	if args := cmd.Args(); len(args) > 0 {
+		if s, ok := args[0].(string); ok {
+			return s
+		}
+	}
+	return cmd.Name()
+}
+
+// scopeOf finds the context's tenant and its prefix once per call: a
+// pipeline's commands share them.
+type scopeOf struct {
+	ctx    context.Context
+	h      *hook
+	prefix string
+	err    error
+	done   bool
+}
+
+func (s *scopeOf) get() (string, error) {
+	if !s.done {
+		t, err := tenant.Require(s.ctx)
+		if err == nil {
+			s.prefix = s.h.prefix(t)
+		}
+		s.err, s.done = err, true
+	}
+	return s.prefix, s.err
 }
 
 func failAll(cmds []redis.Cmder, err error) error {
@@ -190,7 +224,7 @@ func (c *confined) save(pos int, v any) {
 
 // confine confines cmd to the context's tenant, unless it is one of the
 // commands that set a connection up as the client's options say.
-func (c *confined) confine(ctx context.Context, cmd redis.Cmder, use redisconfine.Usage, h *hook) error {
+func (c *confined) confine(ctx context.Context, cmd redis.Cmder, use redisconfine.Usage, h *hook, sc *scopeOf) error {
 	args := cmd.Args()
 	bp := argvPool.Get().(*[]string)
 	defer func() {
@@ -212,11 +246,10 @@ func (c *confined) confine(ctx context.Context, cmd redis.Cmder, use redisconfin
 	if h.handshake.allows(argv) {
 		return nil
 	}
-	t, err := tenant.Require(ctx)
+	prefix, err := sc.get()
 	if err != nil {
 		return err
 	}
-	prefix := h.prefix(t)
 	p, err := redisconfine.For(h.handshake.sameDB(argv), use, alternatives)
 	if err != nil {
 		return err
