@@ -2,12 +2,12 @@ package redistenant
 
 import (
 	"context"
-	"github.com/tenancykit/tenancy/internal/redisconfine"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/redis/rueidis"
+	"github.com/tenancykit/tenancy/internal/redisconfine"
 	"github.com/tenancykit/tenancy/tenant"
 )
 

@@ -3,10 +3,10 @@ package redistenant
 import (
 	"context"
 	"fmt"
-	"github.com/tenancykit/tenancy/internal/redisconfine"
 	"strconv"
 
 	"github.com/redis/rueidis"
+	"github.com/tenancykit/tenancy/internal/redisconfine"
 	"github.com/tenancykit/tenancy/tenant"
 )
 

@@ -2,6 +2,7 @@ package goredistenant
 
 import (
 	"context"
+	"fmt"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
@@ -36,7 +37,7 @@ type Client struct {
 // not guarded (see the package doc), and a redis.Conn or Tx made before
 // carries no hook.
 func New(rdb *redis.Client, cfg Config) *Client {
-	c := &Client{Client: rdb, core: newCore(cfg, rdb.Subscribe)}
+	c := &Client{Client: rdb, core: newCore(cfg, rdb, rdb.Subscribe)}
 	rdb.AddHook(&hook{prefix: c.prefix, handshake: newHandshake(rdb.Options())})
 	return c
 }
@@ -57,7 +58,7 @@ type ClusterClient struct {
 // it. Call it before rdb serves any command: a node client made before has
 // no hook.
 func NewCluster(rdb *redis.ClusterClient, cfg Config) *ClusterClient {
-	c := &ClusterClient{ClusterClient: rdb, core: newCore(cfg, rdb.Subscribe)}
+	c := &ClusterClient{ClusterClient: rdb, core: newCore(cfg, rdb, rdb.Subscribe)}
 	hs := newClusterHandshake(rdb.Options())
 	rdb.AddHook(&hook{prefix: c.prefix, handshake: hs, cluster: true})
 	rdb.OnNewNode(func(n *redis.Client) {
@@ -69,15 +70,50 @@ func NewCluster(rdb *redis.ClusterClient, cfg Config) *ClusterClient {
 // core is what Client and ClusterClient share.
 type core struct {
 	prefix    func(tenant.Tenant) string
+	cmd       redis.Cmdable // the hooked client
 	subscribe func(context.Context, ...string) *redis.PubSub
 }
 
-func newCore(cfg Config, subscribe func(context.Context, ...string) *redis.PubSub) core {
+func newCore(cfg Config, cmd redis.Cmdable, subscribe func(context.Context, ...string) *redis.PubSub) core {
 	p := cfg.Prefix
 	if p == nil {
 		p = redistenant.Prefix
 	}
-	return core{prefix: redisconfine.NewPrefixCache(p), subscribe: subscribe}
+	return core{prefix: redisconfine.NewPrefixCache(p), cmd: cmd, subscribe: subscribe}
+}
+
+// purgeBatch is how many keys one SCAN step asks for and one UNLINK removes.
+const purgeBatch = 500
+
+// Purge deletes every key of tenant t and nothing else, as
+// [redistenant.Client.Purge] does: SCAN of the tenant's namespace (on a
+// cluster, on the node of the tenant's slot) and UNLINK in batches, through
+// the confined client in t's context. It returns how many keys it removed.
+// It is safe to rerun, and keys written while it runs may survive it.
+func (c *core) Purge(ctx context.Context, t tenant.Tenant) (int64, error) {
+	if err := t.Validate(); err != nil {
+		return 0, err
+	}
+	ctx = tenant.NewContext(ctx, t)
+	var removed int64
+	var cursor uint64
+	for {
+		keys, next, err := c.cmd.Scan(ctx, cursor, "", purgeBatch).Result()
+		if err != nil {
+			return removed, fmt.Errorf("goredistenant: purge tenant %s: scan: %w", t, err)
+		}
+		if len(keys) > 0 {
+			n, err := c.cmd.Unlink(ctx, keys...).Result()
+			if err != nil {
+				return removed, fmt.Errorf("goredistenant: purge tenant %s: unlink: %w", t, err)
+			}
+			removed += n
+		}
+		if next == 0 {
+			return removed, nil
+		}
+		cursor = next
+	}
 }
 
 // Watch runs fn in an optimistic transaction, as go-redis's Watch does: keys

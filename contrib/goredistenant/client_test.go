@@ -3,6 +3,7 @@ package goredistenant_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sort"
 	"strings"
@@ -124,6 +125,21 @@ func TestTenantsSeeOnlyTheirKeys(t *testing.T) {
 	}
 	if diff := cmp.Diff(prefixed(b, dataKeys...), rawKeys(t, raw, b)); diff != "" {
 		t.Errorf("b's keys after a's delete (-want +got):\n%s", diff)
+	}
+	// Purge removes every key of b, in batches, and only b's.
+	for i := range 1200 {
+		c.Set(ctxFor(b), fmt.Sprint("bulk", i), "v", 0)
+	}
+	c.Set(ctx, "kept", "v", 0)
+	n, err := c.Purge(context.Background(), b)
+	if err != nil || n != int64(len(dataKeys)+1200) {
+		t.Errorf("Purge(b) = %d, %v; want %d keys", n, err, len(dataKeys)+1200)
+	}
+	if got := rawKeys(t, raw, b); len(got) != 0 {
+		t.Errorf("b's keys after Purge: %d left", len(got))
+	}
+	if diff := cmp.Diff(prefixed(a, "kept"), rawKeys(t, raw, a)); diff != "" {
+		t.Errorf("a's keys after b's Purge (-want +got):\n%s", diff)
 	}
 }
 

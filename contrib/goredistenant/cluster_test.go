@@ -120,6 +120,17 @@ func TestCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Purge on the cluster removes every key of b and none of a's.
+	if n, err := c.Purge(context.Background(), b); err != nil || n != int64(len(want)) {
+		t.Errorf("Purge(b) = %d, %v; want %d", n, err, len(want))
+	}
+	if got := clusterKeys(t, raw, b); len(got) != 0 {
+		t.Errorf("b's keys after Purge: %v", got)
+	}
+	if got := clusterKeys(t, raw, a); len(got) != len(want) {
+		t.Errorf("a's keys after b's Purge: %v", got)
+	}
+
 	// Pub/sub, plain and sharded, per tenant; go-redis's own Subscribe of
 	// a's channel spelt in full subscribes to nothing.
 	subA := c.SSubscribe(ca, "orders")

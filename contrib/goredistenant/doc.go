@@ -63,6 +63,11 @@
 //   - Everything else redistenant refuses (SWAPDB, CLIENT REPLY, CLIENT
 //     KILL, MONITOR, ...): refused here.
 //
+// # Removing a tenant
+//
+// [Client.Purge] (and ClusterClient's) deletes every key of one tenant and
+// nothing else, as redistenant's Purge does.
+//
 // # Where it stops
 //
 //   - *redis.Client (NewClient, and NewFailoverClient reading the primary)
