@@ -173,7 +173,14 @@ func TestRepliesWithKeysAreStripped(t *testing.T) {
 	c.RPush(ctx, "only", "v")
 	scan := c.Do(ctx, "scan", 0, "match", "only", "count", 1000).Val().([]any)
 	got["do scan"] = scan[1]
+	typed, _ := c.ScanType(ctx, 0, "", 1000, "list").Val()
+	sort.Strings(typed)
+	got["scantype list"] = typed
+	c.HSet(ctx, "h1", "f1", "v1", "g1", "v2")
+	fields, _ := c.HScan(ctx, "h1", 0, "f*", 100).Val()
+	got["hscan"] = fields
 	want := map[string]any{
+		"scantype list": []string{"l1", "only"}, "hscan": []string{"f1", "v1"},
 		"blpop": []string{"l1", "x"}, "brpop": []string{"l1", "v"}, "lmpop": []any{"l1", []string{"y"}},
 		"bzpopmin": "z1", "zmpop": "z1", "xread": "s1", "do keys": []any{"l1"}, "do blpop": []any{"l1", "z"}, "do scan": []any{"only"},
 	}
