@@ -116,7 +116,7 @@ func TestTenantsSeeOnlyTheirKeys(t *testing.T) {
 	}
 	// Scan then Del deletes a's keys, every one of them, and none of b's.
 	ctx := ctxFor(a)
-	page, _ := c.Scan(ctx, 0, "*", 1000).Val()
+	page, _ := c.Scan(ctx, 0, "*", 1<<20).Val() // one page over the whole keyspace
 	if n := c.Del(ctx, page...).Val(); n != int64(len(dataKeys)) {
 		t.Errorf("scan then del deleted %d keys, want %d", n, len(dataKeys))
 	}
@@ -171,9 +171,9 @@ func TestRepliesWithKeysAreStripped(t *testing.T) {
 	got["do keys"] = c.Do(ctx, "keys", "l*").Val()
 	got["do blpop"] = c.Do(ctx, "blpop", "l1", 1).Val()
 	c.RPush(ctx, "only", "v")
-	scan := c.Do(ctx, "scan", 0, "match", "only", "count", 1000).Val().([]any)
+	scan := c.Do(ctx, "scan", 0, "match", "only", "count", 1<<20).Val().([]any)
 	got["do scan"] = scan[1]
-	typed, _ := c.ScanType(ctx, 0, "", 1000, "list").Val()
+	typed, _ := c.ScanType(ctx, 0, "", 1<<20, "list").Val()
 	sort.Strings(typed)
 	got["scantype list"] = typed
 	c.HSet(ctx, "h1", "f1", "v1", "g1", "v2")

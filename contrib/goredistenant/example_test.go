@@ -24,7 +24,11 @@ func Example() {
 	}
 	ctx := tenant.NewContext(context.Background(), acme)
 	fmt.Println(c.Get(ctx, "cart:42").Val())
-	keys, _ := c.Scan(ctx, 0, "", 100).Val()
+	var keys []string
+	iter := c.Scan(ctx, 0, "", 100).Iterator() // every page: the server holds other tenants' keys too
+	for iter.Next(ctx) {
+		keys = append(keys, iter.Val())
+	}
 	fmt.Println(keys)
 
 	raw := redis.NewClient(&redis.Options{Addr: addr})

@@ -107,7 +107,9 @@ func randomOp(r *rand.Rand, keyless bool) op {
 			return c.Keys(ctx, k("*"))
 		}},
 			{"scan", func(ctx context.Context, c redis.Cmdable, k func(string) string) redis.Cmder {
-				return c.Scan(ctx, 0, k("*"), 1000)
+				// One page that covers the whole keyspace (other tests'
+				// keys included), so both clients see every key they have.
+				return c.Scan(ctx, 0, k("*"), 1<<20)
 			}}}...)
 	}
 	return ops[r.IntN(len(ops))]
