@@ -150,7 +150,14 @@ func ExampleCompat() {
 	ctx := context.Background()
 	rdb.Set(ctx, "session:1", "x", 0)
 	rdb.Set(ctx, "session:2", "y", 0)
-	keys, _, _ := rdb.Scan(ctx, 0, "session:*", 100).Result()
+	var keys []string
+	for cursor := uint64(0); ; { // every page: the server holds other tenants' keys too
+		page, next, _ := rdb.Scan(ctx, cursor, "session:*", 100).Result()
+		keys = append(keys, page...)
+		if cursor = next; cursor == 0 {
+			break
+		}
+	}
 	sort.Strings(keys)
 	fmt.Println(keys)                           // the names as written, no prefix
 	fmt.Println(rdb.Del(ctx, keys...).Val())    // so they can be passed back
