@@ -291,7 +291,7 @@ func TestScanKeysAndHelpers(t *testing.T) {
 	if err != nil || len(all) != 3 {
 		t.Errorf("KEYS * = %v, %v", all, err)
 	}
-	e, err := c.Do(ctx, c.B().Scan().Cursor(0).Count(1 << 20).Build()).AsScanEntry()
+	e, err := c.Do(ctx, c.B().Scan().Cursor(0).Count(1<<20).Build()).AsScanEntry()
 	if err != nil {
 		t.Fatal(err)
 	}
