@@ -206,7 +206,11 @@ type confined struct {
 
 // argvPool holds the argument lists commands are planned on: the planner
 // keeps none, and a pooled list saves an allocation per command.
+// A list grown past maxPooledArgs (an MSET of thousands of keys) is not
+// kept, so the pool never holds a large one for small commands.
 var argvPool = sync.Pool{New: func() any { s := make([]string, 0, 16); return &s }}
+
+const maxPooledArgs = 64
 
 type change struct {
 	pos  int
@@ -227,11 +231,14 @@ func (c *confined) save(pos int, v any) {
 func (c *confined) confine(ctx context.Context, cmd redis.Cmder, use redisconfine.Usage, h *hook, sc *scopeOf) error {
 	args := cmd.Args()
 	bp := argvPool.Get().(*[]string)
-	defer func() {
-		clear(*bp) // the views of the caller's arguments go with the call
-		argvPool.Put(bp)
-	}()
 	argv := (*bp)[:0]
+	defer func() {
+		clear(argv) // the views of the caller's arguments go with the call
+		if cap(argv) <= maxPooledArgs {
+			*bp = argv[:0]
+			argvPool.Put(bp)
+		}
+	}()
 	for i, a := range args {
 		s, ok := argString(a)
 		if !ok {
@@ -239,7 +246,6 @@ func (c *confined) confine(ctx context.Context, cmd redis.Cmder, use redisconfin
 		}
 		argv = append(argv, s)
 	}
-	*bp = argv[:0]
 	if len(argv) == 0 {
 		return redisconfine.Unsupported("", "empty command")
 	}

@@ -39,15 +39,8 @@ func (p *PubSub) mark(ctx context.Context) context.Context {
 
 // names confines the channels or patterns of one subscribe-family command.
 func (p *PubSub) names(ctx context.Context, cmd string, names []string) ([]string, error) {
-	if p.err != nil {
-		return nil, p.err
-	}
-	t, err := tenant.Require(ctx)
-	if err != nil {
+	if err := p.own(ctx); err != nil {
 		return nil, err
-	}
-	if t.ID != p.tenant.ID {
-		return nil, redistenant.ErrTenantMismatch
 	}
 	argv := append([]string{cmd}, names...)
 	plan, err := redisconfine.For(argv, redisconfine.Receive, alternatives)
@@ -98,14 +91,25 @@ func (p *PubSub) SUnsubscribe(ctx context.Context, channels ...string) error {
 	return p.do(ctx, "sunsubscribe", channels, p.ps.SUnsubscribe)
 }
 
-func (p *PubSub) check(ctx context.Context) error {
-	_, err := p.names(ctx, "ping", nil)
-	return err
+// own checks that ctx names the PubSub's tenant, which every method and
+// every received message asks.
+func (p *PubSub) own(ctx context.Context) error {
+	if p.err != nil {
+		return p.err
+	}
+	t, err := tenant.Require(ctx)
+	if err != nil {
+		return err
+	}
+	if t.ID != p.tenant.ID {
+		return redistenant.ErrTenantMismatch
+	}
+	return nil
 }
 
 // Ping pings the server over the subscription's connection.
 func (p *PubSub) Ping(ctx context.Context, payload ...string) error {
-	if err := p.check(ctx); err != nil {
+	if err := p.own(ctx); err != nil {
 		return err
 	}
 	return p.ps.Ping(p.mark(ctx), payload...)
@@ -119,7 +123,7 @@ func (p *PubSub) Receive(ctx context.Context) (any, error) {
 
 // ReceiveTimeout is Receive with a read timeout (0: none).
 func (p *PubSub) ReceiveTimeout(ctx context.Context, timeout time.Duration) (any, error) {
-	if err := p.check(ctx); err != nil {
+	if err := p.own(ctx); err != nil {
 		return nil, err
 	}
 	msg, err := p.ps.ReceiveTimeout(p.mark(ctx), timeout)
