@@ -150,18 +150,6 @@ func (p *Pool) learnBaseline(ctx context.Context, c *pgx.Conn) error {
 	}
 	st := p.state(c)
 	st.base = connBaseline{session: []byte(session), role: []byte(role), searchPath: []byte(path)}
-	if p.prepared {
-		var err error
-		if st.base.guardSD, err = c.Prepare(ctx, guardStmt, p.bs.guardScope); err != nil {
-			return fmt.Errorf("pgtenant: prepare the backstop: %w", err)
-		}
-		if st.base.guardRoleSD, err = c.Prepare(ctx, guardRoleStmt, p.bs.guardRole); err != nil {
-			return fmt.Errorf("pgtenant: prepare the backstop: %w", err)
-		}
-		if st.base.sessionSD, err = c.Prepare(ctx, sessionStmt, p.bs.session); err != nil {
-			return fmt.Errorf("pgtenant: prepare the backstop: %w", err)
-		}
-	}
 	return nil
 }
 
@@ -172,39 +160,6 @@ func (p *Pool) guardArgs(st *connState, sc scope) [][]byte {
 		path = p.scopeParams(sc).values[0]
 	}
 	return [][]byte{[]byte(sc.tenant.ID), path, st.base.role}
-}
-
-// queueGuard queues the guard after a checked statement and notes that the
-// session check must follow the transaction's end. It queues guardResults
-// statements.
-func (p *Pool) queueGuard(b *pgconn.Batch, st *connState, sc scope) {
-	st.unsure = true
-	if sd := st.base.guardSD; sd != nil {
-		a := p.guardArgs(st, sc)
-		b.ExecStatement(sd, [][]byte{a[0], a[1], st.base.searchPath}, nil, nil)
-		b.ExecStatement(st.base.guardRoleSD, [][]byte{a[2], a[1]}, nil, nil)
-		return
-	}
-	b.ExecParams(p.bs.guard, p.guardArgs(st, sc), nil, nil, nil)
-}
-
-// guardResults is the number of results queueGuard queues on st's
-// connection.
-func guardResults(st *connState) int {
-	if st.base.guardSD != nil {
-		return 2
-	}
-	return 1
-}
-
-// queueSession queues the session check (after COMMIT or ROLLBACK).
-func (p *Pool) queueSession(b *pgconn.Batch, st *connState) {
-	st.unsure = false
-	if sd := st.base.sessionSD; sd != nil {
-		b.ExecStatement(sd, [][]byte{st.base.session}, nil, nil)
-		return
-	}
-	b.ExecParams(p.bs.session, [][]byte{st.base.session}, nil, nil, nil)
 }
 
 // verdict reads the backstop's findings out of err, the first error of a
@@ -230,23 +185,4 @@ func (p *Pool) verdict(st *connState, err error) error {
 		return nil
 	}
 	return &SessionStateError{Construct: msg + " (found by the server-side check)", Instead: scopeInstead, Backstop: true}
-}
-
-// guardPgx runs the guard through pgx on c (the simple protocol's paths),
-// inside the transaction that ran a checked statement.
-func (p *Pool) guardPgx(ctx context.Context, c *pgx.Conn, st *connState, sc scope) error {
-	st.unsure = true
-	a := p.guardArgs(st, sc)
-	_, err := c.Exec(ctx, p.bs.guard, string(a[0]), string(a[1]), string(a[2]))
-	return p.verdict(st, err)
-}
-
-// sessionPgx runs the session check through pgx on c, after the
-// transaction ended.
-func (p *Pool) sessionPgx(ctx context.Context, c *pgx.Conn, st *connState) {
-	st.unsure = false
-	_, err := c.Exec(ctx, p.bs.session, string(st.base.session))
-	if err = p.verdict(st, err); err != nil {
-		st.dirty = true
-	}
 }

@@ -2,7 +2,6 @@ package pgtenant
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -127,88 +126,45 @@ func (p *Pool) destroy(c *pgxpool.Conn) {
 
 // Exec runs sql on the connection.
 func (c *Conn) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
-	sql, args, viaPgx, err := c.stmt(ctx, sql, args)
+	sql, args, sd, err := c.stmt(ctx, sql, args)
 	if err != nil {
 		return pgconn.CommandTag{}, err
 	}
-	if viaPgx && c.p.citus {
-		return c.p.execInTx(ctx, c.c.Conn(), c.st, c.sc, sessionClass, sql, args)
-	}
-	if viaPgx {
-		return c.c.Conn().Exec(ctx, sql, args...)
-	}
-	ct, _, err := c.p.execStmt(ctx, c.c.Conn(), c.st, c.sc, sessionClass, sql, args, c.step(), pgx.TxOptions{})
+	ct, _, err := c.p.execStmt(ctx, c.c.Conn(), c.st, sd, c.sc, sessionClass, sql, args, sd.car.connStep(), pgx.TxOptions{})
 	return ct, err
 }
 
-// step is what a statement on the connection carries: nothing, as the
-// session has the scope, except in Citus mode, where each statement runs in
-// a block of its own that sets the tenant for the workers (session settings
-// never reach them).
-func (c *Conn) step() step {
-	if c.p.citus {
-		return withScope
-	}
-	return inScope
-}
-
-// finish ends what a statement on the connection leaves open: in Citus
-// mode, a block that failed is rolled back.
-func (c *Conn) finish(ctx context.Context) func(error) error {
-	if !c.p.citus {
-		return nil
-	}
-	return func(err error) error {
-		abortBlock(ctx, c.c.Conn())
-		return err
-	}
-}
-
-// stmt prepares a call: checks the tenant of ctx and applies query
-// rewriters. viaPgx reports that the statement goes through pgx itself (the
-// simple protocol, the pool's or the call's).
-func (c *Conn) stmt(ctx context.Context, sql string, args []any) (string, []any, bool, error) {
+// stmt prepares a call: checks the tenant of ctx, applies query rewriters,
+// refuses what outlives the session and what the carrier refuses, and
+// picks the call's sender.
+func (c *Conn) stmt(ctx context.Context, sql string, args []any) (string, []any, *sender, error) {
 	if t, ok := tenant.FromContext(ctx); ok && t != c.sc.tenant {
-		return "", nil, false, fmt.Errorf("%w: %s, not %s", ErrTenantMismatch, t, c.sc.tenant)
+		return "", nil, nil, fmt.Errorf("%w: %s, not %s", ErrTenantMismatch, t, c.sc.tenant)
 	}
-	sql, args, opts, err := c.p.callArgs(ctx, sql, args)
+	sql, args, err := splitCall(ctx, sql, args)
 	if err != nil {
-		return "", nil, false, err
+		return "", nil, nil, err
 	}
 	if cls := c.p.classes.classify(sql); cls.beyond || cls.ddl {
 		// Session state is the Conn's to keep, and its reset clears it;
 		// what outlives the session (roles, settings, objects) is not.
-		return "", nil, false, &SessionStateError{Construct: cls.refused, Instead: cls.instead, SQL: sql}
+		return "", nil, nil, &SessionStateError{Construct: cls.refused, Instead: cls.instead, SQL: sql}
 	}
-	if c.p.citus {
-		if err := c.p.citusSessionCheck(c.c.Conn(), sql); err != nil {
-			return "", nil, false, err
-		}
+	sd := c.p.senderFor(args)
+	if err := sd.car.checkConn(c.c.Conn(), sql); err != nil {
+		return "", nil, nil, err
 	}
-	if len(opts) > 0 || c.p.simple {
-		return sql, append(opts, args...), true, nil
-	}
-	return sql, args, false, nil
+	return sql, args, sd, nil
 }
 
 // Query runs sql on the connection.
 func (c *Conn) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
-	sql, args, viaPgx, err := c.stmt(ctx, sql, args)
+	sql, args, sd, err := c.stmt(ctx, sql, args)
 	if err != nil {
 		return errRows{err}, err
 	}
 	pc := c.c.Conn()
-	if viaPgx && c.p.citus {
-		rows, err := c.p.queryInTx(ctx, pc, c.st, c.sc, sessionClass, sql, args, func(err error) error { return err })
-		if err != nil {
-			return errRows{err}, err
-		}
-		return rows, nil
-	}
-	if viaPgx {
-		return pc.Query(ctx, sql, args...)
-	}
-	rows, _, err := c.p.queryStmt(ctx, pc, c.st, c.sc, sessionClass, sql, args, c.step(), pgx.TxOptions{}, c.finish(ctx))
+	rows, _, err := c.p.queryStmt(ctx, pc, c.st, sd, c.sc, sessionClass, sql, args, sd.car.connStep(), pgx.TxOptions{}, sd.car.connFinish(ctx, pc))
 	if err != nil {
 		return errRows{err}, err
 	}
@@ -226,21 +182,15 @@ func (c *Conn) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 	if t, ok := tenant.FromContext(ctx); ok && t != c.sc.tenant {
 		return failedBatch(b, fmt.Errorf("%w: %s, not %s", ErrTenantMismatch, t, c.sc.tenant))
 	}
-	if c.p.simple {
-		return c.c.Conn().SendBatch(ctx, b)
-	}
+	sd, pc := c.p.send, c.c.Conn()
 	items, err := c.p.batchItems(ctx, b, true)
-	if err == nil && c.p.citus {
-		for _, sql := range items.sql {
-			if err = c.p.citusSessionCheck(c.c.Conn(), sql); err != nil {
-				break
-			}
-		}
+	for i := 0; err == nil && i < len(items.sql); i++ {
+		err = sd.car.checkConn(pc, items.sql[i])
 	}
 	if err != nil {
 		return failedBatch(b, err)
 	}
-	return c.p.sendBatch(ctx, c.c.Conn(), c.st, c.sc, b, items, c.step(), c.finish(ctx))
+	return c.p.sendBatch(ctx, pc, c.st, sd, c.sc, b, items, sd.car.connStep(), sd.car.connFinish(ctx, pc))
 }
 
 // CopyFrom copies rows into tableName, resolved in the tenant's schema, in a
@@ -260,16 +210,7 @@ func (c *Conn) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) 
 	if t, ok := tenant.FromContext(ctx); ok && t != c.sc.tenant {
 		return nil, fmt.Errorf("%w: %s, not %s", ErrTenantMismatch, t, c.sc.tenant)
 	}
-	if c.p.citus {
-		// BEGIN and the SET LOCALs that carry the tenant to the workers.
-		b := c.st.batch(c.c.Conn().PgConn())
-		b.ExecParams(beginSQL(opts), nil, nil, nil, nil)
-		c.p.queueCitus(b, c.p.scopeParams(c.sc))
-		if _, err := c.c.Conn().PgConn().ExecBatch(ctx, b).ReadAll(); err != nil {
-			abortBlock(ctx, c.c.Conn())
-			return nil, err
-		}
-	} else if _, err := c.c.Conn().PgConn().Exec(ctx, beginSQL(opts)).ReadAll(); err != nil {
+	if err := c.p.send.car.beginConn(ctx, c.c.Conn(), c.st, c.p.scopeParams(c.sc), opts); err != nil {
 		return nil, err
 	}
 	t := &Tx{p: c.p, sc: c.sc, conn: c.c.Conn(), st: c.st, opts: opts, open: true}
@@ -287,17 +228,3 @@ func (c *Conn) Conn() *pgx.Conn { return c.c.Conn() }
 
 // Tenant returns the tenant the connection was acquired for.
 func (c *Conn) Tenant() tenant.Tenant { return c.sc.tenant }
-
-// citusSessionCheck refuses, in Citus mode, transaction control in SQL sent
-// through a Conn — each statement runs in a block of its own there, so a
-// BEGIN would be committed at once — and a statement sent while the
-// connection is inside a transaction (its Tx's, or one begun on Conn.Conn()).
-func (p *Pool) citusSessionCheck(c *pgx.Conn, sql string) error {
-	if p.classes.classify(sql).txControl { // cached per SQL text
-		return fmt.Errorf("pgtenant: in Citus mode a Conn runs each statement in a transaction block of its own that carries the tenant; transaction control in SQL (%q) is refused: use Conn.Begin", sql)
-	}
-	if c.PgConn().TxStatus() != 'I' {
-		return errors.New("pgtenant: in Citus mode a Conn statement cannot run while a transaction is open on the connection (each runs in a block of its own): send it on the Tx that Conn.Begin returned, and begin transactions with Conn.Begin, not on Conn.Conn()")
-	}
-	return nil
-}

@@ -16,20 +16,9 @@ import (
 // then moved with INSERT ... SELECT, where every row passes the policy's
 // WITH CHECK. It needs the TEMPORARY privilege and must run in a transaction
 // that carries the tenant's scope.
-//
-// On Citus (citus set) the rows go as multi-row INSERTs instead: Citus moves
-// an INSERT ... SELECT from a local table into a distributed one with COPY
-// on the worker, which RLS refuses there too.
-func copyStaged(ctx context.Context, tx *pgx.Conn, tableName pgx.Identifier, columnNames []string, rowSrc pgx.CopyFromSource, citus bool) (int64, error) {
-	cols := make([]string, len(columnNames))
-	for i, c := range columnNames {
-		cols[i] = pgx.Identifier{c}.Sanitize()
-	}
-	list := strings.Join(cols, ", ")
-	target := tableName.Sanitize()
-	if citus {
-		return copyInserts(ctx, tx, target, list, len(cols), rowSrc)
-	}
+// In Citus mode its carrier copies with copyInserts instead.
+func copyStaged(ctx context.Context, tx *pgx.Conn, tableName pgx.Identifier, columnNames []string, rowSrc pgx.CopyFromSource) (int64, error) {
+	target, list, _ := copyTarget(tableName, columnNames)
 	const staging = "tenancy_copy_staging"
 	// Dropped first, not after: a second CopyFrom in the same transaction
 	// reuses the name, and the INSERT's command tag is the count returned.
@@ -103,4 +92,13 @@ func copyInserts(ctx context.Context, tx *pgx.Conn, target, list string, ncols i
 		return total, err
 	}
 	return total, flush()
+}
+
+// copyTarget quotes tableName and columnNames for the statements of a copy.
+func copyTarget(tableName pgx.Identifier, columnNames []string) (target, list string, n int) {
+	cols := make([]string, len(columnNames))
+	for i, c := range columnNames {
+		cols[i] = pgx.Identifier{c}.Sanitize()
+	}
+	return tableName.Sanitize(), strings.Join(cols, ", "), len(cols)
 }

@@ -30,11 +30,13 @@
 // The modes, chosen by the pool's ConnConfig.DefaultQueryExecMode or per
 // call: the prepared modes (the default; statements prepared per tenant
 // schema and SQL), QueryExecModeExec (nothing prepared, for a transaction
-// pooler), the simple protocol (through pgx, as a batch after the scope),
-// and Citus mode ([Config].Citus: the scope reaches the worker). In each,
-// the scope and a statement the lexer bounds travel in one round trip (a
-// checked statement on the simple protocol, or with per-call options, runs
-// in a transaction of its own and costs more); see "One round trip",
+// pooler), the simple protocol (the scope and the statement as one query
+// text, the arguments written into it exactly as pgx writes them), and
+// Citus mode ([Config].Citus: the scope reaches the worker). The pool picks
+// how it sends once, in [New]; a pgx.QueryExecMode passed to one call picks
+// that mode's way for the call. In each, the scope and the statement travel
+// in one round trip (a statement the backstop checks runs in a block of its
+// own, BEGIN to COMMIT, in that same round trip); see "One round trip",
 // "Behind PgBouncer" and "Scaling out on Citus".
 //
 // Where it stops (detailed under "Nothing a statement leaves on a
@@ -178,12 +180,9 @@
 // ConnConfig.Tracer (tracelog, otelpgx) sees every statement and batch of
 // the Pool, Tx and Conn methods with the caller's SQL and arguments, the
 // tenant in its context, and the context it returned carried to the end.
-// This holds in every exec mode but the simple protocol: statements sent
-// through pgx itself (the pool's simple protocol, or
-// pgx.QueryExecModeSimpleProtocol passed to a call) are traced by pgx, as a
-// batch with the scope statement first, or as the transaction pgtenant runs
-// the call in. The pool's own statements that go through pgx (the role
-// check, the session reset of Acquire) are traced too. CopyFrom is traced by
+// This holds in every exec mode, the simple protocol included. The pool's
+// own statements that go through pgx (the role check, the session reset of
+// Acquire) are traced too. CopyFrom is traced by
 // pgx as what it runs: the COPY into its staging table and the INSERT that
 // moves the rows. A transaction is traced as pgx traces its own: "begin"
 // (with its options) before the first statement although it travels with
@@ -200,10 +199,14 @@
 // QueryExecModeExec they take the same path as prepared ones, as
 // parameterised text (arguments encoded as pgx encodes them in that mode),
 // batches included, and a transaction's BEGIN still travels with its first
-// statement; with the simple protocol they go through pgx, and a
-// transaction begins when it is created. A pgx.QueryExecMode passed to one
-// call is honoured for that call on the same path (the simple protocol
-// through pgx). In QueryExecModeExec the server parses and plans the scope
+// statement. On the simple protocol the scope, the statement and whatever
+// else the round trip carries are one query text (arguments written into it
+// as pgx writes them; a test fuzzes our text against pgx's), except that a
+// transaction's BEGIN and scope go ahead in a message of their own with its
+// first statement — PostgreSQL parses a whole query text before running any
+// of it, so a syntax error in the statement would otherwise undo the BEGIN
+// that pgx's transaction has. A pgx.QueryExecMode passed to one call is
+// honoured for that call on the same path. In QueryExecModeExec the server parses and plans the scope
 // statement with every statement: measured (BENCHMARKS.md), pgtenant costs
 // what the least RLS-respecting client costs — a set_config and the
 // statement in one batch — and about 1.4× plain pgx without RLS.
@@ -282,9 +285,12 @@
 // [Conn.Begin]), [Pool.SendBatch], [OpenDB], explicit per-call exec modes,
 // QueryExecModeExec and the prepared modes. Where it stops:
 //
-//   - The simple protocol is refused by [New] in Citus mode: pgx sends a
-//     batch as one query message, and Citus forwards the whole message as
-//     "the SET command" to the workers.
+//   - A pool on the simple protocol is refused by [New] in Citus mode:
+//     Citus forwards a SET LOCAL with the whole query message it came in as
+//     "the SET command" to the workers. A single call with
+//     pgx.QueryExecModeSimpleProtocol works: its BEGIN, scope and SET
+//     LOCALs go ahead as a batch of their own, then the statement's text
+//     (two round trips).
 //   - [Tx.CopyFrom] sends multi-row INSERTs instead of COPY (Citus moves
 //     staged rows with COPY on the worker, which RLS refuses).
 //   - Statements sent on [Conn.Conn] directly, outside a transaction, do not

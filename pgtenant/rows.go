@@ -231,6 +231,8 @@ type stmtBatch struct {
 	// guard: the result the server sends next is the guard of the query
 	// read last.
 	guard bool
+	// guardN is how many results the encoder's guard queued.
+	guardN int
 }
 
 var _ pgx.BatchResults = (*stmtBatch)(nil)
@@ -242,7 +244,7 @@ func (br *stmtBatch) readGuard() error {
 	}
 	br.guard = false
 	var err error
-	for n := guardResults(br.st); n > 0 && err == nil; n-- {
+	for n := br.guardN; n > 0 && err == nil; n-- {
 		err = errors.New("pgtenant: the server sent no result for the backstop's check")
 		if br.mrr.NextResult() {
 			_, err = br.mrr.ResultReader().Close()

@@ -9,7 +9,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/tenancykit/tenancy/internal/rls"
 	"github.com/tenancykit/tenancy/tenant"
 )
 
@@ -84,35 +83,14 @@ func (p *Pool) sessionSQL() string {
 	return sessionSQLSchema
 }
 
-// queueScope queues on a pgx batch the scope statement (by name where the
-// pool prepares it in AfterConnect, else as SQL text) and, in Citus mode,
-// the SET LOCALs after it; readScope reads their results. The batch must not
-// use the simple protocol in Citus mode (New refuses it).
-func (p *Pool) queueScope(b *pgx.Batch, sc scope) {
-	if p.prepared {
-		b.Queue(scopeStmt, p.args(sc)...) // pgx knows it by name
-	} else {
-		b.Queue(p.scopeSQL(), p.args(sc)...)
+// queueScope queues the scope statement for sc on w, and after it what
+// the sender's carrier adds; scopeResults reads their results.
+func (p *Pool) queueScope(ctx context.Context, c *pgx.Conn, st *connState, sd *sender, w *wire, sc scope) error {
+	if err := sd.enc.scope(ctx, c, st, w, sc); err != nil {
+		return err
 	}
-	if p.citus {
-		b.Queue(citusPropagateSQL)
-		b.Queue(p.scopeParams(sc).citusSet)
-	}
-}
-
-// queueScopeStmt queues on a pgconn batch the scope statement — by its
-// prepared description sd, or as text when sd is nil — and, in Citus mode,
-// the SET LOCALs after it; scopeResults reads their results.
-func (p *Pool) queueScopeStmt(b *pgconn.Batch, sd *pgconn.StatementDescription, sc scope) {
-	sp := p.scopeParams(sc)
-	if sd != nil {
-		b.ExecStatement(sd, sp.values, nil, nil)
-	} else {
-		b.ExecParams(p.scopeSQL(), sp.values, nil, nil, nil)
-	}
-	if p.citus {
-		p.queueCitus(b, sp)
-	}
+	sd.car.queue(w, p.scopeParams(sc))
+	return nil
 }
 
 // scopeParams are the encoded arguments of the scope statement, cached per
@@ -120,14 +98,10 @@ func (p *Pool) queueScopeStmt(b *pgconn.Batch, sd *pgconn.StatementDescription, 
 // worth doing once.
 type scopeParams struct {
 	values [][]byte
-	// citusSet is the SET LOCAL statement that carries the tenant to
-	// Citus workers (see CitusMode); built only in Citus mode.
-	citusSet string
+	// setLocal is the statement that carries the tenant beyond the
+	// server (carrier.setLocal): Citus mode's SET LOCAL, or "".
+	setLocal string
 }
-
-// citusPropagateSQL makes Citus forward the SET LOCAL statements that follow
-// it in the transaction to the workers.
-const citusPropagateSQL = rls.CitusPropagateSQL
 
 // scopeCache maps tenant.Tenant to *scopeParams. It is cleared when it passes
 // maxScopeCache entries, which bounds it for fleets of any size.
@@ -149,10 +123,7 @@ func (p *Pool) scopeParams(sc scope) *scopeParams {
 	for i, a := range args {
 		sp.values[i] = []byte(a.(string))
 	}
-	if p.citus {
-		// The scope's tenant passed tenant.Validate (see Pool.require).
-		sp.citusSet = rls.CitusSetLocalSQL(p.cfg.setting, sc.tenant.ID)
-	}
+	sp.setLocal = p.send.car.setLocal(sc)
 	if p.scopes.n.Add(1) > maxScopeCache {
 		p.scopes.m.Clear()
 		p.scopes.n.Store(1)
@@ -161,22 +132,22 @@ func (p *Pool) scopeParams(sc scope) *scopeParams {
 	return sp
 }
 
-// queueCitus queues, on a Citus pool, what carries the tenant of sp to the
-// workers in an explicit transaction block.
-func (p *Pool) queueCitus(b *pgconn.Batch, sp *scopeParams) {
-	b.ExecParams(citusPropagateSQL, nil, nil, nil, nil)
-	b.ExecParams(sp.citusSet, nil, nil, nil, nil)
-}
-
-// citusResults is how many results queueCitus adds.
-const citusResults = 2
-
 // scopeFailed wraps a failure of the scope statement. A connection that lost
 // its prepared scope statement is closed, and the pool replaces it.
+//
+// A syntax error is not the scope's: on the simple protocol the scope and the
+// statement are one query text, which PostgreSQL parses as a whole before
+// running any of it, so a syntax error in the statement is the text's first
+// result. It is returned as it is, as pgx returns it.
 func scopeFailed(ctx context.Context, c *pgx.Conn, sc scope, err error) error {
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "26000" {
-		_ = c.Close(context.WithoutCancel(ctx))
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "26000":
+			_ = c.Close(context.WithoutCancel(ctx))
+		case "42601":
+			return err
+		}
 	}
 	return &scopeError{tenant: sc.tenant, err: err}
 }

@@ -42,10 +42,10 @@ import (
 // takes one from the Pool and gives it back, and a transaction holds one
 // until it ends — so a *sql.Conn gives no session affinity (session state is
 // refused anyway), and named arguments (sql.Named) are refused: PostgreSQL
-// numbers them ($1, $2). Closing the *sql.DB does not close the Pool. On a
-// Pool in QueryExecModeSimpleProtocol a query takes three round trips (its
-// result formats go through pgx, in a transaction with the scope); in every
-// other mode one.
+// numbers them ($1, $2). Closing the *sql.DB does not close the Pool. A
+// query takes one round trip in every exec mode (on the simple protocol the
+// result formats database/sql asks for are ignored, as pgx ignores them
+// there).
 func OpenDB(p *Pool) *sql.DB {
 	return sql.OpenDB(&connector{p: p})
 }

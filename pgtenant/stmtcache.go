@@ -43,6 +43,12 @@ type connState struct {
 	// wire is the Batch every statement on the connection is written with
 	// (see connState.batch).
 	wire pgconn.Batch
+	// out is the connection's wire (sender.go), reused like wire.
+	out wire
+	// simpleVals and simpleBuf hold a statement's arguments encoded for
+	// the simple protocol.
+	simpleVals [][]byte
+	simpleBuf  []byte
 	// dirty is set when a statement's command tag says it may have left
 	// session state that the lexer did not expect: the connection is then
 	// closed instead of returned to the pool.

@@ -72,37 +72,25 @@ func (t *Tx) begin(ctx context.Context) error {
 	if top.open {
 		return nil
 	}
-	if t.p.simple {
-		if _, err := t.p.beginScoped(ctx, t.conn, t.sc, t.opts); err != nil {
-			return err
-		}
-		top.open = true
-		return nil
+	p, sd := t.p, t.p.send
+	bctx := p.traceBeginStart(ctx, t.conn, withBegin, t.opts)
+	w := sd.enc.wire(t.conn, t.st, withBegin)
+	err := sd.enc.begin(ctx, t.conn, t.st, w, t.opts)
+	if err == nil {
+		err = p.queueScope(ctx, t.conn, t.st, sd, w, t.sc)
 	}
-	bctx := t.p.traceBeginStart(ctx, t.conn, withBegin, t.opts)
-	b := t.st.batch(t.conn.PgConn())
-	if t.p.prepared {
-		if err := t.p.ensureScopeSD(ctx, t.conn, t.st); err != nil {
-			t.p.traceBeginEnd(bctx, t.conn, withBegin, false, err)
-			return err
-		}
-		if err := t.p.queueBegin(ctx, t.conn, t.st, b, t.opts); err != nil {
-			t.p.traceBeginEnd(bctx, t.conn, withBegin, false, err)
-			return err
-		}
-		t.p.queueScopeStmt(b, t.st.scopeSD, t.sc)
-	} else {
-		b.ExecParams(beginSQL(t.opts), nil, nil, nil, nil)
-		t.p.queueScopeStmt(b, nil, t.sc)
-	}
-	mrr := t.conn.PgConn().ExecBatch(ctx, b)
-	if err := readResult(mrr); err != nil {
-		t.p.traceBeginEnd(bctx, t.conn, withBegin, false, err)
+	if err != nil {
+		p.traceBeginEnd(bctx, t.conn, withBegin, false, err)
 		return err
 	}
-	t.p.traceBeginEnd(bctx, t.conn, withBegin, true, nil)
+	mrr := w.send(ctx, t.conn.PgConn())
+	if err := readResult(mrr); err != nil {
+		p.traceBeginEnd(bctx, t.conn, withBegin, false, err)
+		return err
+	}
+	p.traceBeginEnd(bctx, t.conn, withBegin, true, nil)
 	top.open = true
-	if err := t.p.scopeResults(ctx, t.conn, t.sc, mrr); err != nil {
+	if err := p.scopeResults(ctx, t.conn, sd, t.sc, mrr); err != nil {
 		return err
 	}
 	return mrr.Close()
@@ -232,10 +220,14 @@ func (t *Tx) end(ctx context.Context, sql string) error {
 func (t *Tx) endChecked(ctx context.Context, sql string) (tag pgconn.CommandTag, err error) {
 	tctx := t.p.traceStart(ctx, t.conn, sql, nil)
 	defer func() { t.p.traceEnd(tctx, t.conn, tag, err) }()
-	b := &pgconn.Batch{}
-	b.ExecParams(sql, nil, nil, nil, nil)
-	t.p.queueSession(b, t.st)
-	results, err := t.conn.PgConn().ExecBatch(ctx, b).ReadAll()
+	sd := t.p.send
+	w := sd.enc.wire(t.conn, t.st, inScope)
+	w.params(sql, nil)
+	sd.enc.session(w, t.st)
+	if w.err != nil {
+		return tag, w.err
+	}
+	results, err := w.send(ctx, t.conn.PgConn()).ReadAll()
 	if len(results) > 0 {
 		tag = results[0].CommandTag
 		if results[0].Err != nil {
@@ -290,7 +282,7 @@ func (t *Tx) CopyFrom(ctx context.Context, tableName pgx.Identifier, columnNames
 	if err := t.begin(ctx); err != nil {
 		return 0, err
 	}
-	return copyStaged(ctx, t.conn, tableName, columnNames, rowSrc, t.p.citus)
+	return t.p.send.car.copy(ctx, t.conn, tableName, columnNames, rowSrc)
 }
 
 // SendBatch sends b inside the transaction.
@@ -305,11 +297,7 @@ func (t *Tx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 	if err := t.begin(ctx); err != nil {
 		return failedBatch(b, err)
 	}
-	if t.p.simple {
-		// The simple protocol: the batch goes as text through pgx.
-		return t.p.sendText(ctx, t.conn, t.st, t.sc, b, items, inScope, nil)
-	}
-	return t.p.sendBatch(ctx, t.conn, t.st, t.sc, b, items, inScope, nil)
+	return t.p.sendBatch(ctx, t.conn, t.st, t.p.send, t.sc, b, items, inScope, nil)
 }
 
 // LargeObjects returns the transaction's large object manager. Its calls run
@@ -364,63 +352,41 @@ func (t *Tx) Prepare(ctx context.Context, name, sql string) (*pgconn.StatementDe
 	return sd, nil
 }
 
-// stmt prepares a call: checks t, applies query rewriters, classifies sql.
-// viaPgx reports that the statement goes through pgx itself (explicit query
-// options, or a pool that prepares nothing): the transaction has begun then.
-func (t *Tx) stmt(ctx context.Context, sql string, args []any) (string, []any, *class, bool, error) {
+// stmt prepares a call: checks t, applies query rewriters, classifies sql,
+// picks the call's sender.
+func (t *Tx) stmt(ctx context.Context, sql string, args []any) (string, []any, *sender, *class, error) {
 	if err := t.usable(ctx); err != nil {
-		return "", nil, nil, false, err
+		return "", nil, nil, nil, err
 	}
-	sql, args, opts, err := t.p.callArgs(ctx, sql, args)
+	sql, args, err := splitCall(ctx, sql, args)
 	if err != nil {
-		return "", nil, nil, false, err
+		return "", nil, nil, nil, err
 	}
 	cls, err := t.p.check(sql)
 	if err != nil {
-		return "", nil, nil, false, err
+		return "", nil, nil, nil, err
 	}
-	if len(opts) == 0 && !t.p.simple {
-		return sql, args, cls, false, nil
-	}
-	if err := t.begin(ctx); err != nil {
-		return "", nil, nil, false, err
-	}
-	return sql, append(opts, args...), cls, true, nil
+	return sql, args, t.p.senderFor(args), cls, nil
 }
 
 // Exec runs sql in the transaction.
 func (t *Tx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
-	sql, args, cls, viaPgx, err := t.stmt(ctx, sql, args)
+	sql, args, sd, cls, err := t.stmt(ctx, sql, args)
 	if err != nil {
 		return pgconn.CommandTag{}, err
 	}
-	if viaPgx {
-		ct, err := t.conn.Exec(ctx, sql, args...)
-		t.st.observe(cls, ct)
-		if err == nil && cls.check {
-			err = t.p.guardPgx(ctx, t.conn, t.st, t.sc)
-		}
-		return ct, err
-	}
-	ct, began, err := t.p.execStmt(ctx, t.conn, t.st, t.sc, cls, sql, args, t.step(), t.opts)
+	ct, began, err := t.p.execStmt(ctx, t.conn, t.st, sd, t.sc, cls, sql, args, t.step(), t.opts)
 	t.began(began)
 	return ct, err
 }
 
 // Query runs sql in the transaction.
 func (t *Tx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
-	sql, args, cls, viaPgx, err := t.stmt(ctx, sql, args)
+	sql, args, sd, cls, err := t.stmt(ctx, sql, args)
 	if err != nil {
 		return errRows{err}, err
 	}
-	if viaPgx {
-		rows, err := t.conn.Query(ctx, sql, args...)
-		if err != nil {
-			return rows, err
-		}
-		return &stmtRows{Rows: rows, st: t.st, cls: cls, conn: t.conn, finish: t.guardFinish(ctx, cls)}, nil
-	}
-	rows, began, err := t.p.queryStmt(ctx, t.conn, t.st, t.sc, cls, sql, args, t.step(), t.opts, nil)
+	rows, began, err := t.p.queryStmt(ctx, t.conn, t.st, sd, t.sc, cls, sql, args, t.step(), t.opts, nil)
 	t.began(began)
 	if err != nil {
 		return errRows{err}, err
@@ -431,31 +397,13 @@ func (t *Tx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, erro
 // QueryRow runs sql in the transaction; errors are deferred to Scan. A
 // failed statement aborts the transaction, so nothing is retried.
 func (t *Tx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
-	stmt, stmtArgs, cls, viaPgx, err := t.stmt(ctx, sql, args)
+	sql, args, sd, cls, err := t.stmt(ctx, sql, args)
 	if err != nil {
 		return &row{rows: errRows{err}}
 	}
-	if viaPgx {
-		rows, _ := t.conn.Query(ctx, stmt, stmtArgs...)
-		return &row{rows: &stmtRows{Rows: rows, st: t.st, cls: cls, conn: t.conn, finish: t.guardFinish(ctx, cls)}}
-	}
-	r, began := t.p.rowStmt(ctx, t.conn, t.st, t.sc, cls, stmt, stmtArgs, t.step(), t.opts)
+	r, began := t.p.rowStmt(ctx, t.conn, t.st, sd, t.sc, cls, sql, args, t.step(), t.opts)
 	t.began(began)
 	return r
-}
-
-// guardFinish runs the guard once the rows of a checked statement sent
-// through pgx are read (nil for a statement the backstop does not check).
-func (t *Tx) guardFinish(ctx context.Context, cls *class) func(error) error {
-	if !cls.check {
-		return nil
-	}
-	return func(err error) error {
-		if err != nil {
-			return err
-		}
-		return t.p.guardPgx(ctx, t.conn, t.st, t.sc)
-	}
 }
 
 // Conn returns the transaction's underlying connection. A transaction that
