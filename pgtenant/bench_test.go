@@ -202,14 +202,22 @@ func BenchmarkTx(b *testing.B) {
 	}
 }
 
-// BenchmarkQueryRowExecMode is BenchmarkQueryRow behind a pooler: both
-// pools in QueryExecModeExec, which prepares nothing (PgBouncer's
-// transaction mode), so raw and scoped statements are parsed and planned
-// by the server every time. raw bypasses RLS; raw-rls is the least an
-// RLS-respecting client sends (see below).
+// BenchmarkQueryRowExecMode is BenchmarkQueryRow behind a pooler: every
+// pool in QueryExecModeExec (proto=exec) or the simple protocol
+// (proto=simple), which prepare nothing (PgBouncer's transaction mode), so
+// raw and scoped statements are parsed and planned by the server every
+// time. raw bypasses RLS; raw-rls is the least an RLS-respecting client
+// sends (see below).
 func BenchmarkQueryRowExecMode(b *testing.B) {
 	env := setupBench(b)
 	pg := testenv.PostgreSQL(b)
+	for _, proto := range []pgx.QueryExecMode{pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol} {
+		name := map[pgx.QueryExecMode]string{pgx.QueryExecModeExec: "exec", pgx.QueryExecModeSimpleProtocol: "simple"}[proto]
+		b.Run("proto="+name, func(b *testing.B) { benchExecMode(b, env, pg, proto) })
+	}
+}
+
+func benchExecMode(b *testing.B, env *benchEnv, pg *testenv.PG, proto pgx.QueryExecMode) {
 	for _, mode := range []string{"serial", "parallel"} {
 		parallel := mode == "parallel"
 		b.Run("mode="+mode+"/impl=raw", func(b *testing.B) {
@@ -217,7 +225,7 @@ func BenchmarkQueryRowExecMode(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeExec
+			cfg.ConnConfig.DefaultQueryExecMode = proto
 			p, err := pgxpool.NewWithConfig(context.Background(), cfg)
 			if err != nil {
 				b.Fatal(err)
@@ -233,7 +241,7 @@ func BenchmarkQueryRowExecMode(b *testing.B) {
 		// batch (one round trip), as the app role, whose reads RLS filters.
 		b.Run("mode="+mode+"/impl=raw-rls", func(b *testing.B) {
 			cfg := pg.AppConfig(b)
-			cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeExec
+			cfg.ConnConfig.DefaultQueryExecMode = proto
 			p, err := pgxpool.NewWithConfig(context.Background(), cfg)
 			if err != nil {
 				b.Fatal(err)
@@ -248,7 +256,7 @@ func BenchmarkQueryRowExecMode(b *testing.B) {
 			})
 		})
 		b.Run("mode="+mode+"/impl=scoped", func(b *testing.B) {
-			p := newPool(b, pg, func(c *pgtenant.Config) { c.PoolConfig.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeExec })
+			p := newPool(b, pg, func(c *pgtenant.Config) { c.PoolConfig.ConnConfig.DefaultQueryExecMode = proto })
 			run(b, parallel, func(i int) error {
 				var name string
 				return p.QueryRow(env.ctxs[i%benchTenants], "SELECT name FROM items WHERE id = $1", 1+i%benchRows).Scan(&name)

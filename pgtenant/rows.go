@@ -89,21 +89,11 @@ func (e errRows) RawValues() [][]byte                          { return nil }
 func (e errRows) Conn() *pgx.Conn                              { return nil }
 func (e errRows) TypeMap() *pgtype.Map                         { return nil }
 
-// row is the result of QueryRow over rows. With retry set, a statement whose
-// plan went stale (its tables changed type after it was prepared) failed
-// before it ran, so it is sent once more.
-type row struct {
-	rows  pgx.Rows
-	retry func() pgx.Rows
-}
+// row is the result of QueryRow over rows (a Conn's, a batch's, or an
+// error before any I/O).
+type row struct{ rows pgx.Rows }
 
-func (r *row) Scan(dest ...any) error {
-	err := scanOne(r.rows, dest)
-	if err != nil && r.retry != nil && isStaleStatement(err) {
-		err = scanOne(r.retry(), dest)
-	}
-	return err
-}
+func (r *row) Scan(dest ...any) error { return scanOne(r.rows, dest) }
 
 func scanOne(rows pgx.Rows, dest []any) error {
 	defer rows.Close()
@@ -120,7 +110,7 @@ func scanOne(rows pgx.Rows, dest []any) error {
 	return rows.Err()
 }
 
-// stmtRow is QueryRow's result on the prepared path: it scans straight from
+// stmtRow is QueryRow's result on the statement path: it scans straight from
 // the result reader, with no Rows in between. On the pool's statement path
 // (pc set) it returns the connection once scanned, and a statement whose
 // plan went stale is sent once more.
