@@ -24,7 +24,7 @@ func (p *Pool) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 	if err != nil {
 		return failedBatch(b, err)
 	}
-	c, st, err := p.acquire(ctx)
+	c, st, err := p.acquire(ctx, sc)
 	if err != nil {
 		return failedBatch(b, err)
 	}

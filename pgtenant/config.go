@@ -119,6 +119,23 @@ type Config struct {
 	// for distinct statements × tenants active at once; the least recently
 	// used is deallocated beyond it. Defaults to 1024.
 	StatementCacheCapacity int
+	// TenantLimits bounds the connections each tenant may hold at once and
+	// the time each of its statements may run, with tiers per tenant; see
+	// [TenantLimits]. Nil (the default) bounds nothing.
+	TenantLimits *TenantLimits
+	// Observer is told of every connection handed to a tenant and of its
+	// return (pool wait time, connections held); see [Observer]. Nil means
+	// none.
+	Observer Observer
+	// TagSessions names the tenant on the server session while it runs the
+	// tenant's statements: the scope statement also sets application_name
+	// to [SessionTag] (set_config(..., true): for the transaction; for the
+	// session on a Conn of [Pool.Acquire], until its release), so
+	// pg_stat_activity, log_line_prefix's %a and pg_stat_statements' joins
+	// show which tenant a backend serves. No extra round trip; the server
+	// reports the change to the client twice per statement (ParameterStatus
+	// messages). Defaults to false.
+	TagSessions bool
 }
 
 // DefaultSetting is the setting name used when Config.Setting is empty.
@@ -134,10 +151,18 @@ type settings struct {
 	allow    bool
 	citus    CitusMode
 	allowDDL bool
+	limited  bool // TenantLimits set
+	tag      bool
 }
 
 func (c Config) settings() (settings, error) {
-	s := settings{mode: c.Mode, setting: c.Setting, capacity: c.StatementCacheCapacity, allow: c.AllowPrivilegedRole, citus: c.Citus, allowDDL: c.AllowDDL}
+	s := settings{mode: c.Mode, setting: c.Setting, capacity: c.StatementCacheCapacity, allow: c.AllowPrivilegedRole, citus: c.Citus, allowDDL: c.AllowDDL,
+		limited: c.TenantLimits != nil, tag: c.TagSessions}
+	if c.TenantLimits != nil {
+		if err := c.TenantLimits.validate(); err != nil {
+			return s, err
+		}
+	}
 	if c.PoolConfig == nil {
 		return s, fmt.Errorf("%w: Config.PoolConfig is nil; build one with pgxpool.ParseConfig", ErrInvalidConfig)
 	}

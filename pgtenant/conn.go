@@ -54,14 +54,14 @@ func (p *Pool) Acquire(ctx context.Context) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := p.pool.Acquire(ctx)
+	c, st, err := p.acquire(ctx, sc)
 	if err != nil {
 		return nil, err
 	}
 	pc := c.Conn()
 	err = reset(ctx, pc)
 	if err == nil {
-		_, err = pc.Exec(ctx, p.sessionSQL(), append([]any{pgx.QueryExecModeExec}, p.args(sc)...)...)
+		_, err = pc.Exec(ctx, p.sessionText, append([]any{pgx.QueryExecModeExec}, p.args(sc)...)...)
 		if err != nil {
 			err = &scopeError{tenant: sc.tenant, err: err}
 		}
@@ -70,7 +70,7 @@ func (p *Pool) Acquire(ctx context.Context) (*Conn, error) {
 		p.destroy(c)
 		return nil, err
 	}
-	conn := &Conn{p: p, c: c, sc: sc, st: p.state(pc)}
+	conn := &Conn{p: p, c: c, sc: sc, st: st}
 	return conn, nil
 }
 
@@ -111,14 +111,20 @@ func (c *Conn) Release() {
 		c.p.destroy(held)
 		return
 	}
+	l := takeLease(c.st)
 	held.Release()
+	c.p.endLease(l)
 }
 
 // destroy closes the connection instead of returning it to the pool. The pool
 // does not call BeforeClose for a hijacked connection, so its state goes here.
 func (p *Pool) destroy(c *pgxpool.Conn) {
 	pc := c.Hijack()
-	p.conns.Delete(pc)
+	var l lease
+	if st, ok := p.conns.LoadAndDelete(pc); ok {
+		l = takeLease(st.(*connState))
+	}
+	defer p.endLease(l)
 	ctx, cancel := context.WithTimeout(context.Background(), resetTimeout)
 	defer cancel()
 	_ = pc.Close(ctx)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -42,6 +43,13 @@ type Pool struct {
 	send    *sender
 	// bs: the server-side backstop's statements (backstop.go).
 	bs backstop
+	// scopeTexts are the scope statement with and without the role reset,
+	// sessionText its session-level form (scope.go, built in New).
+	scopeTexts  [2]string
+	sessionText string
+	// gate enforces Config.TenantLimits (nil: none); obs is Config.Observer.
+	gate *gate
+	obs  Observer
 
 	// The tracers of the pool's ConnConfig, called with the caller's SQL
 	// (nil when not implemented).
@@ -63,6 +71,8 @@ func New(ctx context.Context, cfg Config) (*Pool, error) {
 	p := &Pool{cfg: s}
 	p.classes.opts = classOpts{setting: s.setting, allowDDL: s.allowDDL}
 	p.bs = newBackstop(s.setting)
+	p.buildScopeTexts()
+	p.obs = cfg.Observer
 	pc := cfg.PoolConfig.Copy()
 	p.qt = pc.ConnConfig.Tracer
 	p.pt, _ = pc.ConnConfig.Tracer.(pgx.PrepareTracer)
@@ -94,6 +104,9 @@ func New(ctx context.Context, cfg Config) (*Pool, error) {
 	p.pool, err = pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		return nil, fmt.Errorf("pgtenant: %w", err)
+	}
+	if cfg.TenantLimits != nil {
+		p.gate = newGate(*cfg.TenantLimits, p.pool.Config().MaxConns)
 	}
 	if err := p.checkRole(ctx); err != nil {
 		p.pool.Close()
@@ -128,13 +141,74 @@ func (p *Pool) prepareCall(ctx context.Context, sql string, args []any) (scope, 
 	return sc, sql, args, p.senderFor(args), cls, err
 }
 
-// acquire takes a connection for one call of the pool's path.
-func (p *Pool) acquire(ctx context.Context) (*pgxpool.Conn, *connState, error) {
+// acquire takes a connection for one call of sc's tenant, within the
+// tenant's budget (Config.TenantLimits), and tells the Observer.
+func (p *Pool) acquire(ctx context.Context, sc scope) (*pgxpool.Conn, *connState, error) {
+	if p.gate == nil && p.obs == nil {
+		c, err := p.pool.Acquire(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		return c, p.state(c.Conn()), nil
+	}
+	var start time.Time
+	if p.obs != nil {
+		start = time.Now()
+	}
+	var q *tenantQueue
+	if p.gate != nil {
+		var err error
+		if q, err = p.gate.enter(ctx, sc); err != nil {
+			p.observeAcquired(ctx, sc, start, err)
+			return nil, nil, err
+		}
+	}
 	c, err := p.pool.Acquire(ctx)
 	if err != nil {
+		if q != nil {
+			p.gate.leave(q)
+		}
+		p.observeAcquired(ctx, sc, start, err)
 		return nil, nil, err
 	}
-	return c, p.state(c.Conn()), nil
+	st := p.state(c.Conn())
+	st.lease = lease{q: q, t: sc.tenant, on: true}
+	if p.obs != nil {
+		st.lease.since = time.Now()
+		p.obs.Acquired(ctx, sc.tenant, st.lease.since.Sub(start), nil)
+	}
+	return c, st, nil
+}
+
+func (p *Pool) observeAcquired(ctx context.Context, sc scope, start time.Time, err error) {
+	if p.obs != nil {
+		p.obs.Acquired(ctx, sc.tenant, time.Since(start), err)
+	}
+}
+
+// takeLease takes what st's connection owes, before the connection goes
+// back (and st may be another caller's); endLease settles it after.
+func takeLease(st *connState) lease {
+	if st == nil || !st.lease.on {
+		return lease{}
+	}
+	l := st.lease
+	st.lease = lease{}
+	return l
+}
+
+func (p *Pool) endLease(l lease) {
+	if !l.on {
+		return
+	}
+	// The Observer first, so that it never counts more than the budget:
+	// leave may admit the tenant's next caller at once.
+	if p.obs != nil {
+		p.obs.Released(l.t, time.Since(l.since))
+	}
+	if l.q != nil {
+		p.gate.leave(l.q)
+	}
 }
 
 // release returns c to the pool, or closes it if a statement may have left
@@ -147,7 +221,9 @@ func (p *Pool) release(c *pgxpool.Conn, st *connState) {
 		return
 	}
 	abortBlock(context.Background(), c.Conn())
+	l := takeLease(st)
 	c.Release()
+	p.endLease(l)
 }
 
 // Exec runs sql in the tenant's scope, setting and statement in one round trip.
@@ -156,7 +232,7 @@ func (p *Pool) Exec(ctx context.Context, sql string, args ...any) (pgconn.Comman
 	if err != nil {
 		return pgconn.CommandTag{}, err
 	}
-	c, st, err := p.acquire(ctx)
+	c, st, err := p.acquire(ctx, sc)
 	if err != nil {
 		return pgconn.CommandTag{}, err
 	}
@@ -174,7 +250,7 @@ func (p *Pool) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, er
 	if err != nil {
 		return errRows{err}, err
 	}
-	c, st, err := p.acquire(ctx)
+	c, st, err := p.acquire(ctx, sc)
 	if err != nil {
 		return errRows{err}, err
 	}
@@ -205,7 +281,7 @@ func (p *Pool) queryRow(ctx context.Context, sql string, args []any, retry bool)
 	if err != nil {
 		return &row{rows: errRows{err}}
 	}
-	c, st, err := p.acquire(ctx)
+	c, st, err := p.acquire(ctx, sc)
 	if err != nil {
 		return &row{rows: errRows{err}}
 	}
@@ -262,7 +338,7 @@ func (p *Pool) BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) 
 	if err != nil {
 		return nil, err
 	}
-	c, st, err := p.acquire(ctx)
+	c, st, err := p.acquire(ctx, sc)
 	if err != nil {
 		return nil, err
 	}
@@ -299,5 +375,9 @@ func (p *Pool) require(ctx context.Context) (scope, error) {
 	if err != nil {
 		return scope{}, err
 	}
-	return p.scopeFor(t), nil
+	sc := p.scopeFor(t)
+	if p.gate != nil {
+		sc.lim = p.gate.limitsFor(t)
+	}
+	return sc, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -27,6 +28,11 @@ const scopeStmt = "tenancy_scope"
 // When the pool's role is a member of no role, it cannot SET ROLE at all,
 // and the role reset is left out (the ...Lean forms): one function call
 // less per statement.
+//
+// With Config.TenantLimits the statement also sets the tenant's
+// statement_timeout (an empty value keeps the session's), and with
+// Config.TagSessions the application_name; both are more parameters of
+// the same statement (scopeExtra), so they cost no round trip.
 const (
 	scopeSQLSchema     = "SELECT set_config('search_path', $1, true), set_config('role', 'none', true), set_config($2, $3, true), $4::pg_catalog.regnamespace"
 	scopeSQLShared     = "SELECT set_config('role', 'none', true), set_config($1, $2, true)"
@@ -37,6 +43,33 @@ const (
 	sessionSQLShared = "SELECT set_config($1, $2, false)"
 )
 
+// scopeExtra returns the columns the scope statement gains for
+// statement_timeout and application_name, numbering their parameters from
+// first; local says whether they last for the transaction or the session.
+func (p *Pool) scopeExtra(first int, local bool) string {
+	var b strings.Builder
+	n := first
+	if p.cfg.limited {
+		fmt.Fprintf(&b, ", CASE WHEN $%d = '' THEN NULL ELSE set_config('statement_timeout', $%d, %t) END", n, n, local)
+		n++
+	}
+	if p.cfg.tag {
+		fmt.Fprintf(&b, ", set_config('application_name', $%d, %t)", n, local)
+	}
+	return b.String()
+}
+
+// buildScopeTexts builds the pool's scope statements (New).
+func (p *Pool) buildScopeTexts() {
+	if p.cfg.mode == SharedTables {
+		p.scopeTexts = [2]string{scopeSQLShared + p.scopeExtra(3, true), scopeSQLSharedLean + p.scopeExtra(3, true)}
+		p.sessionText = sessionSQLShared + p.scopeExtra(3, false)
+		return
+	}
+	p.scopeTexts = [2]string{scopeSQLSchema + p.scopeExtra(5, true), scopeSQLSchemaLean + p.scopeExtra(5, true)}
+	p.sessionText = sessionSQLSchema + p.scopeExtra(5, false)
+}
+
 // scope is the tenant a call runs for. Building it costs nothing; the
 // scope statement's arguments are derived from it when needed.
 type scope struct {
@@ -45,6 +78,8 @@ type scope struct {
 	// schema name is a function of it, or "" in SharedTables mode, where
 	// statements do not vary by tenant.
 	key string
+	// lim is the tenant's budget (Config.TenantLimits), zero without.
+	lim limits
 }
 
 func (p *Pool) scopeFor(t tenant.Tenant) scope {
@@ -56,31 +91,33 @@ func (p *Pool) scopeFor(t tenant.Tenant) scope {
 
 // args returns the arguments of the scope statement.
 func (p *Pool) args(sc scope) []any {
+	var args []any
 	if p.cfg.mode == SharedTables {
-		return []any{p.cfg.setting, sc.tenant.ID}
+		args = []any{p.cfg.setting, sc.tenant.ID}
+	} else {
+		// pg_temp goes last so a temporary table can never shadow a tenant table.
+		schema := pgx.Identifier{SchemaName(sc.tenant)}.Sanitize()
+		args = []any{schema + p.cfg.shared + ", pg_temp", p.cfg.setting, sc.tenant.ID, schema}
 	}
-	// pg_temp goes last so a temporary table can never shadow a tenant table.
-	schema := pgx.Identifier{SchemaName(sc.tenant)}.Sanitize()
-	return []any{schema + p.cfg.shared + ", pg_temp", p.cfg.setting, sc.tenant.ID, schema}
+	if p.cfg.limited {
+		args = append(args, sc.lim.timeoutText())
+	}
+	if p.cfg.tag {
+		args = append(args, SessionTag(sc.tenant))
+	}
+	return args
 }
+
+// SessionTag is the application_name a pool with Config.TagSessions gives
+// the server session while it runs a statement of t: "tenant:" and the
+// tenant ID, cut by the server to 63 bytes.
+func SessionTag(t tenant.Tenant) string { return "tenant:" + t.ID }
 
 func (p *Pool) scopeSQL() string {
-	switch {
-	case p.cfg.mode == SharedTables && p.noRoleReset.Load():
-		return scopeSQLSharedLean
-	case p.cfg.mode == SharedTables:
-		return scopeSQLShared
-	case p.noRoleReset.Load():
-		return scopeSQLSchemaLean
+	if p.noRoleReset.Load() {
+		return p.scopeTexts[1]
 	}
-	return scopeSQLSchema
-}
-
-func (p *Pool) sessionSQL() string {
-	if p.cfg.mode == SharedTables {
-		return sessionSQLShared
-	}
-	return sessionSQLSchema
+	return p.scopeTexts[0]
 }
 
 // queueScope queues the scope statement for sc on w, and after it what
@@ -101,6 +138,8 @@ type scopeParams struct {
 	// setLocal is the statement that carries the tenant beyond the
 	// server (carrier.setLocal): Citus mode's SET LOCAL, or "".
 	setLocal string
+	// lim is the budget values was built for.
+	lim limits
 }
 
 // scopeCache maps tenant.Tenant to *scopeParams. It is cleared when it passes
@@ -116,10 +155,12 @@ const maxScopeCache = 8192
 // first use.
 func (p *Pool) scopeParams(sc scope) *scopeParams {
 	if v, ok := p.scopes.m.Load(sc.tenant); ok {
-		return v.(*scopeParams)
+		if sp := v.(*scopeParams); sp.lim == sc.lim {
+			return sp
+		}
 	}
 	args := p.args(sc)
-	sp := &scopeParams{values: make([][]byte, len(args))}
+	sp := &scopeParams{values: make([][]byte, len(args)), lim: sc.lim}
 	for i, a := range args {
 		sp.values[i] = []byte(a.(string))
 	}

@@ -58,6 +58,9 @@ type connState struct {
 	// unsure: a checked statement ran in the current transaction, so
 	// the session check follows its end.
 	unsure bool
+	// lease: what the connection owes its tenant's budget while it is out
+	// (limits.go).
+	lease lease
 }
 
 func (p *Pool) state(c *pgx.Conn) *connState {
