@@ -17,6 +17,18 @@ type Config struct {
 	// patterns. It must be injective and, on a cluster, contain a hash tag
 	// so one tenant's keys share a slot. Defaults to [Prefix]: "t:{<id>}:".
 	Prefix func(tenant.Tenant) string
+	// MaxInFlight bounds the calls one tenant may have in flight at once
+	// on the client (Do, DoMulti, DoCache, DoMultiCache; a DoMulti is one
+	// call), so that a noisy tenant cannot take every pipeline slot. A call
+	// over the bound waits for one of the tenant's calls to return, bounded
+	// by its context, or fails with FailOverInFlight. Streams, Receive and
+	// dedicated connections are not counted. Zero (the default) bounds
+	// nothing. For a rate rather than a concurrency bound, see the
+	// rueidislimiter recipe in the package documentation.
+	MaxInFlight int
+	// FailOverInFlight makes a call over MaxInFlight return an
+	// *InFlightError at once instead of waiting.
+	FailOverInFlight bool
 }
 
 // Prefix returns the default namespace of t: "t:{<id>}:". Tenant IDs hold no
@@ -39,6 +51,8 @@ type Client struct {
 	prefix  func(tenant.Tenant) string
 	cluster bool
 	builder rueidis.Builder
+	// fl bounds each tenant's calls in flight (Config.MaxInFlight); nil: none.
+	fl *inflight
 }
 
 var _ rueidis.Client = (*Client)(nil)
@@ -49,11 +63,11 @@ func New(c rueidis.Client, cfg Config) *Client {
 	if p == nil {
 		p = redisconfine.NewPrefixCache(Prefix)
 	}
-	return newClient(c, p)
+	return newClient(c, p, newInflight(cfg.MaxInFlight, cfg.FailOverInFlight))
 }
 
-func newClient(c rueidis.Client, prefix func(tenant.Tenant) string) *Client {
-	cl := &Client{c: c, prefix: prefix, builder: c.B()}
+func newClient(c rueidis.Client, prefix func(tenant.Tenant) string, fl *inflight) *Client {
+	cl := &Client{c: c, prefix: prefix, builder: c.B(), fl: fl}
 	if c.Mode() == rueidis.ClientModeCluster {
 		if b, ok := uncheckedBuilder(); ok {
 			cl.cluster, cl.builder = true, b
@@ -77,6 +91,11 @@ func (c *Client) Do(ctx context.Context, cmd rueidis.Completed) rueidis.RedisRes
 	if err != nil {
 		return rueidis.NewErrorResult(err)
 	}
+	t, err := c.fl.enter(ctx)
+	if err != nil {
+		return rueidis.NewErrorResult(err)
+	}
+	defer c.fl.leave(t)
 	return c.c.Do(ctx, cmd)
 }
 
@@ -93,6 +112,11 @@ func (c *Client) DoMulti(ctx context.Context, multi ...rueidis.Completed) []ruei
 	if err := c.confineAll(ctx, multi, redisconfine.Multi); err != nil {
 		return errResults(len(multi), err)
 	}
+	t, err := c.fl.enter(ctx)
+	if err != nil {
+		return errResults(len(multi), err)
+	}
+	defer c.fl.leave(t)
 	return c.c.DoMulti(ctx, multi...)
 }
 
@@ -104,6 +128,11 @@ func (c *Client) DoCache(ctx context.Context, cmd rueidis.Cacheable, ttl time.Du
 	if err != nil {
 		return rueidis.NewErrorResult(err)
 	}
+	t, err := c.fl.enter(ctx)
+	if err != nil {
+		return rueidis.NewErrorResult(err)
+	}
+	defer c.fl.leave(t)
 	return c.c.DoCache(ctx, cmd, ttl)
 }
 
@@ -117,6 +146,11 @@ func (c *Client) DoMultiCache(ctx context.Context, multi ...rueidis.CacheableTTL
 		}
 		multi[i].Cmd = cmd
 	}
+	t, err := c.fl.enter(ctx)
+	if err != nil {
+		return errResults(len(multi), err)
+	}
+	defer c.fl.leave(t)
 	return c.c.DoMultiCache(ctx, multi...)
 }
 
@@ -173,7 +207,7 @@ func (c *Client) Nodes() map[string]rueidis.Client {
 	nodes := c.c.Nodes()
 	out := make(map[string]rueidis.Client, len(nodes))
 	for addr, n := range nodes {
-		out[addr] = newClient(n, c.prefix)
+		out[addr] = newClient(n, c.prefix, c.fl)
 	}
 	return out
 }
