@@ -29,6 +29,7 @@ import (
 	"github.com/tenancykit/tenancy/provision"
 	"github.com/tenancykit/tenancy/redistenant"
 	"github.com/tenancykit/tenancy/tenant"
+	"github.com/tenancykit/tenancy/tenantotel"
 )
 
 //go:embed migrations
@@ -53,6 +54,15 @@ type Config struct {
 	// authenticated the caller and set the header itself. Off by default:
 	// naming a tenant is not being allowed into it.
 	TrustTenantHeader bool
+	// Telemetry, if set, records spans and metrics per tenant for every
+	// statement, connection wait and Redis command (see main.go's
+	// OTEL_STDOUT for one that prints them).
+	Telemetry *tenantotel.Telemetry
+	// TenantConns is the most database connections one tenant may hold at
+	// once; 0 means a fair share of the pool (a quarter of MaxConns).
+	TenantConns int32
+	// StatementTimeout bounds each tenant statement; 0 means 5 s.
+	StatementTimeout time.Duration
 }
 
 // App is the multi-tenant SaaS API.
@@ -82,7 +92,16 @@ func NewApp(ctx context.Context, cfg Config) (*App, error) {
 		cfg.TokenSecret = make([]byte, 32)
 		_, _ = rand.Read(cfg.TokenSecret)
 	}
-	a := &App{cfg: cfg, log: cfg.Logger, redis: redistenant.New(cfg.Redis, redistenant.Config{})}
+	if cfg.StatementTimeout == 0 {
+		cfg.StatementTimeout = 5 * time.Second
+	}
+	rc := cfg.Redis
+	if cfg.Telemetry != nil {
+		rc = cfg.Telemetry.WrapRedis(rc)
+	}
+	// A tenant may have at most 16 Redis calls in flight: a burst of one
+	// tenant waits for its own calls, not everyone's.
+	a := &App{cfg: cfg, log: cfg.Logger, redis: redistenant.New(rc, redistenant.Config{MaxInFlight: 16})}
 	var err error
 	if a.owner, err = pgxpool.New(ctx, cfg.OwnerURL); err != nil {
 		return nil, fmt.Errorf("owner pool: %w", err)
@@ -119,7 +138,22 @@ func NewApp(ctx context.Context, cfg Config) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	if a.pool, err = pgtenant.New(ctx, pgtenant.Config{PoolConfig: poolCfg}); err != nil {
+	// One noisy tenant cannot take every connection: each holds at most a
+	// fair share, waiting tenants are served in turn, and every statement
+	// has a deadline. The tenant is named on its server sessions
+	// (pg_stat_activity.application_name) while they run its statements.
+	pcfg := pgtenant.Config{
+		PoolConfig: poolCfg,
+		TenantLimits: &pgtenant.TenantLimits{Default: pgtenant.Limits{
+			MaxConns: cfg.TenantConns, StatementTimeout: cfg.StatementTimeout,
+		}},
+		TagSessions: true,
+	}
+	if cfg.Telemetry != nil {
+		poolCfg.ConnConfig.Tracer = cfg.Telemetry.Tracer(poolCfg.ConnConfig.Tracer)
+		pcfg.Observer = cfg.Telemetry.Observer()
+	}
+	if a.pool, err = pgtenant.New(ctx, pcfg); err != nil {
 		return nil, err
 	}
 	// A short TTL, and the admin handlers invalidate on every change; the
@@ -593,6 +627,15 @@ func (a *App) logRequests(next http.Handler) http.Handler {
 }
 
 func (a *App) fail(w http.ResponseWriter, r *http.Request, err error) {
+	// Over the tenant's budget: its statement ran past its timeout, or its
+	// calls waited for a connection until the request's deadline.
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "57014" || errors.Is(err, pgtenant.ErrTenantLimit) || errors.Is(err, context.DeadlineExceeded) {
+		a.log.WarnContext(r.Context(), "request over the tenant's budget", "path", r.URL.Path, "error", err)
+		w.Header().Set("Retry-After", "1")
+		tenant.WriteProblem(w, tenant.Problem{Status: 503, Detail: "the tenant's database budget is exhausted; retry later"})
+		return
+	}
 	a.log.ErrorContext(r.Context(), "request failed", "path", r.URL.Path, "error", err)
 	tenant.WriteProblem(w, tenant.Problem{Status: 500, Detail: "internal error"})
 }

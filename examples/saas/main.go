@@ -22,6 +22,11 @@
 //   - LISTEN_ADDR (default 127.0.0.1:8080), ADMIN_TOKEN (default: generated
 //     and printed), BASE_DOMAIN (tenant subdomains), RATE_LIMIT (requests
 //     per tenant per minute).
+//   - TENANT_CONNS (the most database connections one tenant may hold at
+//     once; default a quarter of the pool) and STATEMENT_TIMEOUT (per tenant
+//     statement, a Go duration; default 5s).
+//   - OTEL_STDOUT=1 prints OpenTelemetry spans and, every 10 s, metrics to
+//     stdout as JSON, each naming its tenant (package tenantotel).
 package main
 
 import (
@@ -72,6 +77,28 @@ func run(log *slog.Logger) error {
 		log.Warn("TOKEN_SECRET is not set: tenant tokens are signed with a random secret and stop working when this process ends")
 	}
 	cfg.RateLimit, _ = strconv.Atoi(os.Getenv("RATE_LIMIT"))
+	if v := os.Getenv("TENANT_CONNS"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 32)
+		if err != nil || n < 1 {
+			return fmt.Errorf("TENANT_CONNS %q: want a positive number of connections", v)
+		}
+		cfg.TenantConns = int32(n)
+	}
+	if v := os.Getenv("STATEMENT_TIMEOUT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("STATEMENT_TIMEOUT %q: want a positive Go duration such as 2s", v)
+		}
+		cfg.StatementTimeout = d
+	}
+	if os.Getenv("OTEL_STDOUT") == "1" {
+		tel, shutdown, err := stdoutTelemetry(os.Stdout, 10*time.Second)
+		if err != nil {
+			return fmt.Errorf("OTEL_STDOUT: %w", err)
+		}
+		defer func() { _ = shutdown(context.Background()) }()
+		cfg.Telemetry = tel
+	}
 	if cfg.AdminToken == "" {
 		b := make([]byte, 16)
 		_, _ = rand.Read(b)
