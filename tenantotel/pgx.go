@@ -8,7 +8,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tenancykit/tenancy/pgtenant"
@@ -56,7 +55,7 @@ type (
 // call is one traced statement, batch or prepare.
 type call struct {
 	start time.Time
-	set   attribute.Set
+	set   *label
 	span  trace.Span
 	own   bool // the span is ours to end
 }
@@ -95,12 +94,11 @@ func (c *call) end(err error) {
 }
 
 // statement records one statement's metrics.
-func (t *Telemetry) statement(ctx context.Context, set attribute.Set, d time.Duration, err error) {
-	opt := metric.WithAttributeSet(set)
-	t.stmts.Add(ctx, 1, opt)
-	t.latency.Record(ctx, d.Seconds(), opt)
+func (t *Telemetry) statement(ctx context.Context, l *label, d time.Duration, err error) {
+	t.stmts.Add(ctx, 1, l.add...)
+	t.latency.Record(ctx, d.Seconds(), l.rec...)
 	if err != nil {
-		t.errs.Add(ctx, 1, opt)
+		t.errs.Add(ctx, 1, l.add...)
 	}
 }
 
@@ -197,15 +195,15 @@ func (t *Telemetry) Observer() pgtenant.Observer { return (*observer)(t) }
 type observer Telemetry
 
 func (o *observer) Acquired(ctx context.Context, tn tenant.Tenant, wait time.Duration, err error) {
-	opt := metric.WithAttributeSet(o.card.set(tn, true))
-	o.wait.Record(ctx, wait.Seconds(), opt)
+	l := o.card.set(tn, true)
+	o.wait.Record(ctx, wait.Seconds(), l.rec...)
 	if err != nil {
-		o.refused.Add(ctx, 1, opt)
+		o.refused.Add(ctx, 1, l.add...)
 		return
 	}
-	o.held.Add(ctx, 1, opt)
+	o.held.Add(ctx, 1, l.add...)
 }
 
 func (o *observer) Released(tn tenant.Tenant, _ time.Duration) {
-	o.held.Add(context.Background(), -1, metric.WithAttributeSet(o.card.set(tn, true)))
+	o.held.Add(context.Background(), -1, o.card.set(tn, true).add...)
 }

@@ -7,7 +7,6 @@ import (
 	"github.com/redis/rueidis"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tenancykit/tenancy/tenant"
@@ -44,11 +43,10 @@ func (r *redisClient) start(ctx context.Context, name string) (context.Context, 
 
 // finish records n commands of which failed failed, and ends the span.
 func (r *redisClient) finish(ctx context.Context, c *call, n, failed int, err error) {
-	opt := metric.WithAttributeSet(c.set)
-	r.t.rcmds.Add(ctx, int64(n), opt)
-	r.t.rlatency.Record(ctx, time.Since(c.start).Seconds(), opt)
+	r.t.rcmds.Add(ctx, int64(n), c.set.add...)
+	r.t.rlatency.Record(ctx, time.Since(c.start).Seconds(), c.set.rec...)
 	if failed > 0 {
-		r.t.rerrs.Add(ctx, int64(failed), opt)
+		r.t.rerrs.Add(ctx, int64(failed), c.set.add...)
 		c.span.SetStatus(codes.Error, err.Error())
 		c.span.RecordError(err)
 	}

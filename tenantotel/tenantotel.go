@@ -42,7 +42,6 @@ package tenantotel
 
 import (
 	"fmt"
-	"hash/fnv"
 	"strconv"
 
 	"go.opentelemetry.io/otel"
@@ -84,10 +83,22 @@ type Config struct {
 // Cardinality maps tenants to the bounded set of metric attributes; make
 // one with [HashBuckets] or [AllowList].
 type Cardinality struct {
-	buckets []attribute.Set
-	allowed map[string]attribute.Set
-	other   attribute.Set
-	none    attribute.Set
+	buckets []*label
+	allowed map[string]*label
+	other   *label
+	none    *label
+}
+
+// label is one value of the metric attributes, with the measurement
+// options made once (an option made per call would allocate).
+type label struct {
+	add []metric.AddOption
+	rec []metric.RecordOption
+}
+
+func newLabel(kv attribute.KeyValue) *label {
+	o := metric.WithAttributeSet(attribute.NewSet(kv))
+	return &label{add: []metric.AddOption{o}, rec: []metric.RecordOption{o}}
 }
 
 // HashBuckets records a tenant's metrics under tenant.bucket, one of n
@@ -97,9 +108,9 @@ func HashBuckets(n int) (Cardinality, error) {
 	if n < 1 || n > 4096 {
 		return Cardinality{}, fmt.Errorf("tenantotel: HashBuckets(%d): use 1 to 4096 buckets", n)
 	}
-	c := Cardinality{buckets: make([]attribute.Set, n), none: attribute.NewSet(TenantID.String("none"))}
+	c := Cardinality{buckets: make([]*label, n), none: newLabel(TenantID.String("none"))}
 	for i := range c.buckets {
-		c.buckets[i] = attribute.NewSet(TenantBucket.String(strconv.Itoa(i)))
+		c.buckets[i] = newLabel(TenantBucket.String(strconv.Itoa(i)))
 	}
 	return c, nil
 }
@@ -107,25 +118,29 @@ func HashBuckets(n int) (Cardinality, error) {
 // AllowList records the metrics of the tenants whose IDs are listed under
 // tenant.id, and every other tenant's under tenant.id "other".
 func AllowList(ids ...string) (Cardinality, error) {
-	c := Cardinality{allowed: make(map[string]attribute.Set, len(ids)), other: attribute.NewSet(TenantID.String("other")), none: attribute.NewSet(TenantID.String("none"))}
+	c := Cardinality{allowed: make(map[string]*label, len(ids)), other: newLabel(TenantID.String("other")), none: newLabel(TenantID.String("none"))}
 	for _, id := range ids {
 		if err := tenant.ValidateID(id); err != nil {
 			return Cardinality{}, fmt.Errorf("tenantotel: AllowList: %w", err)
 		}
-		c.allowed[id] = attribute.NewSet(TenantID.String(id))
+		c.allowed[id] = newLabel(TenantID.String(id))
 	}
 	return c, nil
 }
 
 // set returns the metric attributes of t (ok false: no tenant).
-func (c *Cardinality) set(t tenant.Tenant, ok bool) attribute.Set {
+func (c *Cardinality) set(t tenant.Tenant, ok bool) *label {
 	switch {
 	case !ok:
 		return c.none
 	case c.buckets != nil:
-		h := fnv.New32a()
-		_, _ = h.Write([]byte(t.ID))
-		return c.buckets[h.Sum32()%uint32(len(c.buckets))]
+		// FNV-1a, inline: hash/fnv would allocate per call.
+		h := uint32(2166136261)
+		for i := 0; i < len(t.ID); i++ {
+			h ^= uint32(t.ID[i])
+			h *= 16777619
+		}
+		return c.buckets[h%uint32(len(c.buckets))]
 	}
 	if s, found := c.allowed[t.ID]; found {
 		return s

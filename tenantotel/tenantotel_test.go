@@ -100,7 +100,7 @@ func (r *recorder) sums(t *testing.T, name string, key attribute.Key) map[string
 
 // sharedItems creates an RLS-protected table in public for SharedTables
 // pools, with one row per tenant.
-func sharedItems(t *testing.T, pg *testenv.PG, table string, tenants ...tenant.Tenant) {
+func sharedItems(t testing.TB, pg *testenv.PG, table string, tenants ...tenant.Tenant) {
 	t.Helper()
 	ctx := context.Background()
 	owner := pg.OwnerPool(t)
