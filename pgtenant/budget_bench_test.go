@@ -135,4 +135,4 @@ func BenchmarkQueryRowBudget(b *testing.B) {
 type nopObserver struct{}
 
 func (nopObserver) Acquired(context.Context, tenant.Tenant, time.Duration, error) {}
-func (nopObserver) Released(tenant.Tenant, time.Duration)                        {}
+func (nopObserver) Released(tenant.Tenant, time.Duration)                         {}

@@ -98,4 +98,3 @@ func BenchmarkQueryRowTelemetry(b *testing.B) {
 		}
 	}
 }
-
