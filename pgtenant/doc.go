@@ -190,6 +190,29 @@
 // runs one program through pgtenant and plain pgx with a recording tracer
 // and compares what each traced.
 //
+// # Noisy neighbours: per-tenant budgets
+//
+// [Config.TenantLimits] bounds what one tenant takes of the pool. Each
+// tenant may hold at most Limits.MaxConns connections at once (by default
+// a fair share, max(1, MaxConns/4)); every call path counts — statements,
+// batches, transactions, OpenDB, [Pool.Acquire] — from the moment it takes
+// a connection until it returns it. A call over its tenant's budget, or
+// one that finds the pool full, waits in a queue that serves the waiting
+// tenants in turn (round robin over tenants, not arrival order), so a
+// tenant with 32 callers waiting does not stand ahead of a tenant with one;
+// the wait is bounded by the call's context, or with [LimitFail] a call
+// over its budget gets a *[LimitError] at once. Limits.StatementTimeout
+// is set with set_config('statement_timeout', ..., true) in the scope
+// statement itself: no extra round trip, and it ends with the transaction.
+// Tiers come from TenantLimits.For, called for every call (make it a map
+// lookup). [Pool.Unscoped] is outside the budgets.
+//
+// [Config.Observer] is told of every connection a tenant takes (with the
+// time it waited) and returns; package tenantotel turns that into metrics.
+// [Config.TagSessions] sets application_name to [SessionTag] in the same
+// scope statement, so pg_stat_activity (and log_line_prefix's %a) shows
+// which tenant each backend is serving while it serves it.
+//
 // # Behind PgBouncer
 //
 // In transaction pooling mode a server connection cannot keep prepared

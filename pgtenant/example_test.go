@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -374,4 +375,56 @@ func ExampleCitusMode() {
 	// Output:
 	// hello true
 	// true
+}
+
+func ExampleTenantLimits() {
+	env, cleanup, err := provisiontest.Start(context.Background(), provisiontest.Options{
+		Slugs:   []string{"acme", "globex"},
+		Builder: provision.DDL(`CREATE TABLE notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, tenant_id text NOT NULL, body text)`),
+	})
+	if cleanup != nil {
+		defer cleanup()
+	}
+	if err != nil {
+		panic(err)
+	}
+	acme, globex := env.Tenants[0].Tenant(), env.Tenants[1].Tenant()
+	cfg, _ := pgxpool.ParseConfig(env.AppURL)
+	// Every tenant may hold 2 connections; acme's tier 1, refusing more at
+	// once, and its statements may run for 50 ms.
+	pool, err := pgtenant.New(context.Background(), pgtenant.Config{
+		PoolConfig: cfg,
+		TenantLimits: &pgtenant.TenantLimits{
+			Default: pgtenant.Limits{MaxConns: 2},
+			For: func(t tenant.Tenant) (pgtenant.Limits, bool) {
+				if t == acme {
+					return pgtenant.Limits{MaxConns: 1, OnLimit: pgtenant.LimitFail, StatementTimeout: 50 * time.Millisecond}, true
+				}
+				return pgtenant.Limits{}, false
+			},
+		},
+	})
+	if err != nil {
+		panic(err)
+	}
+	defer pool.Close()
+	actx := tenant.NewContext(context.Background(), acme)
+
+	tx, err := pool.Begin(actx) // acme's one connection
+	if err != nil {
+		panic(err)
+	}
+	_, err = pool.Exec(actx, "SELECT 1")
+	fmt.Println("acme, second connection:", errors.Is(err, pgtenant.ErrTenantLimit))
+	_, err = pool.Exec(tenant.NewContext(context.Background(), globex), "SELECT 1")
+	fmt.Println("globex meanwhile:", err)
+	_ = tx.Rollback(actx)
+
+	_, err = pool.Exec(actx, "SELECT pg_sleep(1)")
+	var pgErr *pgconn.PgError
+	fmt.Println("acme, a slow statement:", errors.As(err, &pgErr) && pgErr.Code == "57014")
+	// Output:
+	// acme, second connection: true
+	// globex meanwhile: <nil>
+	// acme, a slow statement: true
 }

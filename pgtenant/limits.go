@@ -34,7 +34,8 @@ type TenantLimits struct {
 	// MaxConns in it means a fair share: max(1, PoolConfig.MaxConns/4).
 	Default Limits
 	// For returns the limits of one tenant (its tier), or ok false for
-	// Default. A zero field of what it returns takes Default's. It is
+	// Default. A zero (or negative, or unknown) field of what it returns
+	// takes Default's. It is
 	// called once for every call of the pool (before any I/O), so make it
 	// cheap: a map lookup, not a query. Nil means every tenant has Default.
 	For func(t tenant.Tenant) (l Limits, ok bool)
@@ -51,7 +52,10 @@ type Limits struct {
 	// the same round trip, and a statement that runs longer is cancelled by
 	// the server (SQLSTATE 57014). On a Conn of [Pool.Acquire] it is set for
 	// the session and reset on release. Zero means Default's, and there
-	// zero means the session's own statement_timeout.
+	// zero means the session's own statement_timeout. It bounds the
+	// application's statements; it is not a sandbox: SQL that sets
+	// statement_timeout itself (SET LOCAL in a transaction) replaces it
+	// for that transaction.
 	StatementTimeout time.Duration
 	// OnLimit says what a call that finds the tenant at MaxConns does:
 	// [LimitWait] (the zero value) or [LimitFail].
@@ -110,13 +114,13 @@ func (g *gate) limitsFor(t tenant.Tenant) limits {
 	l := g.cfg.Default
 	if g.cfg.For != nil {
 		if tier, ok := g.cfg.For(t); ok {
-			if tier.MaxConns != 0 {
+			if tier.MaxConns > 0 {
 				l.MaxConns = tier.MaxConns
 			}
-			if tier.StatementTimeout != 0 {
+			if tier.StatementTimeout > 0 {
 				l.StatementTimeout = tier.StatementTimeout
 			}
-			if tier.OnLimit != LimitWait {
+			if tier.OnLimit == LimitFail {
 				l.OnLimit = tier.OnLimit
 			}
 		}
