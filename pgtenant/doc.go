@@ -205,7 +205,8 @@
 // is set with set_config('statement_timeout', ..., true) in the scope
 // statement itself: no extra round trip, and it ends with the transaction.
 // Tiers come from TenantLimits.For, called for every call (make it a map
-// lookup). [Pool.Unscoped] is outside the budgets.
+// lookup). Connections out through [Pool.Unscoped] are not bounded, but
+// count against the pool's total.
 //
 // [Config.Observer] is told of every connection a tenant takes (with the
 // time it waited) and returns; package tenantotel turns that into metrics.

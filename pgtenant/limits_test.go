@@ -3,6 +3,7 @@ package pgtenant_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -403,6 +404,112 @@ func TestTenantLimitsInvalid(t *testing.T) {
 		_, err := pgtenant.New(context.Background(), pgtenant.Config{PoolConfig: pg.AppConfig(t), TenantLimits: &pgtenant.TenantLimits{Default: l}})
 		if !errors.Is(err, pgtenant.ErrInvalidConfig) {
 			t.Errorf("Default %+v: %v; want ErrInvalidConfig", l, err)
+		}
+	}
+}
+
+// TestUnscopedCountsAgainstTheBudgets: connections out through Unscoped
+// count against the pool's total, so the tenants waiting for the rest are
+// still served in turn: with 7 of 8 connections held unscoped, tenant a's
+// four waiting callers queued before b's one, and one connection coming
+// back at a time, b is served second, not fifth (as it would be in
+// pgxpool's own first-come queue).
+func TestUnscopedCountsAgainstTheBudgets(t *testing.T) {
+	t.Parallel()
+	pg := testenv.PostgreSQL(t)
+	tenants := createTenants(t, pg, "unscoped", 2, 1)
+	a, b := tenants[0], tenants[1]
+	cfg := pg.AppConfig(t)
+	cfg.MaxConns = 8
+	p := newPool(t, pg, func(c *pgtenant.Config) {
+		c.PoolConfig = cfg
+		c.TenantLimits = &pgtenant.TenantLimits{Default: pgtenant.Limits{MaxConns: 8}}
+	})
+	ctx := context.Background()
+	var held []pgx.Tx
+	for range 7 {
+		tx, err := p.Unscoped().Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, tx)
+	}
+	// a holds the eighth.
+	atx, err := p.Begin(tenant.NewContext(ctx, a))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var order []string
+	var wg sync.WaitGroup
+	start := func(tn tenant.Tenant, name string) {
+		wg.Go(func() {
+			if _, err := p.Exec(tenant.NewContext(ctx, tn), "SELECT 1"); err != nil {
+				t.Error(err)
+			}
+			mu.Lock()
+			order = append(order, name)
+			mu.Unlock()
+		})
+		time.Sleep(30 * time.Millisecond)
+	}
+	for range 4 {
+		start(a, "a")
+	}
+	start(b, "b")
+	// One connection back: the callers then pass it on one by one.
+	if err := held[0].Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if diff := cmp.Diff([]string{"a", "b", "a", "a", "a"}, order); diff != "" {
+		t.Errorf("completion order (-want +got):\n%s", diff)
+	}
+	_ = atx.Rollback(ctx)
+	for _, tx := range held[1:] {
+		_ = tx.Rollback(ctx)
+	}
+}
+
+// sqlTracer records the SQL of every traced query.
+type sqlTracer struct {
+	mu  sync.Mutex
+	sql []string
+}
+
+func (s *sqlTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	s.mu.Lock()
+	s.sql = append(s.sql, d.SQL)
+	s.mu.Unlock()
+	return ctx
+}
+
+func (s *sqlTracer) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+// TestTenantLimitsKeepTheTracer: with limits on, the pool's tracer still
+// sees both the tenants' statements and the Unscoped pool's.
+func TestTenantLimitsKeepTheTracer(t *testing.T) {
+	t.Parallel()
+	pg := testenv.PostgreSQL(t)
+	tn := createTenants(t, pg, "limtrace", 1, 1)[0]
+	tr := &sqlTracer{}
+	cfg := pg.AppConfig(t)
+	cfg.ConnConfig.Tracer = tr
+	p := newPool(t, pg, func(c *pgtenant.Config) {
+		c.PoolConfig = cfg
+		c.TenantLimits = &pgtenant.TenantLimits{}
+	})
+	if _, err := p.Exec(tenant.NewContext(context.Background(), tn), "SELECT 'tenant'"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Unscoped().Exec(context.Background(), "SELECT 'unscoped'"); err != nil {
+		t.Fatal(err)
+	}
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	for _, want := range []string{"SELECT 'tenant'", "SELECT 'unscoped'"} {
+		if !slices.Contains(tr.sql, want) {
+			t.Errorf("the tracer did not see %q; saw %q", want, tr.sql)
 		}
 	}
 }

@@ -95,8 +95,14 @@ func New(ctx context.Context, cfg Config) (*Pool, error) {
 		}
 		return p.encs[p.kind].connect(ctx, c, p.state(c))
 	}
+	if cfg.TenantLimits != nil {
+		p.gate = newGate(*cfg.TenantLimits, 0) // total set below, once the pool has its MaxConns
+		p.countUnscoped(pc)
+	}
 	pc.BeforeClose = func(c *pgx.Conn) {
-		p.conns.Delete(c)
+		if st, ok := p.conns.LoadAndDelete(c); ok {
+			p.unscopedDone(st.(*connState))
+		}
 		if userBeforeClose != nil {
 			userBeforeClose(c)
 		}
@@ -105,8 +111,8 @@ func New(ctx context.Context, cfg Config) (*Pool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pgtenant: %w", err)
 	}
-	if cfg.TenantLimits != nil {
-		p.gate = newGate(*cfg.TenantLimits, p.pool.Config().MaxConns)
+	if p.gate != nil {
+		p.gate.total = p.pool.Config().MaxConns
 	}
 	if err := p.checkRole(ctx); err != nil {
 		p.pool.Close()
@@ -162,6 +168,8 @@ func (p *Pool) acquire(ctx context.Context, sc scope) (*pgxpool.Conn, *connState
 			p.observeAcquired(ctx, sc, start, err)
 			return nil, nil, err
 		}
+		// Tell countUnscoped's PrepareConn this acquire is a tenant's.
+		ctx = context.WithValue(ctx, scopedAcquire{}, true)
 	}
 	c, err := p.pool.Acquire(ctx)
 	if err != nil {

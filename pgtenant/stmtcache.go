@@ -61,6 +61,9 @@ type connState struct {
 	// lease: what the connection owes its tenant's budget while it is out
 	// (limits.go).
 	lease lease
+	// unscoped: the connection is out through Pool.Unscoped, counted
+	// against the gate (countUnscoped).
+	unscoped bool
 }
 
 func (p *Pool) state(c *pgx.Conn) *connState {
