@@ -513,3 +513,55 @@ func TestTenantLimitsKeepTheTracer(t *testing.T) {
 		}
 	}
 }
+
+// TestStatementTimeoutWithCheckedStatements: the tenant's statement_timeout
+// is set by the pool itself, so the server-side backstop does not take it
+// for a statement's change of the session: checked statements (a function
+// call the lexer cannot bound) work on the pool, in a Tx and on a Conn,
+// with limits and TagSessions on, and leave the connection reusable.
+func TestStatementTimeoutWithCheckedStatements(t *testing.T) {
+	t.Parallel()
+	pg := testenv.PostgreSQL(t)
+	tn := createTenants(t, pg, "tmochk", 1, 2)[0]
+	cfg := pg.AppConfig(t)
+	cfg.MaxConns = 1
+	p := newPool(t, pg, func(c *pgtenant.Config) {
+		c.PoolConfig = cfg
+		c.TagSessions = true
+		c.TenantLimits = &pgtenant.TenantLimits{Default: pgtenant.Limits{StatementTimeout: 2 * time.Second}}
+	})
+	ctx := tenant.NewContext(context.Background(), tn)
+	const checked = "SELECT name FROM items WHERE id = int4larger($1::int, 0)"
+	var pid1, pid2 int
+	if err := p.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid1); err != nil {
+		t.Fatal(err)
+	}
+	var name string
+	if err := p.QueryRow(ctx, checked, 1).Scan(&name); err != nil || name != tn.Slug+"-1" {
+		t.Fatalf("pool: %q, %v", name, err)
+	}
+	tx, err := p.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.QueryRow(ctx, checked, 2).Scan(&name); err != nil || name != tn.Slug+"-2" {
+		t.Fatalf("tx: %q, %v", name, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := p.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.QueryRow(ctx, checked, 1).Scan(&name); err != nil || name != tn.Slug+"-1" {
+		t.Fatalf("conn: %q, %v", name, err)
+	}
+	conn.Release()
+	if err := p.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid2); err != nil {
+		t.Fatal(err)
+	}
+	if pid1 != pid2 {
+		t.Errorf("the connection was replaced (backend %d, then %d): the backstop took the pool's own settings for a statement's", pid1, pid2)
+	}
+}
