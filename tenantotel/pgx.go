@@ -63,19 +63,26 @@ type call struct {
 var dbSystem = attribute.String("db.system.name", "postgresql")
 
 // begin starts what a hook traces: our own span when there is no inner
-// tracer (own), else the tenant attributes on the span inner started.
+// tracer (own), else the tenant attributes on the span inner started. The
+// attributes are made only for a span that records (a sampler drops most
+// in production), so a sampler does not see them at the span's start.
 func (x *pgxTracer) begin(ctx context.Context, key any, own bool, name, sql string) context.Context {
 	tn, ok := tenant.FromContext(ctx)
 	c := &call{start: time.Now(), set: x.t.card.set(tn, ok), own: own}
-	attrs := spanAttrs(tn, ok)
 	if own {
-		attrs = append(attrs, dbSystem, attribute.String("db.operation.name", name))
-		if sql != "" && !x.t.omitSQL {
-			attrs = append(attrs, attribute.String("db.query.text", sql))
-		}
-		ctx, c.span = x.t.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
+		ctx, c.span = x.t.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient))
 	} else {
 		c.span = trace.SpanFromContext(ctx)
+	}
+	if c.span.IsRecording() {
+		attrs := make([]attribute.KeyValue, 0, 5)
+		attrs = append(attrs, spanAttrs(tn, ok)...)
+		if own {
+			attrs = append(attrs, dbSystem, attribute.String("db.operation.name", name))
+			if sql != "" && !x.t.omitSQL {
+				attrs = append(attrs, attribute.String("db.query.text", sql))
+			}
+		}
 		c.span.SetAttributes(attrs...)
 	}
 	return context.WithValue(ctx, key, c)

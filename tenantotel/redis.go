@@ -36,8 +36,10 @@ var redisSystem = attribute.String("db.system.name", "redis")
 func (r *redisClient) start(ctx context.Context, name string) (context.Context, *call) {
 	tn, ok := tenant.FromContext(ctx)
 	c := &call{start: time.Now(), set: r.t.card.set(tn, ok), own: true}
-	attrs := append(spanAttrs(tn, ok), redisSystem, attribute.String("db.operation.name", name))
-	ctx, c.span = r.t.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
+	ctx, c.span = r.t.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient))
+	if c.span.IsRecording() {
+		c.span.SetAttributes(append(spanAttrs(tn, ok), redisSystem, attribute.String("db.operation.name", name))...)
+	}
 	return ctx, c
 }
 

@@ -229,7 +229,9 @@ func New(cfg Config) (*Telemetry, error) {
 // spanAttrs are the span attributes of t.
 func spanAttrs(t tenant.Tenant, ok bool) []attribute.KeyValue {
 	if !ok {
-		return []attribute.KeyValue{TenantID.String("none")}
+		return []attribute.KeyValue{noTenant}
 	}
 	return []attribute.KeyValue{TenantID.String(t.ID), TenantSlug.String(t.Slug)}
 }
+
+var noTenant = TenantID.String("none")
