@@ -20,8 +20,10 @@ type scopedAcquire struct{}
 // wrapped around the ConnConfig's tracer (AfterRelease would make every
 // release asynchronous).
 func (p *Pool) countUnscoped(pc *pgxpool.Config) {
-	userPrepare, userBefore := pc.PrepareConn, pc.BeforeAcquire
-	pc.BeforeAcquire = nil
+	// A user's deprecated BeforeAcquire still runs, as pgxpool would run it.
+	userPrepare := pc.PrepareConn
+	userBefore := pc.BeforeAcquire //lint:ignore SA1019 honoured as pgxpool honours it
+	pc.BeforeAcquire = nil          //lint:ignore SA1019 replaced by the PrepareConn below
 	pc.PrepareConn = func(ctx context.Context, c *pgx.Conn) (bool, error) {
 		switch {
 		case userPrepare != nil:
