@@ -23,7 +23,7 @@ func (p *Pool) countUnscoped(pc *pgxpool.Config) {
 	// A user's deprecated BeforeAcquire still runs, as pgxpool would run it.
 	userPrepare := pc.PrepareConn
 	userBefore := pc.BeforeAcquire //lint:ignore SA1019 honoured as pgxpool honours it
-	pc.BeforeAcquire = nil          //lint:ignore SA1019 replaced by the PrepareConn below
+	pc.BeforeAcquire = nil         //lint:ignore SA1019 replaced by the PrepareConn below
 	pc.PrepareConn = func(ctx context.Context, c *pgx.Conn) (bool, error) {
 		switch {
 		case userPrepare != nil:
