@@ -46,12 +46,12 @@ import (
 // query takes one round trip in every exec mode (on the simple protocol the
 // result formats database/sql asks for are ignored, as pgx ignores them
 // there).
-func OpenDB(p *Pool) *sql.DB {
+func OpenDB(p DB) *sql.DB {
 	return sql.OpenDB(&connector{p: p})
 }
 
 // connector hands database/sql a new handle; see OpenDB.
-type connector struct{ p *Pool }
+type connector struct{ p DB }
 
 func (c *connector) Connect(context.Context) (driver.Conn, error) {
 	return &sqlConn{p: c.p}, nil
@@ -69,7 +69,7 @@ func (sqlDriver) Open(string) (driver.Conn, error) {
 // sqlConn is one database/sql connection: a handle on the Pool that holds a
 // transaction while one is open.
 type sqlConn struct {
-	p     *Pool
+	p     DB
 	tx    pgx.Tx
 	txCtx context.Context
 	types *pgtype.Map // for scanning rows; a handle is used by one goroutine at a time

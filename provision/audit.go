@@ -3,6 +3,7 @@ package provision
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -21,10 +22,12 @@ type Finding struct {
 	Problem string
 	// Fix says how to put it right.
 	Fix string
+	// Placement names the placement whose database the object is in.
+	Placement string
 }
 
 func (f Finding) String() string {
-	return fmt.Sprintf("%s: %s: %s (fix: %s)", f.Check, f.Object, f.Problem, f.Fix)
+	return fmt.Sprintf("%s: %s: %s: %s (fix: %s)", f.Placement, f.Check, f.Object, f.Problem, f.Fix)
 }
 
 const systemSchemas = "('pg_catalog', 'information_schema', 'pg_toast', 'tenancy')"
@@ -79,6 +82,30 @@ const systemSchemas = "('pg_catalog', 'information_schema', 'pg_toast', 'tenancy
 // default).
 func (r *Registry) Audit(ctx context.Context) ([]Finding, error) {
 	var out []Finding
+	for _, name := range r.order {
+		p := r.placements[name]
+		found, err := p.reg.auditHere(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("provision: audit placement %q: %w", name, err)
+		}
+		if !p.local {
+			more, err := r.auditPlacement(ctx, p)
+			if err != nil {
+				return nil, fmt.Errorf("provision: audit placement %q: %w", name, err)
+			}
+			found = append(found, more...)
+		}
+		for i := range found {
+			found[i].Placement = name
+		}
+		out = append(out, found...)
+	}
+	return out, nil
+}
+
+// auditHere audits the registry's own database.
+func (r *Registry) auditHere(ctx context.Context) ([]Finding, error) {
+	var out []Finding
 	for _, check := range []func(context.Context) ([]Finding, error){
 		r.auditTables, r.auditAppRole, r.auditPublicCreate, r.auditDefiners, r.auditRegistry, r.auditUnique,
 		r.auditSequences, r.auditShape, r.auditFunctions,
@@ -110,6 +137,50 @@ func (r *Registry) sharedTables() []string {
 // made in pg_temp for this transaction and rolled back with it, so a copy
 // in schema tenancy that a migration replaced cannot hide a table
 // (auditFunctions reports the replacement).
+// auditPlacement compares the registry's directory with another
+// placement's own registry: a tenant the registry places there must be live
+// there ("placement-row-missing"), and a live tenant there must be placed
+// there or moving there ("placement-row-unplaced": a move's leftover, or a
+// tenant created in that database behind the registry's back).
+func (r *Registry) auditPlacement(ctx context.Context, p *placed) ([]Finding, error) {
+	rows, _ := r.cfg.Owner.Query(ctx, `SELECT id, slug FROM tenancy.tenants
+		WHERE status IN ('active', 'suspended') AND placement = $1 ORDER BY slug`, p.Name)
+	placedHere, err := pgx.CollectRows(rows, pgx.RowToStructByPos[tenantRow])
+	if err != nil {
+		return nil, err
+	}
+	rows, _ = r.cfg.Owner.Query(ctx, `SELECT id, slug FROM tenancy.tenants
+		WHERE status <> 'deleted' AND (placement = $1 OR move_to = $1 OR move_from = $1)`, p.Name)
+	expected, err := pgx.CollectRows(rows, pgx.RowToStructByPos[tenantRow])
+	if err != nil {
+		return nil, err
+	}
+	rows, _ = p.Owner.Query(ctx, `SELECT id, slug FROM tenancy.tenants WHERE status IN ('active', 'suspended') AND placement = '' ORDER BY slug`)
+	there, err := pgx.CollectRows(rows, pgx.RowToStructByPos[tenantRow])
+	if err != nil {
+		return nil, err
+	}
+	var out []Finding
+	for _, t := range placedHere {
+		if !slices.Contains(there, t) {
+			out = append(out, Finding{"placement-row-missing", fmt.Sprintf("tenant %q", t.Slug),
+				"the registry places the tenant here, but this database's registry has no live row for it (its data may be gone)",
+				"restore the tenant in this placement, or Delete it", ""})
+		}
+	}
+	for _, t := range there {
+		if !slices.Contains(expected, t) {
+			out = append(out, Finding{"placement-row-unplaced", fmt.Sprintf("tenant %q", t.Slug),
+				"this database holds a live tenant the registry does not place here (a crashed move's copy, or a tenant made here directly)",
+				"run the Move again to finish it, or remove the copy once you know it holds nothing you need", ""})
+		}
+	}
+	return out, nil
+}
+
+// tenantRow is a tenant's ID and slug as a registry lists them.
+type tenantRow struct{ ID, Slug string }
+
 func (r *Registry) auditTables(ctx context.Context) (out []Finding, err error) {
 	tx, err := r.cfg.Owner.Begin(ctx)
 	if err != nil {
@@ -124,7 +195,7 @@ func (r *Registry) auditTables(ctx context.Context) (out []Finding, err error) {
 				pg_get_userbyid(c.relowner) = $2 AS app_owns, t.id AS pin,
 				coalesce((SELECT string_agg(DISTINCT a.privilege_type, ', ') FROM aclexplode(c.relacl) a WHERE a.grantee = 0), '') AS public_privs
 			FROM tenancy.tenants t
-			JOIN pg_namespace n ON n.nspname = t.schema_name
+			JOIN pg_namespace n ON n.nspname = t.schema_name AND t.placement = ''
 			JOIN pg_class c ON c.relnamespace = n.oid
 			WHERE t.status IN ('active', 'suspended') AND c.relkind IN ('r', 'p')
 				-- goose's version table in a tenant schema is the owner's
@@ -148,27 +219,24 @@ func (r *Registry) auditTables(ctx context.Context) (out []Finding, err error) {
 	var enabled, forced, appOwns bool
 	_, err = pgx.ForEachRow(rows, []any{&name, &enabled, &forced, &state, &found, &appOwns, &publicPrivs}, func() error {
 		if !enabled {
-			out = append(out, Finding{"rls-disabled", name, "row level security is not enabled: every tenant's rows are visible", "ALTER TABLE " + name + " ENABLE ROW LEVEL SECURITY"})
+			out = append(out, Finding{"rls-disabled", name, "row level security is not enabled: every tenant's rows are visible", "ALTER TABLE " + name + " ENABLE ROW LEVEL SECURITY", ""})
 		}
 		if !forced {
-			out = append(out, Finding{"rls-not-forced", name, "row level security is not forced: the table owner bypasses it", "ALTER TABLE " + name + " FORCE ROW LEVEL SECURITY"})
+			out = append(out, Finding{"rls-not-forced", name, "row level security is not forced: the table owner bypasses it", "ALTER TABLE " + name + " FORCE ROW LEVEL SECURITY", ""})
 		}
 		switch state {
 		case rls.PolicyNone:
-			out = append(out, Finding{"no-policy", name, "the " + PolicyName + " policy is missing", "recreate it as provision does (USING and WITH CHECK on tenant_id)"})
+			out = append(out, Finding{"no-policy", name, "the " + PolicyName + " policy is missing", "recreate it as provision does (USING and WITH CHECK on tenant_id)", ""})
 		case rls.PolicyAltered:
-			out = append(out, Finding{"policy-altered", name, "the " + PolicyName + " policy is not the one tenancy installs: " + found,
-				"DROP POLICY " + PolicyName + " ON " + name + " and recreate it as provision does (USING and WITH CHECK on tenant_id, pinned to the tenant)"})
+			out = append(out, Finding{"policy-altered", name, "the " + PolicyName + " policy is not the one tenancy installs: " + found, "DROP POLICY " + PolicyName + " ON " + name + " and recreate it as provision does (USING and WITH CHECK on tenant_id, pinned to the tenant)", ""})
 		case rls.PolicyExtra:
-			out = append(out, Finding{"extra-permissive-policy", name, "another permissive policy widens the tenant policy (permissive policies are ORed): " + found,
-				"drop it, or make it AS RESTRICTIVE"})
+			out = append(out, Finding{"extra-permissive-policy", name, "another permissive policy widens the tenant policy (permissive policies are ORed): " + found, "drop it, or make it AS RESTRICTIVE", ""})
 		}
 		if publicPrivs != "" {
-			out = append(out, Finding{"public-grant", name, "PUBLIC holds " + publicPrivs + " on it: every role may use it, not only the app role",
-				"REVOKE ALL ON TABLE " + name + " FROM PUBLIC"})
+			out = append(out, Finding{"public-grant", name, "PUBLIC holds " + publicPrivs + " on it: every role may use it, not only the app role", "REVOKE ALL ON TABLE " + name + " FROM PUBLIC", ""})
 		}
 		if appOwns {
-			out = append(out, Finding{"app-role-owns-table", name, "the app role owns it and can disable its row level security", "ALTER TABLE " + name + " OWNER TO <owner role>"})
+			out = append(out, Finding{"app-role-owns-table", name, "the app role owns it and can disable its row level security", "ALTER TABLE " + name + " OWNER TO <owner role>", ""})
 		}
 		return nil
 	})
@@ -181,7 +249,7 @@ func (r *Registry) auditAppRole(ctx context.Context) ([]Finding, error) {
 	err := r.cfg.Owner.QueryRow(ctx, "SELECT rolsuper, rolbypassrls, rolcreaterole, rolcreatedb, rolreplication FROM pg_roles WHERE rolname = $1", r.cfg.AppRole).
 		Scan(&super, &bypass, &attrs[0], &attrs[1], &attrs[2])
 	if err == pgx.ErrNoRows {
-		return []Finding{{"app-role-missing", r.cfg.AppRole, "the app role does not exist", "CREATE ROLE ... NOSUPERUSER NOBYPASSRLS"}}, nil
+		return []Finding{{"app-role-missing", r.cfg.AppRole, "the app role does not exist", "CREATE ROLE ... NOSUPERUSER NOBYPASSRLS", ""}}, nil
 	}
 	if err != nil {
 		return nil, err
@@ -190,7 +258,7 @@ func (r *Registry) auditAppRole(ctx context.Context) ([]Finding, error) {
 	quoted := pgx.Identifier{r.cfg.AppRole}.Sanitize()
 	for i, a := range rolecheck.Attributes {
 		if attrs[i] && !super {
-			out = append(out, Finding{"privileged-app-role", r.cfg.AppRole, "the app role has " + a.Name + ": " + a.Why, "ALTER ROLE " + quoted + " NO" + a.Name})
+			out = append(out, Finding{"privileged-app-role", r.cfg.AppRole, "the app role has " + a.Name + ": " + a.Why, "ALTER ROLE " + quoted + " NO" + a.Name, ""})
 		}
 	}
 	// Settings every new connection of the app role inherits: pgtenant.New
@@ -210,16 +278,16 @@ func (r *Registry) auditAppRole(ctx context.Context) ([]Finding, error) {
 		case "database":
 			fix = "ALTER DATABASE " + pgx.Identifier{db}.Sanitize()
 		}
-		out = append(out, Finding{"app-role-setting", r.cfg.AppRole, "new connections start with " + set.String() + ": " + why, fix + " RESET " + set.Name})
+		out = append(out, Finding{"app-role-setting", r.cfg.AppRole, "new connections start with " + set.String() + ": " + why, fix + " RESET " + set.Name, ""})
 		return nil
 	}); err != nil {
 		return nil, err
 	}
 	if super {
-		out = append(out, Finding{"privileged-app-role", r.cfg.AppRole, "the app role is a superuser and bypasses every policy", "ALTER ROLE " + pgx.Identifier{r.cfg.AppRole}.Sanitize() + " NOSUPERUSER"})
+		out = append(out, Finding{"privileged-app-role", r.cfg.AppRole, "the app role is a superuser and bypasses every policy", "ALTER ROLE " + pgx.Identifier{r.cfg.AppRole}.Sanitize() + " NOSUPERUSER", ""})
 	}
 	if bypass {
-		out = append(out, Finding{"privileged-app-role", r.cfg.AppRole, "the app role has BYPASSRLS", "ALTER ROLE " + pgx.Identifier{r.cfg.AppRole}.Sanitize() + " NOBYPASSRLS"})
+		out = append(out, Finding{"privileged-app-role", r.cfg.AppRole, "the app role has BYPASSRLS", "ALTER ROLE " + pgx.Identifier{r.cfg.AppRole}.Sanitize() + " NOBYPASSRLS", ""})
 	}
 	// A member of another role can SET ROLE to it, and with INHERIT holds
 	// its privileges (its tables, if it owns any, are beyond forced RLS
@@ -232,9 +300,7 @@ func (r *Registry) auditAppRole(ctx context.Context) ([]Finding, error) {
 	}
 	if len(groups) > 0 {
 		list := strings.Join(groups, ", ")
-		out = append(out, Finding{"app-role-member", r.cfg.AppRole,
-			"the app role is a member of " + list + ": it can SET ROLE to them and holds their privileges, in every tenant's scope",
-			"REVOKE " + list + " FROM " + pgx.Identifier{r.cfg.AppRole}.Sanitize() + " (the app role should be a member of no role)"})
+		out = append(out, Finding{"app-role-member", r.cfg.AppRole, "the app role is a member of " + list + ": it can SET ROLE to them and holds their privileges, in every tenant's scope", "REVOKE " + list + " FROM " + pgx.Identifier{r.cfg.AppRole}.Sanitize() + " (the app role should be a member of no role)", ""})
 	}
 	return out, nil
 }
@@ -245,7 +311,7 @@ func (r *Registry) auditPublicCreate(ctx context.Context) ([]Finding, error) {
 		WHERE a.grantee = 0 AND a.privilege_type = 'CREATE' AND n.nspname NOT IN `+systemSchemas+` AND n.nspname NOT LIKE 'pg\_%'
 		ORDER BY 1`)
 	return collectFindings(rows, func(q string) Finding {
-		return Finding{"public-create", q, "PUBLIC may create objects here, e.g. a function or table that shadows a tenant's", "REVOKE CREATE ON SCHEMA " + q + " FROM PUBLIC"}
+		return Finding{"public-create", q, "PUBLIC may create objects here, e.g. a function or table that shadows a tenant's", "REVOKE CREATE ON SCHEMA " + q + " FROM PUBLIC", ""}
 	})
 }
 
@@ -265,7 +331,7 @@ func (r *Registry) auditDefiners(ctx context.Context) ([]Finding, error) {
 			-- cannot bypass row level security reads under the caller's
 			-- tenant setting too (the tables' RLS is forced, for the owner
 			-- as well).
-			AND NOT (n.nspname IN (SELECT schema_name FROM tenancy.tenants WHERE status IN ('active', 'suspended'))
+			AND NOT (n.nspname IN (SELECT schema_name FROM tenancy.tenants WHERE status IN ('active', 'suspended') AND placement = '')
 				AND coalesce(c.reloptions && ARRAY['security_barrier=true', 'security_barrier=on', 'security_barrier=1', 'security_barrier=yes'], false)
 				AND NOT EXISTS (SELECT FROM pg_roles o WHERE o.oid = c.relowner AND (o.rolsuper OR o.rolbypassrls)))
 			AND NOT `+extensionMember("'pg_class'::regclass", "c.oid")+`
@@ -286,7 +352,7 @@ func (r *Registry) auditDefiners(ctx context.Context) ([]Finding, error) {
 		JOIN pg_class t ON t.oid = d.refobjid
 		JOIN pg_namespace rn ON rn.oid = t.relnamespace
 		WHERE v.relkind IN ('v', 'm') AND t.oid <> v.oid AND rn.oid <> vn.oid
-			AND vn.nspname IN (SELECT schema_name FROM tenancy.tenants WHERE status IN ('active', 'suspended'))
+			AND vn.nspname IN (SELECT schema_name FROM tenancy.tenants WHERE status IN ('active', 'suspended') AND placement = '')
 			AND rn.nspname NOT IN ('pg_catalog', 'information_schema')
 		ORDER BY 1, 2`)
 	var out []Finding
@@ -294,12 +360,11 @@ func (r *Registry) auditDefiners(ctx context.Context) ([]Finding, error) {
 	_, err := pgx.ForEachRow(rows, []any{&kind, &name}, func() error {
 		if kind == "reach" {
 			view, _, _ := strings.Cut(name, " (")
-			out = append(out, Finding{"view-reaches-other-schema", name, "a view in a tenant schema reads relations of another schema: rows cross the tenant's boundary through it",
-				"DROP VIEW " + view + ", or define it over the tenant's own tables"})
+			out = append(out, Finding{"view-reaches-other-schema", name, "a view in a tenant schema reads relations of another schema: rows cross the tenant's boundary through it", "DROP VIEW " + view + ", or define it over the tenant's own tables", ""})
 		} else if kind == "view" {
-			out = append(out, Finding{"view-not-security-invoker", name, "the view reads tables with its owner's rights, not the caller's", "ALTER VIEW " + name + " SET (security_invoker = true)"})
+			out = append(out, Finding{"view-not-security-invoker", name, "the view reads tables with its owner's rights, not the caller's", "ALTER VIEW " + name + " SET (security_invoker = true)", ""})
 		} else {
-			out = append(out, Finding{"security-definer-function", name, "the function runs with its owner's rights and can read across tenants", "ALTER FUNCTION " + name + " SECURITY INVOKER, or review it"})
+			out = append(out, Finding{"security-definer-function", name, "the function runs with its owner's rights and can read across tenants", "ALTER FUNCTION " + name + " SECURITY INVOKER, or review it", ""})
 		}
 		return nil
 	})
@@ -308,19 +373,22 @@ func (r *Registry) auditDefiners(ctx context.Context) ([]Finding, error) {
 
 func (r *Registry) auditRegistry(ctx context.Context) ([]Finding, error) {
 	rows, _ := r.cfg.Owner.Query(ctx, `SELECT 'row', slug, schema_name FROM tenancy.tenants
-		WHERE status IN ('active', 'suspended') AND schema_name IS NOT NULL AND to_regnamespace(quote_ident(schema_name)) IS NULL
+		WHERE status IN ('active', 'suspended') AND placement = '' AND schema_name IS NOT NULL AND to_regnamespace(quote_ident(schema_name)) IS NULL
 		UNION ALL
 		SELECT 'schema', '', quote_ident(nspname) FROM pg_namespace
-		WHERE nspname LIKE 'tenant\_%' AND nspname NOT IN (SELECT schema_name FROM tenancy.tenants WHERE status <> 'deleted' AND schema_name IS NOT NULL)
-		ORDER BY 1, 3`)
+		WHERE nspname LIKE 'tenant\_%' AND nspname NOT IN (SELECT schema_name FROM tenancy.tenants
+			WHERE status <> 'deleted' AND schema_name IS NOT NULL
+				-- a move's target or source here holds the schema too
+				AND (placement = '' OR move_to = $1 OR move_from = $1))
+		ORDER BY 1, 3`, r.cfg.PlacementName)
 	var out []Finding
 	var kind, slug, schema string
 	_, err := pgx.ForEachRow(rows, []any{&kind, &slug, &schema}, func() error {
 		if kind == "row" {
-			out = append(out, Finding{"registry-without-schema", fmt.Sprintf("tenant %q", slug), "the tenant is live but its schema " + schema + " is gone", "Delete the tenant, or restore the schema"})
+			out = append(out, Finding{"registry-without-schema", fmt.Sprintf("tenant %q", slug), "the tenant is live but its schema " + schema + " is gone", "Delete the tenant, or restore the schema", ""})
 		} else {
 			q := schema // already quoted by the query
-			out = append(out, Finding{"schema-without-registry", q, "a tenant schema that no registry row owns (a half-done create or delete?)", "DROP SCHEMA " + q + " CASCADE, once you know it holds nothing you need"})
+			out = append(out, Finding{"schema-without-registry", q, "a tenant schema that no registry row owns (a half-done create or delete?)", "DROP SCHEMA " + q + " CASCADE, once you know it holds nothing you need", ""})
 		}
 		return nil
 	})
@@ -340,7 +408,7 @@ func (r *Registry) auditUnique(ctx context.Context) ([]Finding, error) {
 				AND a.attnum = ANY ((x.indkey::int2[])[0:x.indnkeyatts - 1]))
 		ORDER BY 1`)
 	return collectFindings(rows, func(name string) Finding {
-		return Finding{"unique-without-tenant", name, "a unique index on a shared tenant table omits tenant_id: a conflict tells one tenant that another's value exists", "include tenant_id first in the index, e.g. UNIQUE (tenant_id, ...)"}
+		return Finding{"unique-without-tenant", name, "a unique index on a shared tenant table omits tenant_id: a conflict tells one tenant that another's value exists", "include tenant_id first in the index, e.g. UNIQUE (tenant_id, ...)", ""}
 	})
 }
 
@@ -354,8 +422,8 @@ func (r *Registry) auditSequences(ctx context.Context) ([]Finding, error) {
 				OR has_sequence_privilege($1, c.oid, 'UPDATE'))
 		ORDER BY 1`, r.cfg.AppRole)
 	out, err := collectFindings(rows, func(name string) Finding {
-		return Finding{"sequence-privilege", name, "the app role may read or advance this sequence, which RLS does not cover: one tenant sees another's ids (nextval, last_value, lastval())",
-			"REVOKE ALL ON SEQUENCE " + name + " FROM " + pgx.Identifier{r.cfg.AppRole}.Sanitize() + "; use identity columns, which need no privilege"}
+		return Finding{"sequence-privilege", name, "the app role may read or advance this sequence, which RLS does not cover: one tenant sees another's ids (nextval, last_value, lastval())", "REVOKE ALL ON SEQUENCE " + name + " FROM " + pgx.Identifier{r.cfg.AppRole}.Sanitize() + "; use identity columns, which need no privilege", ""}
+
 	})
 	if err != nil {
 		return nil, err
@@ -370,8 +438,8 @@ func (r *Registry) auditSequences(ctx context.Context) ([]Finding, error) {
 			AND EXISTS (SELECT 1 FROM pg_attribute t WHERE t.attrelid = c.oid AND t.attname = 'tenant_id' AND NOT t.attisdropped)
 		ORDER BY 1`)
 	defaults, err := collectFindings(rows, func(name string) Finding {
-		return Finding{"sequence-default", name, "a tenant table's column draws from a sequence, which the app role cannot (and must not) use",
-			"ALTER the column to GENERATED BY DEFAULT AS IDENTITY (or a gen_random_uuid() default) and drop the sequence"}
+		return Finding{"sequence-default", name, "a tenant table's column draws from a sequence, which the app role cannot (and must not) use", "ALTER the column to GENERATED BY DEFAULT AS IDENTITY (or a gen_random_uuid() default) and drop the sequence", ""}
+
 	})
 	return append(out, defaults...), err
 }
@@ -390,8 +458,8 @@ func (r *Registry) auditShape(ctx context.Context) ([]Finding, error) {
 			AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'tenant_id' AND a.attnum = ANY (k.conkey))
 		ORDER BY 1`)
 	out, err := collectFindings(rows, func(name string) Finding {
-		return Finding{"foreign-key-without-tenant", name, "a foreign key between shared tenant tables leaves out tenant_id: inserting a child that references another tenant's row is accepted or refused (23503), telling one tenant that the row exists",
-			"make the key composite with tenant_id: FOREIGN KEY (tenant_id, ...) REFERENCES parent (tenant_id, ...), with UNIQUE (tenant_id, ...) on the parent"}
+		return Finding{"foreign-key-without-tenant", name, "a foreign key between shared tenant tables leaves out tenant_id: inserting a child that references another tenant's row is accepted or refused (23503), telling one tenant that the row exists", "make the key composite with tenant_id: FOREIGN KEY (tenant_id, ...) REFERENCES parent (tenant_id, ...), with UNIQUE (tenant_id, ...) on the parent", ""}
+
 	})
 	if err != nil {
 		return nil, err
@@ -403,8 +471,8 @@ func (r *Registry) auditShape(ctx context.Context) ([]Finding, error) {
 				AND s.relkind IN ('r', 'p', 'v', 'm', 'f'))
 		ORDER BY 1`)
 	twins, err := collectFindings(rows, func(name string) Finding {
-		return Finding{"shared-twin", name, "a tenant table is named like a relation of the shared schema: if the tenant's table is missing (a migration not yet applied), its statements reach the shared one",
-			"rename the tenant table or the shared one"}
+		return Finding{"shared-twin", name, "a tenant table is named like a relation of the shared schema: if the tenant's table is missing (a migration not yet applied), its statements reach the shared one", "rename the tenant table or the shared one", ""}
+
 	})
 	return append(out, twins...), err
 }
@@ -453,12 +521,9 @@ func (r *Registry) auditFunctions(ctx context.Context) ([]Finding, error) {
 	_, err := pgx.ForEachRow(rows, []any{&name, &missing, &same}, func() error {
 		switch {
 		case missing:
-			out = append(out, Finding{"tenancy-function-missing", name, "a function of tenancy's securing step is missing: Create and migrations fail",
-				"restore it from this version of tenancy (provision's registry, internal/rls), e.g. in a fresh database's pg_dump of schema tenancy"})
+			out = append(out, Finding{"tenancy-function-missing", name, "a function of tenancy's securing step is missing: Create and migrations fail", "restore it from this version of tenancy (provision's registry, internal/rls), e.g. in a fresh database's pg_dump of schema tenancy", ""})
 		case !same:
-			out = append(out, Finding{"tenancy-function-altered", name,
-				"the function is not the one tenancy installs (its body, search_path or SECURITY DEFINER differ): the securing steps and this Audit decide through it",
-				"find who changed it (a migration runs as the owner of schema tenancy), and restore it from this version of tenancy (provision's registry, internal/rls)"})
+			out = append(out, Finding{"tenancy-function-altered", name, "the function is not the one tenancy installs (its body, search_path or SECURITY DEFINER differ): the securing steps and this Audit decide through it", "find who changed it (a migration runs as the owner of schema tenancy), and restore it from this version of tenancy (provision's registry, internal/rls)", ""})
 		}
 		return nil
 	})

@@ -143,6 +143,14 @@ type Config struct {
 	BeforeDeleteStep func(ctx context.Context, slug, step string) error
 	// Logger receives lifecycle events. Defaults to slog.Default().
 	Logger *slog.Logger
+	// Placements are the other databases a tenant can be placed in (see
+	// [Placement], [Spec.Placement] and [Registry.Move]). Defaults to none:
+	// every tenant in Owner's database, as a schema (SchemaPerTenant) or in
+	// the shared tables (SharedTables).
+	Placements []Placement
+	// PlacementName names Owner's own database as a placement. Defaults to
+	// DefaultPlacement ("default").
+	PlacementName string
 }
 
 // Purger deletes every key of one tenant; *redistenant.Client implements it.
@@ -188,7 +196,7 @@ func (c *Config) defaults() error {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	return nil
+	return c.checkPlacements()
 }
 
 func newUUID() string {

@@ -22,6 +22,9 @@ type Spec struct {
 	Name string
 	// ID is the tenant's ID; see tenant.ValidateID. Defaults to a new UUID.
 	ID string
+	// Placement names the placement to create the tenant in (see
+	// Config.Placements). Defaults to the registry's own database.
+	Placement string
 }
 
 // Create provisions a tenant in one transaction: it registers the tenant,
@@ -55,6 +58,13 @@ func (r *Registry) Create(ctx context.Context, spec Spec) (Record, error) {
 	}
 	if err := validateName(spec.Name); err != nil {
 		return Record{}, fmt.Errorf("provision: create tenant: %w", err)
+	}
+	p, err := r.placement(spec.Placement)
+	if err != nil {
+		return Record{}, fmt.Errorf("provision: create tenant: %w", err)
+	}
+	if !p.local {
+		return r.createIn(ctx, p, t, spec)
 	}
 	schema := ""
 	if r.cfg.Mode == pgtenant.SchemaPerTenant {

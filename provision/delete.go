@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/tenancykit/tenancy/pgtenant"
 	"github.com/tenancykit/tenancy/tenant"
 )
 
@@ -19,11 +20,12 @@ import (
 // tenant's rows from the shared tables instead of a schema.
 func (r *Registry) Delete(ctx context.Context, slug string) error {
 	var t tenant.Tenant
-	var schema string
+	var schema, placement, moveTo, moveFrom string
 	err := r.cfg.Owner.QueryRow(ctx, `WITH u AS (UPDATE tenancy.tenants SET status = 'deleting', updated_at = now()
 			WHERE slug = $1 AND status IN ('active', 'suspended', 'deleting', 'failed')
-			RETURNING id, slug, coalesce(schema_name, '') AS schema_name)
-		SELECT id, slug, schema_name FROM u, pg_notify($2, u.id || ' ' || u.slug)`, slug, WatchChannel).Scan(&t.ID, &t.Slug, &schema)
+			RETURNING id, slug, coalesce(schema_name, '') AS schema_name, placement, coalesce(move_to, '') AS move_to, coalesce(move_from, '') AS move_from)
+		SELECT id, slug, schema_name, placement, move_to, move_from FROM u, pg_notify($2, u.id || ' ' || u.slug)`, slug, WatchChannel).
+		Scan(&t.ID, &t.Slug, &schema, &placement, &moveTo, &moveFrom)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("%w: %q", ErrTenantNotFound, slug)
 	}
@@ -34,8 +36,31 @@ func (r *Registry) Delete(ctx context.Context, slug string) error {
 		name string
 		run  func() error
 	}{
-		{"drop tables", func() error { return r.dropTables(ctx, t, schema) }},
-		{"drop schema", func() error { return r.dropSchema(ctx, schema) }},
+		{"drop tables", func() error {
+			// A tenant in another placement, or in a move, has data in
+			// more than one database: each goes.
+			for _, name := range []string{moveTo, moveFrom} {
+				if p, ok := r.placements[name]; ok && name != "" {
+					if err := p.reg.dropLocal(ctx, t, placedSchema(p, t), !p.local); err != nil {
+						return fmt.Errorf("placement %q: %w", name, err)
+					}
+				}
+			}
+			if placement != "" {
+				p, err := r.placement(placement)
+				if err != nil {
+					return err
+				}
+				return p.reg.dropLocal(ctx, t, placedSchema(p, t), true)
+			}
+			return r.dropTables(ctx, t, schema)
+		}},
+		{"drop schema", func() error {
+			if placement != "" {
+				return nil
+			}
+			return r.dropSchema(ctx, schema)
+		}},
 		{"purge keys", func() error {
 			if r.cfg.Purger == nil {
 				return nil
@@ -46,7 +71,8 @@ func (r *Registry) Delete(ctx context.Context, slug string) error {
 		{"mark deleted", func() error {
 			// The names are freed with the status, in one statement.
 			_, err := r.cfg.Owner.Exec(ctx, `WITH freed AS (DELETE FROM tenancy.tenant_names WHERE tenant_id = $1)
-				UPDATE tenancy.tenants SET status = 'deleted', deleted_at = now(), updated_at = now()
+				UPDATE tenancy.tenants SET status = 'deleted', deleted_at = now(), updated_at = now(),
+					move_to = NULL, move_step = NULL, move_from = NULL
 				WHERE id = $1`, t.ID)
 			return err
 		}},
@@ -131,4 +157,12 @@ func cutQualified(name string) (schema, table string, ok bool) {
 		}
 	}
 	return "public", name, false
+}
+
+// placedSchema is t's schema in p: "" for a pool.
+func placedSchema(p *placed, t tenant.Tenant) string {
+	if p.Kind == Pool {
+		return ""
+	}
+	return pgtenant.SchemaName(t)
 }

@@ -40,6 +40,13 @@ type Record struct {
 	UpdatedAt  time.Time
 	DeletedAt  *time.Time
 	LastError  string
+	// Placement names the placement that holds the tenant (see
+	// [Placement]); DefaultPlacement, or Config.PlacementName, for the
+	// registry's own database.
+	Placement string
+	// MovingTo names the placement a [Registry.Move] in progress is moving
+	// the tenant to; "" when none is.
+	MovingTo string
 }
 
 // Tenant returns the tenant.Tenant of r.
@@ -52,6 +59,10 @@ type Registry struct {
 	// citus: the database has the citus extension; tenant schemas are then
 	// created as distributed schemas (see Config).
 	citus bool
+	// placements by name, the registry's own among them; order lists the
+	// names, the registry's own first.
+	placements map[string]*placed
+	order      []string
 }
 
 var _ tenant.Lookup = (*Registry)(nil)
@@ -90,6 +101,17 @@ var registryDDL = []string{
 	3: secureFunctions,
 	// The tenant policy recognised by its meaning (secure.go).
 	4: securePolicies,
+	// Placements (placement.go): where each tenant is ('' for this
+	// database), and a move in progress (move.go). The fence a move puts
+	// on a tenant's old tables calls tenancy.refuse_moved.
+	5: `ALTER TABLE tenancy.tenants ADD COLUMN placement text NOT NULL DEFAULT '',
+		ADD COLUMN move_to text, ADD COLUMN move_step text, ADD COLUMN move_from text;
+	CREATE FUNCTION tenancy.refuse_moved() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fence$
+BEGIN
+	RAISE EXCEPTION USING ERRCODE = 'TN010',
+		MESSAGE = format('tenant %s has moved to placement %s: this database no longer takes its writes', TG_ARGV[0], TG_ARGV[1]),
+		HINT = 'locate the tenant again (pgtenant.Router does) and write there';
+END $fence$;`,
 }
 
 // citusSQL reports whether the database has the citus extension.
@@ -120,6 +142,9 @@ func New(ctx context.Context, cfg Config) (*Registry, error) {
 	}
 	if err := r.upgrade(ctx); err != nil {
 		return nil, fmt.Errorf("provision: prepare registry: %w", err)
+	}
+	if err := r.openPlacements(ctx); err != nil {
+		return nil, fmt.Errorf("provision: prepare placements: %w", err)
 	}
 	return r, nil
 }
@@ -159,12 +184,12 @@ func (r *Registry) upgrade(ctx context.Context) error {
 	})
 }
 
-const recordColumns = "id, slug, coalesce(schema_name, ''), name, status, created_at, updated_at, deleted_at, coalesce(last_error, '')"
+const recordColumns = "id, slug, coalesce(schema_name, ''), name, status, created_at, updated_at, deleted_at, coalesce(last_error, ''), placement, coalesce(move_to, '')"
 
 func scanRecord(row pgx.Row) (Record, error) {
 	var rec Record
 	var status string
-	err := row.Scan(&rec.ID, &rec.Slug, &rec.SchemaName, &rec.Name, &status, &rec.CreatedAt, &rec.UpdatedAt, &rec.DeletedAt, &rec.LastError)
+	err := row.Scan(&rec.ID, &rec.Slug, &rec.SchemaName, &rec.Name, &status, &rec.CreatedAt, &rec.UpdatedAt, &rec.DeletedAt, &rec.LastError, &rec.Placement, &rec.MovingTo)
 	rec.Status = Status(status)
 	return rec, err
 }
@@ -176,7 +201,7 @@ func (r *Registry) Get(ctx context.Context, slug string) (Record, error) {
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Record{}, fmt.Errorf("%w: %q", ErrTenantNotFound, slug)
 	}
-	return rec, err
+	return r.named(rec), err
 }
 
 // ListOptions filters and pages [Registry.List].
@@ -205,7 +230,10 @@ func (r *Registry) List(ctx context.Context, opts ListOptions) ([]Record, error)
 	} else {
 		rows, _ = r.cfg.Owner.Query(ctx, "SELECT "+recordColumns+" FROM tenancy.tenants WHERE status = $1 AND slug > $2 ORDER BY slug LIMIT $3", string(opts.Status), opts.After, limit)
 	}
-	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (Record, error) { return scanRecord(row) })
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (Record, error) {
+		rec, err := scanRecord(row)
+		return r.named(rec), err
+	})
 }
 
 // Suspend stops serving a tenant: [Registry.LookupTenant] answers
@@ -247,7 +275,7 @@ func (r *Registry) Update(ctx context.Context, slug string, u Update) (Record, e
 		return Record{}, err
 	}
 	r.cfg.Logger.InfoContext(ctx, "tenant updated", "tenant_id", rec.ID, "tenant_slug", slug)
-	return rec, nil
+	return r.named(rec), nil
 }
 
 // MaxNameLen is the longest display name, in bytes.
@@ -308,9 +336,11 @@ func (r *Registry) LookupTenant(ctx context.Context, key string) (tenant.Tenant,
 	return t, nil
 }
 
-// Tenants returns every active and suspended tenant, for the migrate
-// package's fleet operations.
+// Tenants returns every active and suspended tenant placed in the
+// registry's own database, for the migrate package's fleet operations; the
+// Registry of each of [Registry.Placements] lists the tenants of its
+// database.
 func (r *Registry) Tenants(ctx context.Context) ([]tenant.Tenant, error) {
-	rows, _ := r.cfg.Owner.Query(ctx, "SELECT id, slug FROM tenancy.tenants WHERE status IN ('active', 'suspended') ORDER BY slug")
+	rows, _ := r.cfg.Owner.Query(ctx, "SELECT id, slug FROM tenancy.tenants WHERE status IN ('active', 'suspended') AND placement = '' ORDER BY slug")
 	return pgx.CollectRows(rows, pgx.RowToStructByPos[tenant.Tenant])
 }

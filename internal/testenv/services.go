@@ -56,6 +56,11 @@ const (
 	// EnvPGAdminURL is a PostgreSQL URL of a role that may create databases
 	// and roles (a superuser, say). Set, it is the only server tried.
 	EnvPGAdminURL = "TENANCY_PG_ADMIN_URL"
+	// EnvPG2AdminURL is the admin URL of a second PostgreSQL server (another
+	// cluster), for silo placements on a server of their own. Set, it is
+	// the only server tried; unset, 127.0.0.1:5433 (where .ci/run starts
+	// one), else a container.
+	EnvPG2AdminURL = "TENANCY_PG2_ADMIN_URL"
 	// EnvRedisAddr is a Redis host:port. Set, it is the only server tried.
 	EnvRedisAddr = "TENANCY_REDIS_ADDR"
 	// EnvRedisClusterAddrs is a comma-separated list of Redis Cluster nodes.
@@ -78,6 +83,7 @@ const (
 	ContainerLabel = "tenancykit.test"
 
 	localPGURL     = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+	localPG2URL    = "postgres://postgres@127.0.0.1:5433/postgres?sslmode=disable"
 	localRedisAddr = "127.0.0.1:6379"
 	probeTimeout   = 3 * time.Second
 )
@@ -111,9 +117,20 @@ func ForceDocker() bool { return os.Getenv(EnvForceDocker) == "1" }
 // by TENANCY_PG_ADMIN_URL, else 127.0.0.1:5432 as user postgres, else a new
 // container. The error names PostgreSQL and what was tried.
 func FindPostgreSQL(ctx context.Context) (Service, error) {
-	return find(ctx, finder{
-		name: "PostgreSQL", env: EnvPGAdminURL, local: localPGURL,
-		localDesc: "PostgreSQL on 127.0.0.1:5432 with user postgres", show: redact, ping: pingPG,
+	return find(ctx, pgFinder("PostgreSQL", EnvPGAdminURL, localPGURL, "PostgreSQL on 127.0.0.1:5432 with user postgres"))
+}
+
+// FindSecondPostgreSQL returns a second PostgreSQL server, another cluster
+// than [FindPostgreSQL]'s: TENANCY_PG2_ADMIN_URL, else 127.0.0.1:5433 as
+// user postgres, else a new container.
+func FindSecondPostgreSQL(ctx context.Context) (Service, error) {
+	return find(ctx, pgFinder("second PostgreSQL", EnvPG2AdminURL, localPG2URL, "a second PostgreSQL cluster on 127.0.0.1:5433 with user postgres"))
+}
+
+func pgFinder(name, env, local, localDesc string) finder {
+	return finder{
+		name: name, env: env, local: local,
+		localDesc: localDesc, show: redact, ping: pingPG,
 		container: container{
 			image: envOr(EnvDockerPGImage, "postgres:15-alpine"), port: "5432",
 			env: []string{"POSTGRES_PASSWORD=tenancy", "POSTGRES_USER=postgres"},
@@ -125,7 +142,7 @@ func FindPostgreSQL(ctx context.Context) (Service, error) {
 			},
 			ping: pingPG,
 		},
-	})
+	}
 }
 
 // FindRedis returns a Redis server: TENANCY_REDIS_ADDR, else 127.0.0.1:6379,

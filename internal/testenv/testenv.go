@@ -104,6 +104,14 @@ var (
 		svcErr  error
 		err     error
 	}
+	pg2State struct {
+		once    sync.Once
+		svcOnce sync.Once
+		pg      *PG
+		svc     Service
+		svcErr  error
+		err     error
+	}
 	redisState struct {
 		once sync.Once
 		svc  Service
@@ -132,6 +140,33 @@ func ExamplePostgreSQL() *PG {
 		panic(err)
 	}
 	return pg
+}
+
+// SecondPostgreSQL returns the package's database on a second PostgreSQL
+// server (another cluster than [PostgreSQL]'s, for silo placements),
+// creating it with owner and app roles of its own on first use; [Main]
+// drops them. Missing, the test is skipped, or fails under
+// TENANCY_REQUIRE_SERVICES=1 (.ci/run starts one on 127.0.0.1:5433).
+func SecondPostgreSQL(t testing.TB) *PG {
+	t.Helper()
+	pg2State.once.Do(func() {
+		pg2State.svcOnce.Do(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			pg2State.svc, pg2State.svcErr = FindSecondPostgreSQL(ctx)
+		})
+		if pg2State.svcErr != nil {
+			pg2State.err = pg2State.svcErr
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		pg2State.pg, pg2State.err = setupPG(ctx, pg2State.svc.URL)
+	})
+	if pg2State.err != nil {
+		unavailable(t, pg2State.err)
+	}
+	return pg2State.pg
 }
 
 // pgService finds the server once per process; the package's database is
@@ -431,8 +466,16 @@ func teardown() {
 			fmt.Fprintf(os.Stderr, "testenv: WARNING: left on the server after %d attempts: %v\n", dropAttempts, err)
 		}
 	}
+	if pg := pg2State.pg; pg != nil {
+		if err := dropWithRetry(pg2State.svc.URL, pg.base); err != nil {
+			fmt.Fprintf(os.Stderr, "testenv: WARNING: left on the second server after %d attempts: %v\n", dropAttempts, err)
+		}
+	}
 	if pgState.svc.Close != nil {
 		pgState.svc.Close()
+	}
+	if pg2State.svc.Close != nil {
+		pg2State.svc.Close()
 	}
 	if redisState.svc.Close != nil {
 		redisState.svc.Close()
