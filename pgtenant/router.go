@@ -46,7 +46,9 @@ type Locator interface {
 type LocatorFunc func(ctx context.Context, t tenant.Tenant) (string, error)
 
 // Placement calls f.
-func (f LocatorFunc) Placement(ctx context.Context, t tenant.Tenant) (string, error) { return f(ctx, t) }
+func (f LocatorFunc) Placement(ctx context.Context, t tenant.Tenant) (string, error) {
+	return f(ctx, t)
+}
 
 var (
 	// ErrUnknownPlacement is matched by the error of a call whose tenant is

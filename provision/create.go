@@ -48,6 +48,11 @@ type Spec struct {
 // In SharedTables mode Create registers the tenant and makes sure the shared
 // tables carry row level security; it creates no schema.
 func (r *Registry) Create(ctx context.Context, spec Spec) (Record, error) {
+	rec, err := r.create(ctx, spec)
+	return r.named(rec), err
+}
+
+func (r *Registry) create(ctx context.Context, spec Spec) (Record, error) {
 	id := spec.ID
 	if id == "" {
 		id = r.cfg.NewID()

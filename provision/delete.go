@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/tenancykit/tenancy/pgtenant"
@@ -106,12 +107,19 @@ func (r *Registry) dropTables(ctx context.Context, t tenant.Tenant, schema strin
 			if _, err := tx.Exec(ctx, "SELECT set_config($1, $2, true)", r.cfg.Setting, t.ID); err != nil {
 				return err
 			}
-			for _, table := range r.cfg.SharedTables {
-				if _, err := tx.Exec(ctx, "DELETE FROM "+sharedIdent(table)+" WHERE tenant_id::text = $1", t.ID); err != nil {
-					return err
+			// One statement: the foreign keys between shared tables are
+			// checked at its end, whatever the order of SharedTables.
+			var sql strings.Builder
+			sql.WriteString("WITH ")
+			for i, table := range r.cfg.SharedTables {
+				if i > 0 {
+					sql.WriteString(", ")
 				}
+				fmt.Fprintf(&sql, "d%d AS (DELETE FROM %s WHERE tenant_id::text = $1)", i, sharedIdent(table))
 			}
-			return nil
+			sql.WriteString(" SELECT 1")
+			_, err := tx.Exec(ctx, sql.String(), t.ID)
+			return err
 		})
 	}
 	for {

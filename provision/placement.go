@@ -1,6 +1,7 @@
 package provision
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -50,8 +51,11 @@ type Placement struct {
 	Kind Kind
 	// Owner is a pool connected to the placement's database as its owner
 	// role (provision.Bootstrap on that server makes the roles and the
-	// database, with the same AppRole name as Config.AppRole). Required.
+	// database). Required.
 	Owner *pgxpool.Pool
+	// AppRole is the role the placement's pgtenant pool connects as.
+	// Defaults to Config.AppRole.
+	AppRole string
 	// SharedTables are the placement's shared tables, for Kind Pool; see
 	// Config.SharedTables. Required for Pool, refused otherwise.
 	SharedTables []string
@@ -165,7 +169,7 @@ func (r *Registry) openPlacements(ctx context.Context) error {
 	r.order = []string{own.Name}
 	for _, p := range r.cfg.Placements {
 		sub := Config{
-			Owner: p.Owner, AppRole: r.cfg.AppRole, Mode: pgtenant.SchemaPerTenant,
+			Owner: p.Owner, AppRole: cmp.Or(p.AppRole, r.cfg.AppRole), Mode: pgtenant.SchemaPerTenant,
 			Builder: r.cfg.Builder, SchemaBuilder: p.SchemaBuilder, Setting: r.cfg.Setting,
 			NewID: r.cfg.NewID, DropBatch: r.cfg.DropBatch, Logger: r.cfg.Logger.With("placement", p.Name),
 			PlacementName: p.Name,
