@@ -178,9 +178,9 @@ const movePoll = 20 * time.Millisecond
 
 // Pool returns the pool of the placement of ctx's tenant.
 func (r *Router) Pool(ctx context.Context) (*Pool, error) {
-	t, ok := tenant.FromContext(ctx)
-	if !ok {
-		return nil, tenant.ErrNoTenant
+	t, err := tenant.Require(ctx)
+	if err != nil {
+		return nil, err
 	}
 	r.mu.RLock()
 	e, hit := r.byID[t.ID]
