@@ -89,6 +89,9 @@ type PlacementInfo struct {
 	Name string
 	// Kind is Pool, Bridge or Silo.
 	Kind Kind
+	// Owner is the pool connected to the placement's database as its
+	// owner role (Config.Owner, or Placement.Owner).
+	Owner *pgxpool.Pool
 	// Registry is the registry of the placement's own database: its
 	// Tenants are the tenants placed there (for migrate's fleet
 	// operations), its Audit audits that database. For the registry's own
@@ -102,7 +105,7 @@ func (r *Registry) Placements() []PlacementInfo {
 	out := make([]PlacementInfo, 0, len(r.order))
 	for _, name := range r.order {
 		p := r.placements[name]
-		out = append(out, PlacementInfo{Name: p.Name, Kind: p.Kind, Registry: p.reg})
+		out = append(out, PlacementInfo{Name: p.Name, Kind: p.Kind, Owner: p.Owner, Registry: p.reg})
 	}
 	return out
 }
