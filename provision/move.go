@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"slices"
 	"strings"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/tenancykit/tenancy/internal/rls"
 	"github.com/tenancykit/tenancy/pgtenant"
 	"github.com/tenancykit/tenancy/tenant"
 )
@@ -99,6 +101,14 @@ type MoveOptions struct {
 	// writes queue behind them); Move tries again until its context ends.
 	// Defaults to 2 s.
 	LockTimeout time.Duration
+	// CatchUp is how many rounds of comparing and copying again the
+	// changed buckets run after the copy, before the freeze, while the
+	// tenant still writes. Each costs a checksum of both sides; it pays
+	// for a tenant whose writes during the copy touch many buckets
+	// (updates spread over old rows), so that the frozen sync copies less.
+	// Defaults to 0: new rows of an identity key share a bucket or two,
+	// which the sync copies quickly.
+	CatchUp int
 }
 
 // MoveEvent is one step of a Move, or one table copied.
@@ -287,8 +297,15 @@ func (m *mover) run(ctx context.Context) (MoveResult, error) {
 		if err := m.enter(ctx, MoveCopy); err != nil {
 			return m.res, err
 		}
-		if err := m.copyAll(ctx, nil); err != nil {
+		if err := m.copyAll(ctx); err != nil {
 			return m.res, m.fail(MoveCopy, err)
+		}
+		// Rounds of catching up while the tenant still writes, so that the
+		// sync under the freeze has less left to copy.
+		for range m.opts.CatchUp {
+			if err := m.sync(ctx, MoveCopy, false); err != nil {
+				return m.res, m.fail(MoveCopy, err)
+			}
 		}
 		if err := m.enter(ctx, MoveFreeze); err != nil {
 			return m.res, err
@@ -306,7 +323,7 @@ func (m *mover) run(ctx context.Context) (MoveResult, error) {
 	if err := m.enter(ctx, MoveSync); err != nil {
 		return m.res, err
 	}
-	if err := m.sync(ctx); err != nil {
+	if err := m.sync(ctx, MoveSync, true); err != nil {
 		return m.res, m.fail(MoveSync, err)
 	}
 	if err := m.enter(ctx, MoveVerify); err != nil {
@@ -440,7 +457,19 @@ type table struct {
 	ident string // schema-qualified, quoted
 	cols  []string
 	types []string
+	// bucket is the SQL expression that splits the table's rows into
+	// buckets for the comparison and the sync: the first integer column of
+	// the primary key divided by bucketSize (new rows of an identity column
+	// share a bucket), else a hash of the primary key, else 0.
+	bucket string
+	// hashed: every column's type has a hash function, so a row is
+	// checksummed by hash_record_extended rather than by its text.
+	hashed bool
 }
+
+// bucketSize is how many consecutive integer keys share a bucket; the hash
+// of other keys spreads rows over as many buckets.
+const bucketSize = 1024
 
 func (t table) colList() string {
 	q := make([]string, len(t.cols))
@@ -478,11 +507,26 @@ func (m *mover) tables(ctx context.Context, p *placed) ([]table, error) {
 	}
 	rows, _ := p.Owner.Query(ctx, `SELECT c.oid, c.relname::text, format('%I.%I', n.nspname, c.relname),
 			ARRAY(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' ORDER BY a.attnum),
-			ARRAY(SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' ORDER BY a.attnum)
+			ARRAY(SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' ORDER BY a.attnum),
+			ARRAY(SELECT a.attname::text FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+				JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+				WHERE i.indrelid = c.oid AND i.indisprimary ORDER BY k.ord),
+			ARRAY(SELECT a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype) FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+				JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+				WHERE i.indrelid = c.oid AND i.indisprimary ORDER BY k.ord),
+			NOT EXISTS (SELECT FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+				WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+					AND NOT EXISTS (SELECT FROM pg_opclass oc JOIN pg_am am ON am.oid = oc.opcmethod AND am.amname = 'hash'
+						WHERE oc.opcdefault AND (oc.opcintype = CASE WHEN t.typbasetype <> 0 THEN t.typbasetype ELSE t.oid END
+							OR t.typcategory = 'A' AND oc.opcintype = 'anyarray'::regtype
+							OR t.typtype = 'e' AND oc.opcintype = 'anyenum'::regtype)))
 		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ANY($1) ORDER BY c.relname`, oids)
 	var ts []table
 	var tb table
-	if _, err := pgx.ForEachRow(rows, []any{&tb.oid, &tb.name, &tb.ident, &tb.cols, &tb.types}, func() error {
+	var pk []string
+	var integer []bool
+	if _, err := pgx.ForEachRow(rows, []any{&tb.oid, &tb.name, &tb.ident, &tb.cols, &tb.types, &pk, &integer, &tb.hashed}, func() error {
+		tb.bucket = bucketExpr(pk, integer)
 		ts = append(ts, tb)
 		return nil
 	}); err != nil {
@@ -499,6 +543,23 @@ func (m *mover) tables(ctx context.Context, p *placed) ([]table, error) {
 		return nil, err
 	}
 	return topoSort(ts, refs), nil
+}
+
+// bucketExpr is a table's bucket expression (see table.bucket).
+func bucketExpr(pk []string, integer []bool) string {
+	for i, c := range pk {
+		if integer[i] && c != "tenant_id" {
+			return fmt.Sprintf("(%s / %d)", pgx.Identifier{c}.Sanitize(), bucketSize)
+		}
+	}
+	if len(pk) == 0 {
+		return "0"
+	}
+	q := make([]string, len(pk))
+	for i, c := range pk {
+		q[i] = pgx.Identifier{c}.Sanitize()
+	}
+	return fmt.Sprintf("(abs(hashtextextended(ROW(%s)::text, 0)) %% %d)", strings.Join(q, ", "), bucketSize)
 }
 
 // topoSort orders ts so that a table comes after those it references.
@@ -528,7 +589,8 @@ func topoSort(ts []table, refs map[uint32][]uint32) []table {
 	return out
 }
 
-// pair is a source table and its target.
+// pair is a source table and its target; both are bucketed by the
+// source's expression.
 type pair struct{ src, dst table }
 
 // pairs matches the source's tables with the target's, by name.
@@ -560,6 +622,7 @@ func (m *mover) pairs(ctx context.Context) ([]pair, error) {
 			return nil, fmt.Errorf("table %s and %s differ in their columns: %s (%s) against %s (%s)", s.ident, d.ident,
 				strings.Join(s.cols, ", "), strings.Join(s.types, ", "), strings.Join(d.cols, ", "), strings.Join(d.types, ", "))
 		}
+		d.bucket, d.hashed = s.bucket, s.hashed
 		out = append(out, pair{s, d})
 	}
 	slices.SortStableFunc(out, func(a, b pair) int { return order[a.dst.name] - order[b.dst.name] })
@@ -578,18 +641,36 @@ func (m *mover) enterTenant(ctx context.Context, tx pgx.Tx) error {
 	return err
 }
 
-// copyAll copies the tables of ps (all the tenant's tables when ps is nil)
-// from one snapshot of the source into the target, in one target
-// transaction; with replace, the target's rows of those tables go first.
-func (m *mover) copyAll(ctx context.Context, only []pair) error {
-	ps := only
-	if ps == nil {
-		var err error
-		if ps, err = m.pairs(ctx); err != nil {
-			return err
+// job is a table to copy: all its rows of the tenant (buckets nil), or
+// those of some buckets, replacing what the target holds of them.
+type job struct {
+	pair
+	buckets []int64
+	replace bool
+}
+
+func (j job) where(id string) string {
+	w := "tenant_id::text = " + quoteLiteral(id)
+	if j.buckets != nil {
+		b := make([]string, len(j.buckets))
+		for i, n := range j.buckets {
+			b[i] = fmt.Sprint(n)
 		}
-		m.res.Tables = len(ps)
+		w += " AND " + j.src.bucket + " IN (" + strings.Join(b, ", ") + ")"
 	}
+	return w
+}
+
+// copyJobs copies jobs from one snapshot of the source into the target, in
+// one target transaction. Into a bridge or silo, which serves no one until
+// the switch, the rows go straight in by COPY: inside that transaction the
+// touched tables' row level security is not forced (the owner copies; the
+// app role stays bound) and the foreign keys that reach them are dropped,
+// then added again (one validation each) and the forcing restored, so no
+// other transaction ever sees them otherwise. Into a pool, whose tables
+// serve other tenants, every row goes through a temporary table and an
+// INSERT under the tenant's policy.
+func (m *mover) copyJobs(ctx context.Context, step string, jobs []job) error {
 	srcTx, err := m.src.Owner.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
 		return err
@@ -598,54 +679,94 @@ func (m *mover) copyAll(ctx context.Context, only []pair) error {
 	if err := m.enterTenant(ctx, srcTx); err != nil {
 		return err
 	}
+	direct := m.dst.Kind != Pool
 	return pgx.BeginFunc(ctx, m.dst.Owner, func(dstTx pgx.Tx) error {
 		if err := m.enterTenant(ctx, dstTx); err != nil {
 			return err
 		}
-		if only != nil {
-			for i := len(ps) - 1; i >= 0; i-- {
-				if _, err := dstTx.Exec(ctx, "DELETE FROM "+ps[i].dst.ident+" WHERE tenant_id::text = $1", m.t.ID); err != nil {
-					return fmt.Errorf("empty %s: %w", ps[i].dst.ident, err)
-				}
+		var restore []string
+		if direct {
+			var err error
+			if restore, err = m.loosen(ctx, dstTx, jobs); err != nil {
+				return err
 			}
 		}
-		step := MoveCopy
-		if only != nil {
-			step = MoveSync
+		for i := len(jobs) - 1; i >= 0; i-- {
+			if !jobs[i].replace {
+				continue
+			}
+			if _, err := dstTx.Exec(ctx, "DELETE FROM "+jobs[i].dst.ident+" WHERE "+jobs[i].where(m.t.ID)); err != nil {
+				return fmt.Errorf("empty %s: %w", jobs[i].dst.ident, err)
+			}
 		}
 		var total int64
-		for i, p := range ps {
-			n, err := m.copyTable(ctx, srcTx, dstTx, p, i)
+		for i, j := range jobs {
+			n, err := m.copyTable(ctx, srcTx, dstTx, j, i, direct)
 			if err != nil {
-				return fmt.Errorf("copy %s to %s: %w", p.src.ident, p.dst.ident, err)
+				return fmt.Errorf("copy %s to %s: %w", j.src.ident, j.dst.ident, err)
 			}
 			total += n
 			m.res.Rows += n
-			m.event(MoveEvent{Step: step, Table: p.dst.ident, Tables: len(ps), TablesDone: i + 1, Rows: total})
+			m.event(MoveEvent{Step: step, Table: j.dst.ident, Tables: len(jobs), TablesDone: i + 1, Rows: total})
+		}
+		if len(restore) > 0 {
+			return rls.ExecEach(ctx, dstTx.Conn().PgConn(), restore)
 		}
 		return nil
 	})
 }
 
-// copyTable streams one table's rows of the tenant from the source's
-// snapshot into a temporary table of the target (COPY FROM is refused on a
-// table under row level security), then inserts them, so every row passes
-// the target's policy.
-func (m *mover) copyTable(ctx context.Context, srcTx, dstTx pgx.Tx, p pair, i int) (int64, error) {
-	stage := pgx.Identifier{fmt.Sprintf("tenancy_move_%d", i)}.Sanitize()
-	cols := p.dst.colList()
-	if _, err := dstTx.Exec(ctx, "CREATE TEMPORARY TABLE "+stage+" (LIKE "+p.dst.ident+") ON COMMIT DROP"); err != nil {
-		return 0, err
+// loosen drops, inside tx, the foreign keys from and to the jobs' target
+// tables and their forcing of row level security, and returns the
+// statements that restore both.
+func (m *mover) loosen(ctx context.Context, tx pgx.Tx, jobs []job) ([]string, error) {
+	oids := make([]uint32, len(jobs))
+	for i, j := range jobs {
+		oids[i] = j.dst.oid
+	}
+	rows, _ := tx.Query(ctx, `SELECT format('ALTER TABLE %s DROP CONSTRAINT %I', conrelid::regclass, conname),
+			format('ALTER TABLE %s ADD CONSTRAINT %I %s', conrelid::regclass, conname, pg_get_constraintdef(oid))
+		FROM pg_constraint WHERE contype = 'f' AND (conrelid = ANY($1) OR confrelid = ANY($1)) ORDER BY conrelid, conname`, oids)
+	var drop, add []string
+	var d, a string
+	if _, err := pgx.ForEachRow(rows, []any{&d, &a}, func() error {
+		drop, add = append(drop, d), append(add, a)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	for _, j := range jobs {
+		drop = append(drop, "ALTER TABLE "+j.dst.ident+" NO FORCE ROW LEVEL SECURITY")
+		add = append(add, "ALTER TABLE "+j.dst.ident+" FORCE ROW LEVEL SECURITY")
+	}
+	if err := rls.ExecEach(ctx, tx.Conn().PgConn(), drop); err != nil {
+		return nil, err
+	}
+	return add, nil
+}
+
+// copyTable streams one job's rows from the source's snapshot into the
+// target: by COPY into the table (direct), or into a temporary table and
+// then by INSERT (COPY FROM is refused on a table under row level
+// security), so every row passes the target's policy.
+func (m *mover) copyTable(ctx context.Context, srcTx, dstTx pgx.Tx, j job, i int, direct bool) (int64, error) {
+	cols := j.dst.colList()
+	into := j.dst.ident
+	if !direct {
+		into = pgx.Identifier{fmt.Sprintf("tenancy_move_%d", i)}.Sanitize()
+		if _, err := dstTx.Exec(ctx, "CREATE TEMPORARY TABLE "+into+" (LIKE "+j.dst.ident+") ON COMMIT DROP"); err != nil {
+			return 0, err
+		}
 	}
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
 		_, err := srcTx.Conn().PgConn().CopyTo(ctx, pw,
-			"COPY (SELECT "+p.src.colList()+" FROM "+p.src.ident+" WHERE tenant_id::text = "+quoteLiteral(m.t.ID)+") TO STDOUT (FORMAT binary)")
+			"COPY (SELECT "+j.src.colList()+" FROM "+j.src.ident+" WHERE "+j.where(m.t.ID)+") TO STDOUT (FORMAT binary)")
 		pw.CloseWithError(err)
 		done <- err
 	}()
-	_, inErr := dstTx.Conn().PgConn().CopyFrom(ctx, pr, "COPY "+stage+" ("+cols+") FROM STDIN (FORMAT binary)")
+	ct, inErr := dstTx.Conn().PgConn().CopyFrom(ctx, pr, "COPY "+into+" ("+cols+") FROM STDIN (FORMAT binary)")
 	_ = pr.CloseWithError(errors.New("copy ended"))
 	outErr := <-done
 	if outErr != nil {
@@ -654,14 +775,31 @@ func (m *mover) copyTable(ctx context.Context, srcTx, dstTx pgx.Tx, p pair, i in
 	if inErr != nil {
 		return 0, fmt.Errorf("write the target: %w", inErr)
 	}
-	ct, err := dstTx.Exec(ctx, "INSERT INTO "+p.dst.ident+" ("+cols+") OVERRIDING SYSTEM VALUE SELECT "+cols+" FROM "+stage)
+	if direct {
+		return ct.RowsAffected(), nil
+	}
+	ct, err := dstTx.Exec(ctx, "INSERT INTO "+j.dst.ident+" ("+cols+") OVERRIDING SYSTEM VALUE SELECT "+cols+" FROM "+into)
 	if err != nil {
 		return 0, err
 	}
-	if _, err := dstTx.Exec(ctx, "DROP TABLE "+stage); err != nil {
+	if _, err := dstTx.Exec(ctx, "DROP TABLE "+into); err != nil {
 		return 0, err
 	}
 	return ct.RowsAffected(), nil
+}
+
+// copyAll copies every table of the tenant.
+func (m *mover) copyAll(ctx context.Context) error {
+	ps, err := m.pairs(ctx)
+	if err != nil {
+		return err
+	}
+	m.res.Tables = len(ps)
+	jobs := make([]job, len(ps))
+	for i, p := range ps {
+		jobs[i] = job{pair: p}
+	}
+	return m.copyJobs(ctx, MoveCopy, jobs)
 }
 
 // fenceNames are the two triggers of t's fence on a table.
@@ -732,22 +870,35 @@ func (m *mover) unfence(ctx context.Context, p *placed) error {
 	return nil
 }
 
-// sums is a table's row count and checksum.
+// sums is a bucket's row count and checksum.
 type sums struct{ rows, sum string }
 
 func (s sums) String() string { return "rows=" + s.rows + " sum=" + s.sum }
 
-// checksums reads the tenant's row count and an order-independent checksum
-// of each table in one transaction of pool.
-func (m *mover) checksums(ctx context.Context, pool *pgxpool.Pool, ts []table) ([]sums, error) {
-	out := make([]sums, len(ts))
+// checksums reads, per bucket, the tenant's row count and an
+// order-independent checksum (the sum of a 64-bit hash of each row: of its
+// values where every column's type can be hashed, else of its text) of
+// each table, in one transaction of pool.
+func (m *mover) checksums(ctx context.Context, pool *pgxpool.Pool, ts []table) ([]map[int64]sums, error) {
+	out := make([]map[int64]sums, len(ts))
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if err := m.enterTenant(ctx, tx); err != nil {
 			return err
 		}
 		for i, t := range ts {
-			if err := tx.QueryRow(ctx, "SELECT count(*)::text, coalesce(sum(('x' || left(md5(ROW("+t.colList()+")::text), 16))::bit(64)::bigint::numeric), 0)::text FROM "+
-				t.ident+" WHERE tenant_id::text = $1", m.t.ID).Scan(&out[i].rows, &out[i].sum); err != nil {
+			hash := "hashtextextended(ROW(" + t.colList() + ")::text, 0)"
+			if t.hashed {
+				hash = "hash_record_extended(ROW(" + t.colList() + "), 0)"
+			}
+			rows, _ := tx.Query(ctx, "SELECT "+t.bucket+"::bigint, count(*)::text, sum("+hash+"::numeric)::text FROM "+
+				t.ident+" WHERE tenant_id::text = $1 GROUP BY 1", m.t.ID)
+			out[i] = map[int64]sums{}
+			var b int64
+			var s sums
+			if _, err := pgx.ForEachRow(rows, []any{&b, &s.rows, &s.sum}, func() error {
+				out[i][b] = s
+				return nil
+			}); err != nil {
 				return fmt.Errorf("checksum %s: %w", t.ident, err)
 			}
 		}
@@ -756,90 +907,138 @@ func (m *mover) checksums(ctx context.Context, pool *pgxpool.Pool, ts []table) (
 	return out, err
 }
 
-// diff returns the pairs whose sides differ.
-func (m *mover) diff(ctx context.Context, ps []pair) ([]pair, []sums, []sums, error) {
+// change is what diff found different in a pair.
+type change struct {
+	pair
+	buckets        []int64
+	srcSum, dstSum sums // the table's totals, for a MismatchError
+}
+
+// diff compares every pair, both sides read at once, and returns the pairs
+// that differ with their differing buckets.
+func (m *mover) diff(ctx context.Context, ps []pair) ([]change, error) {
 	srcT, dstT := make([]table, len(ps)), make([]table, len(ps))
 	for i, p := range ps {
 		srcT[i], dstT[i] = p.src, p.dst
 	}
-	a, err := m.checksums(ctx, m.src.Owner, srcT)
-	if err != nil {
-		return nil, nil, nil, err
+	var b []map[int64]sums
+	var bErr error
+	done := make(chan struct{})
+	go func() { defer close(done); b, bErr = m.checksums(ctx, m.dst.Owner, dstT) }()
+	a, aErr := m.checksums(ctx, m.src.Owner, srcT)
+	<-done
+	if err := errors.Join(aErr, bErr); err != nil {
+		return nil, err
 	}
-	b, err := m.checksums(ctx, m.dst.Owner, dstT)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	var out []pair
-	var as, bs []sums
+	var out []change
 	for i := range ps {
-		if a[i] != b[i] {
-			out, as, bs = append(out, ps[i]), append(as, a[i]), append(bs, b[i])
+		var c change
+		for k, v := range a[i] {
+			if b[i][k] != v {
+				c.buckets = append(c.buckets, k)
+			}
+		}
+		for k := range b[i] {
+			if _, ok := a[i][k]; !ok {
+				c.buckets = append(c.buckets, k)
+			}
+		}
+		if len(c.buckets) > 0 {
+			slices.Sort(c.buckets)
+			c.pair, c.srcSum, c.dstSum = ps[i], total(a[i]), total(b[i])
+			out = append(out, c)
 		}
 	}
-	return out, as, bs, nil
+	return out, nil
 }
 
-// sync copies again the tables written since the copy's snapshot (and the
-// tables whose foreign keys reach them, which must be emptied first), then
-// the sequences.
-func (m *mover) sync(ctx context.Context) error {
+// total is a table's count and checksum over its buckets.
+func total(bs map[int64]sums) sums {
+	var rows, sum big.Int
+	for _, s := range bs {
+		var r, x big.Int
+		r.SetString(s.rows, 10)
+		x.SetString(s.sum, 10)
+		rows.Add(&rows, &r)
+		sum.Add(&sum, &x)
+	}
+	return sums{rows.String(), sum.String()}
+}
+
+// sync copies again the buckets written since the copy's snapshot; into a
+// pool, a changed table that other tenant tables reference goes whole, with
+// those tables (their foreign keys stay in force there). With sequences it
+// then brings the target's sequences up to the source's.
+func (m *mover) sync(ctx context.Context, step string, sequences bool) error {
 	ps, err := m.pairs(ctx)
 	if err != nil {
 		return err
 	}
 	m.res.Tables = len(ps)
-	changed, _, _, err := m.diff(ctx, ps)
+	changed, err := m.diff(ctx, ps)
 	if err != nil {
 		return err
 	}
 	if len(changed) > 0 {
-		redo, err := m.withReferrers(ctx, ps, changed)
+		jobs, err := m.jobsFor(ctx, ps, changed)
 		if err != nil {
 			return err
 		}
-		if err := m.copyAll(ctx, redo); err != nil {
+		if err := m.copyJobs(ctx, step, jobs); err != nil {
 			return err
 		}
+	}
+	if !sequences {
+		return nil
 	}
 	return m.syncSequences(ctx, false)
 }
 
-// withReferrers returns changed plus every table whose foreign keys reach
-// one of them, in the order of ps.
-func (m *mover) withReferrers(ctx context.Context, ps, changed []pair) ([]pair, error) {
-	oids := make([]uint32, len(ps))
-	for i, p := range ps {
-		oids[i] = p.dst.oid
-	}
-	rows, _ := m.dst.Owner.Query(ctx, `SELECT DISTINCT conrelid::oid, confrelid::oid FROM pg_constraint
-		WHERE contype = 'f' AND conrelid = ANY($1) AND confrelid = ANY($1)`, oids)
-	referrers := map[uint32][]uint32{}
-	var from, onto uint32
-	if _, err := pgx.ForEachRow(rows, []any{&from, &onto}, func() error {
-		referrers[onto] = append(referrers[onto], from)
-		return nil
-	}); err != nil {
-		return nil, err
-	}
-	want := map[uint32]bool{}
-	var mark func(o uint32)
-	mark = func(o uint32) {
-		if want[o] {
-			return
-		}
-		want[o] = true
-		for _, f := range referrers[o] {
-			mark(f)
-		}
-	}
+// jobsFor turns changes into copy jobs, in the order of ps.
+func (m *mover) jobsFor(ctx context.Context, ps []pair, changed []change) ([]job, error) {
+	buckets := map[uint32][]int64{}
 	for _, c := range changed {
-		mark(c.dst.oid)
+		buckets[c.pair.dst.oid] = c.buckets
 	}
-	var out []pair
+	whole := map[uint32]bool{}
+	if m.dst.Kind == Pool {
+		oids := make([]uint32, len(ps))
+		for i, p := range ps {
+			oids[i] = p.dst.oid
+		}
+		rows, _ := m.dst.Owner.Query(ctx, `SELECT DISTINCT conrelid::oid, confrelid::oid FROM pg_constraint
+			WHERE contype = 'f' AND conrelid = ANY($1) AND confrelid = ANY($1)`, oids)
+		referrers := map[uint32][]uint32{}
+		var from, onto uint32
+		if _, err := pgx.ForEachRow(rows, []any{&from, &onto}, func() error {
+			referrers[onto] = append(referrers[onto], from)
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+		var mark func(o uint32)
+		mark = func(o uint32) {
+			if whole[o] {
+				return
+			}
+			whole[o] = true
+			for _, f := range referrers[o] {
+				mark(f)
+			}
+		}
+		for _, c := range changed {
+			if len(referrers[c.pair.dst.oid]) > 0 {
+				mark(c.pair.dst.oid)
+			}
+		}
+	}
+	var out []job
 	for _, p := range ps {
-		if want[p.dst.oid] {
-			out = append(out, p)
+		switch {
+		case whole[p.dst.oid]:
+			out = append(out, job{pair: p, replace: true})
+		case buckets[p.dst.oid] != nil:
+			out = append(out, job{pair: p, buckets: buckets[p.dst.oid], replace: true})
 		}
 	}
 	return out, nil
@@ -924,12 +1123,13 @@ func (m *mover) verify(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	changed, a, b, err := m.diff(ctx, ps)
+	changed, err := m.diff(ctx, ps)
 	if err != nil {
 		return err
 	}
 	if len(changed) > 0 {
-		return &MismatchError{Object: changed[0].dst.ident, Source: a[0].String(), Target: b[0].String()}
+		c := changed[0]
+		return &MismatchError{Object: c.pair.dst.ident, Source: c.srcSum.String(), Target: c.dstSum.String()}
 	}
 	return m.syncSequences(ctx, true)
 }
