@@ -15,8 +15,9 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
-// OpenDB returns a *sql.DB for code that reaches PostgreSQL through
-// database/sql (sqlx, bun, GORM's postgres driver, ent): every statement
+// OpenDB returns a *sql.DB over p, a *Pool or a *Router, for code that
+// reaches PostgreSQL through database/sql (sqlx, bun, GORM's postgres
+// driver, ent): every statement
 // and transaction runs in the tenant of its call's context, as the Pool's
 // own methods do.
 //

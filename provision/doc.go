@@ -104,6 +104,47 @@
 // functions that belong to an extension (pg_stat_statements, Citus) are the
 // extension's and are not reported.
 //
+// # Placements and moves
+//
+// A registry can place tenants in several databases (Config.Placements):
+// pool (shared tables, row level security), bridge (a schema per tenant) or
+// silo (a database for one tenant, in a schema). The registry's own
+// database is the placement Config.PlacementName ("default"). Each tenant's
+// row says where it is (Record.Placement); each placement's database keeps
+// a registry of its own, listing the tenants placed there, which its Audit,
+// Delete and migrations read ([Registry.Placements]). [Registry.Create]
+// with Spec.Placement creates a tenant there; pgtenant.Router sends each
+// call to the tenant's placement, asking the registry
+// ([Registry.Placement]) and kept current by [Registry.Watch].
+//
+// [Registry.Move] moves a tenant between placements, in any direction:
+// prepare, copy (one snapshot, COPY; the tenant reads and writes on),
+// freeze (the tenant marked moving; a fence of triggers on its source
+// tables refuses its writes with SQLSTATE TN010, whoever sends them), sync
+// (the buckets of rows written since the snapshot copied again,
+// sequences brought up), verify (row count and checksum per bucket of every
+// table, sequences), switch (the registry row, announced), cleanup (the
+// source's schema dropped, or its rows of a pool's shared tables deleted).
+// It is resumable after a crash at any step. A pool it leaves keeps the
+// fence for that tenant (its shared tables carry the two triggers, whose
+// WHEN clause is all other tenants' writes pay) until the tenant comes
+// back. Into a bridge or silo, the copy goes straight into the tables
+// inside one transaction with their row level security not forced and
+// their foreign keys dropped (restored, and validated, before it commits:
+// no other transaction sees them otherwise; the tenant is not served from
+// there before the switch); into a pool, through a temporary table and an
+// INSERT under the tenant's policy.
+//
+// On Citus, a placement is a whole cluster (its coordinator's database):
+// moving a tenant's distributed schema between the cluster's workers is
+// Citus's citus_schema_move(schema, node, port, shard_transfer_mode =>
+// 'block_writes'), which changes nothing for the registry or pgtenant (the
+// coordinator routes); Registry.Move moves a tenant to another placement
+// (another cluster, a silo). Prefer block_writes: the measurement recorded
+// with issue 28 found the logical-replication transfer modes hang while the
+// tenant is being written (an idle tenant moves in seconds); it was not
+// repeated in this round.
+//
 // # Citus
 //
 // When the database has the citus extension, Create makes each tenant
