@@ -195,6 +195,27 @@ func (r *Registry) Move(ctx context.Context, slug, to string, opts MoveOptions) 
 		return MoveResult{}, err
 	}
 	m.res.To = dst.Name
+	// One Move of a tenant at a time, across processes: a session lock,
+	// held on a connection of its own for the whole move, and released by
+	// the server if this process dies.
+	conn, err := r.cfg.Owner.Acquire(ctx)
+	if err != nil {
+		return MoveResult{}, fmt.Errorf("provision: move %q: %w", slug, err)
+	}
+	defer conn.Release()
+	var locked bool
+	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock(hashtextextended('tenancy-move:' || $1, 0))", m.t.ID).Scan(&locked); err != nil {
+		return MoveResult{}, fmt.Errorf("provision: move %q: %w", slug, err)
+	}
+	if !locked {
+		return MoveResult{}, fmt.Errorf("%w: another Move of tenant %q is running", ErrMoveInProgress, slug)
+	}
+	defer func() {
+		if _, err := conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock(hashtextextended('tenancy-move:' || $1, 0))", m.t.ID); err != nil {
+			// The lock must not stay on a pooled connection.
+			_ = conn.Conn().Close(context.WithoutCancel(ctx))
+		}
+	}()
 	return m.run(ctx)
 }
 

@@ -380,6 +380,31 @@ func TestMoveEveryDirection(t *testing.T) {
 	if diff := cmp.Diff(wantOther, program(t, w.router, other)); diff != "" {
 		t.Errorf("the bridge's other tenant changed:\n%s", diff)
 	}
+	// Two Moves of one tenant at once: the second is refused while the
+	// first runs, and the first finishes.
+	reached, release := make(chan struct{}), make(chan struct{})
+	first := make(chan error, 1)
+	go func() {
+		_, err := w.reg.Move(bg, mover.Slug, "shared", provision.MoveOptions{BeforeStep: func(_ context.Context, s string) error {
+			if s == provision.MoveCopy {
+				close(reached)
+				<-release
+			}
+			return nil
+		}})
+		first <- err
+	}()
+	<-reached
+	if _, err := w.reg.Move(bg, mover.Slug, "shared", provision.MoveOptions{}); !errors.Is(err, provision.ErrMoveInProgress) {
+		t.Errorf("a second Move during the first: %v, want ErrMoveInProgress", err)
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatalf("the first Move: %v", err)
+	}
+	if _, err := w.reg.Move(bg, mover.Slug, "default", provision.MoveOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	// Moving where it is does nothing.
 	if res, err := w.reg.Move(bg, mover.Slug, "default", provision.MoveOptions{}); err != nil || res.Rows != 0 {
 		t.Errorf("move to its own placement: %+v, %v", res, err)
